@@ -1,0 +1,19 @@
+"""odeverify: derive, compute and verify adjoint gradients of ODEs and Neural ODEs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._adjoint import AdjointResult as AdjointResult
+from ._adjoint import BacksolveDriftWarning as BacksolveDriftWarning
+from ._adjoint import SolverStats as SolverStats
+from ._adjoint import adjoint_gradients as adjoint_gradients
+from ._field import AbstractVectorField as AbstractVectorField
+from ._integrate import Solution as Solution
+from ._integrate import solve as solve
+from ._parse import parse_expression as parse_expression
+from ._system import ODESystem as ODESystem
+from . import errors as errors
+
+try:
+    __version__ = version("odeverify")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"

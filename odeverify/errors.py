@@ -1,0 +1,92 @@
+"""The package's exception and warning classes.
+
+Every error raised for bad input subclasses :class:`ValueError` or
+:class:`TypeError`, so ``except ValueError`` keeps working for callers that do
+not know odeverify; every message names the argument, the value received and a
+fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OdeverifyError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "ParseError",
+    "SpecError",
+    "LossError",
+    "IntegrationError",
+    "OdeverifyWarning",
+    "TrivialTestWarning",
+]
+
+
+class OdeverifyError(Exception):
+    """Base class of every error raised by odeverify."""
+
+
+class InvalidArgumentError(OdeverifyError, ValueError):
+    """An argument has the right type but a wrong value, shape or length."""
+
+
+class InvalidTypeError(OdeverifyError, TypeError):
+    """An argument has a type odeverify cannot use."""
+
+
+class ParseError(InvalidArgumentError):
+    """An expression string is not in the accepted syntax.
+
+    Attributes
+    ----------
+    expression : str
+        The text that was parsed.
+    token : str
+        The offending piece of text.
+    position : int
+        Zero-based character offset of ``token`` in ``expression``.
+    """
+
+    def __init__(self, message, *, expression="", token="", position=0):
+        self.expression = expression
+        self.token = token
+        self.position = position
+        where = ""
+        if expression and len(expression) <= 200:
+            where = f"\n    {expression}\n    {' ' * position}^"
+        super().__init__(f"{message}{where}")
+
+
+class SpecError(InvalidArgumentError):
+    """A problem specification file (TOML) is malformed."""
+
+
+class LossError(InvalidArgumentError):
+    """The loss callable does not return a finite real scalar or is not differentiable."""
+
+
+class IntegrationError(OdeverifyError, RuntimeError):
+    """An ODE solve failed (finite-time blow-up, step size collapse, non-finite values).
+
+    Attributes
+    ----------
+    t_reached : float
+        The last time the solver reached.
+    t_target : float
+        The time it was asked to reach.
+    solver_message : str
+        The message of the underlying solver.
+    """
+
+    def __init__(self, message, *, t_reached=float("nan"), t_target=float("nan"), solver_message=""):
+        self.t_reached = t_reached
+        self.t_target = t_target
+        self.solver_message = solver_message
+        super().__init__(message)
+
+
+class OdeverifyWarning(UserWarning):
+    """Base class of odeverify's warnings."""
+
+
+class TrivialTestWarning(OdeverifyWarning):
+    """A check that cannot tell a right gradient from a wrong one."""
