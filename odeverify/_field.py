@@ -1,0 +1,123 @@
+"""The vector-field interface that every solver and adjoint code path uses.
+
+A vector field is f(z, t; theta) with z of n states and theta of p parameters.
+``solve``, ``adjoint_gradients`` and the cross-checks accept anything that
+implements :class:`AbstractVectorField`; :class:`~odeverify.ODESystem`
+(symbolic, generated kernels) is one implementation, and the Neural-ODE fields
+are others. The adjoint engine calls only these methods, so there is one code
+path for the adjoint whatever the field.
+
+Shapes: ``z`` and ``a`` are ``(B, n)`` (a batch of B states), ``t`` a float,
+``theta`` ``(p,)``. Products with the parameters and time are *summed over the
+batch*, because theta and t are shared by every sample.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+__all__ = ["AbstractVectorField"]
+
+
+class AbstractVectorField(abc.ABC):
+    """Interface of a vector field f(z, t; theta).
+
+    Subclasses set :attr:`n_states` and :attr:`n_params` and implement
+    :meth:`eval_f`, :meth:`eval_vjp` and :meth:`f_autograd`. The Jacobian
+    methods are optional: without them implicit solvers fall back to finite
+    differences.
+    """
+
+    #: number of states n
+    n_states: int
+    #: number of parameters p
+    n_params: int
+    #: True when f does not depend on t; None when unknown
+    is_autonomous: bool | None = None
+    #: names of the states, for reports
+    state_names: tuple = ()
+    #: names of the parameters, for reports
+    param_names: tuple = ()
+    #: True when eval_jac_z, eval_jacobians and eval_backward_jac return arrays
+    has_jacobians: bool = False
+
+    @abc.abstractmethod
+    def eval_f(self, z, t, theta):
+        """f(z, t; theta).
+
+        Parameters
+        ----------
+        z : ndarray, shape (B, n)
+        t : float
+        theta : ndarray, shape (p,)
+
+        Returns
+        -------
+        ndarray, shape (B, n)
+        """
+
+    @abc.abstractmethod
+    def eval_vjp(self, a, z, t, theta, *, with_f=False):
+        """Vector-Jacobian products of ``a`` with f.
+
+        Parameters
+        ----------
+        a, z : ndarray, shape (B, n)
+        t : float
+        theta : ndarray, shape (p,)
+        with_f : bool
+            Also return f(z, t; theta) (computed with shared subexpressions).
+
+        Returns
+        -------
+        f : ndarray, shape (B, n), or None
+            Only when ``with_f``.
+        a_z : ndarray, shape (B, n)
+            ``a^T df/dz`` for each sample.
+        a_theta : ndarray, shape (p,)
+            ``sum_b a_b^T df/dtheta(z_b)``.
+        a_t : float
+            ``sum_b a_b^T df/dt(z_b)``.
+        """
+
+    @abc.abstractmethod
+    def f_autograd(self, z, t, theta):
+        """f written with ``autograd.numpy``, differentiable in every argument.
+
+        ``z`` has shape ``(..., n)``; the result has the same shape.
+        """
+
+    def eval_jac_z(self, z, t, theta):
+        """df/dz for each sample, shape (B, n, n); None when not available."""
+        return None
+
+    def eval_backward_jac(self, z, a, t, theta):
+        """Blocks of the Jacobian of the backward system, or None.
+
+        Returns
+        -------
+        tuple of ndarray or None
+            ``(f_z, a_zz, a_theta_z, a_t_z)`` with shapes ``(B, n, n)``,
+            ``(B, n, n)``, ``(B, p, n)``, ``(B, 1, n)``, where ``a_zz[b, i, j] =
+            d(a^T f_z)_i / dz_j``, and ``a_theta_z``, ``a_t_z`` the same for the
+            parameter and time products. The blocks with respect to ``a`` are
+            ``f_z^T``, ``f_theta^T``, ``f_t^T`` and come from ``eval_jacobians``.
+        """
+        return None
+
+    def eval_jacobians(self, z, t, theta):
+        """``(f_z (B, n, n), f_theta (B, n, p), f_t (B, n))`` or None."""
+        return None
+
+    def complex_step_safe(self):
+        """True when f is analytic, so complex-step differentiation is exact."""
+        return False
+
+    def describe(self):
+        """A one-line description for reports."""
+        return f"{type(self).__name__} with {self.n_states} states and {self.n_params} parameters"
+
+    def _check_theta_length(self, theta):
+        return np.shape(theta) == (self.n_params,)
