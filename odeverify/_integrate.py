@@ -1,0 +1,409 @@
+"""Forward solves with the solvers of ``scipy.integrate.solve_ivp``.
+
+The solver classes that ``solve_ivp`` drives (RK45, RK23, DOP853, Radau, BDF,
+LSODA) are stepped here directly, which gives what ``solve_ivp`` hides: the
+number of steps when output times are requested, a step budget, the time a
+failed solve reached, and the step interpolants for dense output. Failures
+become :class:`~odeverify.errors.IntegrationError` with the time reached and the
+solver's message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.integrate
+import scipy.sparse
+
+from ._validate import (
+    IMPLICIT_METHODS,
+    as_field,
+    check_method,
+    check_positive_int,
+    check_theta,
+    check_tolerances,
+    check_ts,
+    check_z0,
+)
+from .errors import IntegrationError
+
+__all__ = ["solve", "Solution", "integrate_span", "DEFAULT_MAX_STEPS"]
+
+#: default step budget of one solve
+DEFAULT_MAX_STEPS = 100_000
+
+_SOLVERS = {
+    "RK45": scipy.integrate.RK45,
+    "RK23": scipy.integrate.RK23,
+    "DOP853": scipy.integrate.DOP853,
+    "Radau": scipy.integrate.Radau,
+    "BDF": scipy.integrate.BDF,
+    "LSODA": scipy.integrate.LSODA,
+}
+
+
+@dataclass
+class SpanResult:
+    """What one integration over [t_start, t_end] produced (internal)."""
+
+    y_at: np.ndarray  # (len(t_out), size) states at the requested times
+    y_end: np.ndarray
+    nfev: int
+    njev: int
+    nlu: int
+    nsteps: int
+    interpolants: list | None
+    step_times: list | None
+
+
+def integrate_span(
+    fun,
+    t_start,
+    t_end,
+    y0,
+    *,
+    method,
+    rtol,
+    atol,
+    jac=None,
+    t_out=(),
+    dense=False,
+    max_steps=DEFAULT_MAX_STEPS,
+    what="forward solve",
+):
+    """Integrate ``dy/dt = fun(t, y)`` from ``t_start`` to ``t_end``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(t, y) -> dy/dt`` on flat arrays.
+    t_start, t_end : float
+    y0 : ndarray, shape (size,)
+    method : str
+        One of :data:`odeverify._validate.METHODS`.
+    rtol : float
+    atol : float or ndarray of shape (size,)
+    jac : callable, optional
+        ``jac(t, y)``, dense or sparse; only used by implicit methods.
+    t_out : sequence of float
+        Times in ``[t_start, t_end]`` (in integration order) at which to
+        report the state, interpolated with the step's dense output.
+    dense : bool
+        Keep every step's interpolant (for an :class:`scipy.integrate.OdeSolution`).
+    max_steps : int
+        Step budget; exceeding it raises :class:`IntegrationError`.
+    what : str
+        Name of the solve for error messages.
+
+    Returns
+    -------
+    SpanResult
+    """
+    solver_cls = _SOLVERS[method]
+    kwargs = dict(rtol=rtol, atol=atol)
+    if method in IMPLICIT_METHODS and jac is not None:
+        kwargs["jac"] = jac
+    t_out = np.asarray(t_out, dtype=float)
+    y_at = np.empty((len(t_out), y0.size))
+    k = 0
+    direction = np.sign(t_end - t_start)
+    # requested times equal to t_start are the initial state
+    while k < len(t_out) and t_out[k] == t_start:
+        y_at[k] = y0
+        k += 1
+    with np.errstate(all="ignore"):
+        solver = solver_cls(fun, t_start, y0, t_end, **kwargs)
+        interpolants = [] if dense else None
+        step_times = [t_start] if dense else None
+        nsteps = 0
+        while solver.status == "running":
+            message = solver.step()
+            if solver.status == "failed":
+                _fail(what, solver, t_start, t_end, message)
+            nsteps += 1
+            if not np.all(np.isfinite(solver.y)):
+                _fail(what, solver, t_start, t_end, "the state became infinite or NaN")
+            t_new = solver.t
+            if k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
+                interp = solver.dense_output()
+                while k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
+                    y_at[k] = solver.y if t_out[k] == t_new else interp(t_out[k])
+                    k += 1
+                if dense:
+                    interpolants.append(interp)
+            elif dense:
+                interpolants.append(solver.dense_output())
+            if dense:
+                step_times.append(t_new)
+            if nsteps >= max_steps and solver.status == "running":
+                hint = _blow_up_hint(solver, t_end)
+                raise IntegrationError(
+                    f"the {what} took more than max_steps={max_steps} steps and reached only t = {float(solver.t)!r} "
+                    f"of [{t_start!r}, {t_end!r}]; "
+                    + (f"{hint}; " if hint else "")
+                    + "the problem may be stiff (try method='Radau' or 'BDF'), the tolerances too tight, "
+                    "or raise max_steps",
+                    t_reached=float(solver.t),
+                    t_target=float(t_end),
+                    solver_message="step budget exhausted",
+                )
+    if not np.all(np.isfinite(y_at)):
+        raise IntegrationError(
+            f"the {what} produced non-finite values at the output times", t_reached=float(solver.t), t_target=float(t_end)
+        )
+    return SpanResult(
+        y_at=y_at,
+        y_end=solver.y.copy(),
+        nfev=int(solver.nfev),
+        njev=int(getattr(solver, "njev", 0)),
+        nlu=int(getattr(solver, "nlu", 0)),
+        nsteps=nsteps,
+        interpolants=interpolants,
+        step_times=step_times,
+    )
+
+
+def _blow_up_hint(solver, t_end):
+    """A sentence when the state or its rate of change looks like a finite-time blow-up."""
+    y = solver.y
+    finite = np.isfinite(y)
+    ymax = float(np.max(np.abs(y[finite]))) if np.any(finite) else float("inf")
+    fval = getattr(solver, "f", None)
+    fmax = float(np.max(np.abs(fval))) if fval is not None and np.all(np.isfinite(fval)) else float("inf")
+    remaining = abs(t_end - solver.t)
+    if not np.all(finite) or ymax > 1e10 or fmax * remaining > 1e8 * max(ymax, 1.0):
+        return (
+            f"|z| reached {ymax:.3g} and |dz/dt| {fmax:.3g}: the solution may blow up in finite time "
+            f"near t = {float(solver.t)!r}"
+        )
+    return ""
+
+
+def _fail(what, solver, t_start, t_end, message):
+    hints = [h for h in [_blow_up_hint(solver, t_end)] if h]
+    hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
+    raise IntegrationError(
+        f"the {what} failed at t = {float(solver.t)!r} (integrating from {t_start!r} to {t_end!r}): "
+        f"{str(message).rstrip('.')}. " + "; ".join(hints),
+        t_reached=float(solver.t),
+        t_target=float(t_end),
+        solver_message=str(message),
+    )
+
+
+# ---------------------------------------------------------------------------- Jacobian assembly
+class BlockJacobian:
+    """Assembles a sparse (or dense, for LSODA) Jacobian from per-sample blocks.
+
+    Placements are registered once; :meth:`build` takes the block arrays in
+    the same order and returns the matrix. Two kinds of placement:
+
+    * ``diag(row0, col0, r, c)``: a ``(B, r, c)`` array placed block-diagonally,
+      sample ``b`` at rows ``row0 + b*r``, columns ``col0 + b*c``;
+    * ``row(row0, col0, r, c)``: a ``(B, r, c)`` array placed side by side in
+      the same rows ``row0 .. row0+r``, sample ``b`` at columns ``col0 + b*c``.
+    """
+
+    def __init__(self, size, batch, dense):
+        self.size = size
+        self.batch = batch
+        self.dense = dense
+        self._rows = []
+        self._cols = []
+
+    def diag(self, row0, col0, r, c):
+        b = np.arange(self.batch)[:, None, None]
+        i = np.arange(r)[None, :, None]
+        j = np.arange(c)[None, None, :]
+        self._rows.append(np.broadcast_to(row0 + b * r + i, (self.batch, r, c)).ravel())
+        self._cols.append(np.broadcast_to(col0 + b * c + j, (self.batch, r, c)).ravel())
+
+    def row(self, row0, col0, r, c):
+        b = np.arange(self.batch)[:, None, None]
+        i = np.arange(r)[None, :, None]
+        j = np.arange(c)[None, None, :]
+        self._rows.append(np.broadcast_to(row0 + i + 0 * b, (self.batch, r, c)).ravel())
+        self._cols.append(np.broadcast_to(col0 + b * c + j, (self.batch, r, c)).ravel())
+
+    def finish(self):
+        self.rows = np.concatenate(self._rows) if self._rows else np.zeros(0, int)
+        self.cols = np.concatenate(self._cols) if self._cols else np.zeros(0, int)
+        return self
+
+    def build(self, *blocks):
+        data = np.concatenate([np.ravel(b) for b in blocks]) if blocks else np.zeros(0)
+        if self.dense:
+            out = np.zeros((self.size, self.size))
+            np.add.at(out, (self.rows, self.cols), data)
+            return out
+        return scipy.sparse.csc_matrix((data, (self.rows, self.cols)), shape=(self.size, self.size))
+
+
+def forward_jacobian(field, theta, batch, n, method):
+    """``jac(t, y)`` for the forward system, or None when the field has no Jacobian."""
+    if not field.has_jacobians:
+        return None
+    dense = method == "LSODA" or batch == 1
+    if dense and batch == 1:
+
+        def jac(t, y):
+            return field.eval_jac_z(y.reshape(1, n), t, theta)[0]
+
+        return jac
+    asm = BlockJacobian(batch * n, batch, dense)
+    asm.diag(0, 0, n, n)
+    asm.finish()
+
+    def jac(t, y):
+        return asm.build(field.eval_jac_z(y.reshape(batch, n), t, theta))
+
+    return jac
+
+
+# ---------------------------------------------------------------------------- public solve
+@dataclass
+class Solution:
+    """The result of :func:`solve`.
+
+    Attributes
+    ----------
+    t : ndarray, shape (T,)
+        The requested times ``ts``.
+    z : ndarray, shape (T, n) or (T, B, n)
+        The states at ``t`` (a batch axis when ``z0`` was batched).
+    nfev, njev, nlu, nsteps : int
+        Right-hand side and Jacobian evaluations, LU decompositions, steps.
+    method : str
+    rtol, atol : float
+    sol : scipy.integrate.OdeSolution or None
+        Dense output over ``[ts[0], ts[-1]]`` when ``dense_output=True``;
+        use :meth:`__call__`.
+    """
+
+    t: np.ndarray
+    z: np.ndarray
+    nfev: int
+    njev: int
+    nlu: int
+    nsteps: int
+    method: str
+    rtol: float
+    atol: object
+    sol: object = None
+    batched: bool = False
+    _shape: tuple = field(default=(), repr=False)
+
+    def __call__(self, t):
+        """The state at time(s) ``t`` from the dense output; shape ``np.shape(t) + z0.shape``."""
+        if self.sol is None:
+            raise ValueError("this Solution has no dense output; call solve(..., dense_output=True)")
+        t = np.asarray(t, dtype=float)
+        y = self.sol(t)  # (size,) or (size, k)
+        y = np.moveaxis(np.asarray(y), 0, -1)
+        return y.reshape(t.shape + self._shape)
+
+
+def solve(
+    system,
+    z0,
+    ts,
+    theta=None,
+    *,
+    method="DOP853",
+    rtol=1e-8,
+    atol=1e-8,
+    dense_output=False,
+    max_steps=DEFAULT_MAX_STEPS,
+):
+    """Solve dz/dt = f(z, t; theta), z(ts[0]) = z0, and report z at every time in ``ts``.
+
+    Parameters
+    ----------
+    system : ODESystem or vector field
+        The right-hand side.
+    z0 : array_like, shape (n,) or (B, n)
+        Initial state, or a batch of B initial states solved together.
+    ts : array_like, shape (T,)
+        Strictly increasing or strictly decreasing times, ``T >= 2``;
+        ``ts[0]`` is the initial time.
+    theta : array_like, shape (p,)
+        Parameters (``None`` when the system has none).
+    method : {'DOP853', 'RK45', 'RK23', 'Radau', 'BDF', 'LSODA'}
+        A solver of :func:`scipy.integrate.solve_ivp`; implicit methods get
+        the analytic Jacobian (sparse block-diagonal for a batch).
+    rtol, atol : float
+        Tolerances; ``atol`` may be an array of shape (n,).
+    dense_output : bool
+        Keep the step interpolants, so that the returned solution can be
+        called at any time in the span.
+    max_steps : int
+        Step budget; exceeding it raises :class:`~odeverify.errors.IntegrationError`.
+
+    Returns
+    -------
+    Solution
+
+    Raises
+    ------
+    InvalidArgumentError, InvalidTypeError
+        For bad inputs.
+    IntegrationError
+        When the solve fails (finite-time blow-up, step size collapse).
+
+    Examples
+    --------
+    >>> import numpy as np, odeverify
+    >>> exp = odeverify.ODESystem.from_strings("x", "", ["x"])
+    >>> sol = odeverify.solve(exp, [1.0], [0.0, 1.0], rtol=1e-12, atol=1e-12)
+    >>> bool(abs(sol.z[-1, 0] - np.e) < 1e-10)
+    True
+    """
+    fld = as_field(system)
+    n, p = fld.n_states, fld.n_params
+    z0_2d, batched = check_z0(z0, n)
+    theta = check_theta(theta, p)
+    ts = check_ts(ts)
+    method = check_method(method)
+    rtol, atol = check_tolerances(rtol, atol, n)
+    max_steps = check_positive_int(max_steps, "max_steps")
+    B = z0_2d.shape[0]
+    atol_flat = atol if np.ndim(atol) == 0 else np.tile(atol, B)
+
+    def fun(t, y):
+        return fld.eval_f(y.reshape(B, n), t, theta).reshape(-1)
+
+    jac = forward_jacobian(fld, theta, B, n, method) if method in IMPLICIT_METHODS else None
+    res = integrate_span(
+        fun,
+        float(ts[0]),
+        float(ts[-1]),
+        z0_2d.reshape(-1),
+        method=method,
+        rtol=rtol,
+        atol=atol_flat,
+        jac=jac,
+        t_out=ts,
+        dense=dense_output,
+        max_steps=max_steps,
+    )
+    z = res.y_at.reshape(len(ts), B, n)
+    if not batched:
+        z = z[:, 0, :]
+    sol = None
+    if dense_output:
+        sol = scipy.integrate.OdeSolution(np.asarray(res.step_times), res.interpolants)
+    return Solution(
+        t=ts,
+        z=z,
+        nfev=res.nfev,
+        njev=res.njev,
+        nlu=res.nlu,
+        nsteps=res.nsteps,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        sol=sol,
+        batched=batched,
+        _shape=(B, n) if batched else (n,),
+    )

@@ -1,0 +1,200 @@
+"""adjoint_gradients against closed forms and independent references."""
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from helpers import entry_rel_err, forced_decay_reference, linear_reference, rel_err
+
+import odeverify as ov
+
+MODES = ["interpolated", "backsolve"]
+
+
+@pytest.fixture(scope="module")
+def growth():
+    return ov.ODESystem.from_strings("x", "a", ["a*x"])
+
+
+def test_notes_example_exp(growth):
+    # dx/dt = x, x(0) = 1 gives e^t (notes 2.2)
+    sol = ov.solve(growth, [1.0], np.linspace(0, 2, 5), [1.0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sol.z[:, 0], np.exp(np.linspace(0, 2, 5)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("x0,a,t0,T", [(1.0, 1.0, 0.0, 1.0), (1.3, 0.7, 0.2, 1.1), (-0.4, -1.5, 1.0, 3.0), (2.0, 0.3, 2.0, -1.0)])
+def test_growth_all_four_gradients(growth, mode, x0, a, t0, T):
+    # L = x(T)^2 = x0^2 exp(2 a (T - t0))
+    res = ov.adjoint_gradients(
+        growth, [x0], [t0, T], [a], lambda zs: zs[-1, 0] ** 2, mode=mode, rtol=1e-10, atol=1e-10
+    )
+    L = x0**2 * np.exp(2 * a * (T - t0))
+    assert res.loss == pytest.approx(L, rel=1e-9)
+    want = {
+        "x0": 2 * x0 * np.exp(2 * a * (T - t0)),
+        "a": 2 * (T - t0) * L,
+        "t0": -2 * a * L,
+        "T": 2 * a * L,
+    }
+    got = {"x0": res.z0[0], "a": res.theta[0], "t0": res.t[0], "T": res.t[1]}
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-8), key
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("decreasing", [False, True])
+def test_linear_system_intermediate_times(mode, decreasing):
+    rng = np.random.default_rng(3)
+    A = np.array([[-0.3, 1.1, 0.2], [-0.9, -0.2, 0.4], [0.1, -0.5, -0.6]])
+    z0 = np.array([1.0, -0.5, 0.8])
+    ts = np.array([0.0, 0.3, 0.9, 1.4, 2.0])
+    if decreasing:
+        ts = ts[::-1] - 1.0
+    c = rng.normal(size=(len(ts), 3))
+    names = [f"a{i}{j}" for i in range(3) for j in range(3)]
+    rhs = [" + ".join(f"a{i}{j}*z{j}" for j in range(3)) for i in range(3)]
+    sys_ = ov.ODESystem.from_strings("z0 z1 z2", names, rhs)
+
+    def loss(zs):
+        return anp.sum(c * zs) + 0.5 * anp.sum(zs**2)
+
+    res = ov.adjoint_gradients(sys_, z0, ts, A.ravel(), loss, mode=mode, rtol=1e-11, atol=1e-11)
+    L, dz0, dA, dts = linear_reference(A, z0, ts, c)
+    assert res.loss == pytest.approx(L, rel=1e-9)
+    assert entry_rel_err(res.z0, dz0) < 1e-8
+    assert entry_rel_err(res.theta, dA) < 1e-8
+    assert entry_rel_err(res.t, dts) < 1e-8
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_time_dependent_rhs(mode):
+    # exercises the df/dt path: dL/dt0 needs the integral of a * df/dt
+    sys_ = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"])
+    k, w, x0 = 0.8, 2.5, 1.2
+    ts = np.array([0.3, 1.0, 1.7, 2.9])
+    weights = np.array([0.5, 1.0, -0.7, 2.0])
+    L, dx0, dth, dts = forced_decay_reference(k, w, x0, ts, weights)
+
+    def loss(zs):
+        return anp.sum(weights * zs[:, 0] ** 2)
+
+    res = ov.adjoint_gradients(sys_, [x0], ts, [k, w], loss, mode=mode, rtol=1e-11, atol=1e-11)
+    assert res.loss == pytest.approx(L, rel=1e-9)
+    assert res.z0[0] == pytest.approx(dx0, rel=1e-8)
+    assert entry_rel_err(res.theta, dth) < 1e-8
+    assert entry_rel_err(res.t, dts) < 1e-8
+    # the integrated a_t and the identity -a(t0+) f(z0, t0) agree
+    assert res.diagnostics["t0_discrepancy"] < 1e-8 * abs(dts[0])
+
+
+def _fd_gradient(fun, x, rel_step=1e-5):
+    """Central differences with a 4th-order Richardson step: fun(x) -> float."""
+    x = np.asarray(x, float)
+    g = np.zeros_like(x)
+    for i in range(x.size):
+        h = rel_step * max(1.0, abs(x[i]))
+        e = np.zeros_like(x)
+        e[i] = h
+        d1 = (fun(x + e) - fun(x - e)) / (2 * h)
+        d2 = (fun(x + 2 * e) - fun(x - 2 * e)) / (4 * h)
+        g[i] = (4 * d1 - d2) / 3
+    return g
+
+
+@pytest.mark.parametrize("method", ["Radau", "BDF"])
+def test_stiff_van_der_pol(method):
+    vdp = ov.ODESystem.from_strings("x y", "mu", ["y", "mu*(1 - x**2)*y - x"])
+    mu = 60.0
+    z0 = np.array([2.0, 0.0])
+    ts = np.array([0.0, 0.4, 1.0])
+
+    def loss(zs):
+        return anp.sum(zs[:, 0] ** 2) + 0.01 * anp.sum(zs[:, 1])
+
+    res = ov.adjoint_gradients(vdp, z0, ts, [mu], loss, mode="interpolated", method=method, rtol=1e-9, atol=1e-9)
+
+    def L_of(z0_, mu_, ts_):
+        sol = ov.solve(vdp, z0_, ts_, [mu_], method="Radau", rtol=1e-13, atol=1e-13)
+        return float(np.sum(sol.z[:, 0] ** 2) + 0.01 * np.sum(sol.z[:, 1]))
+
+    ref_z0 = _fd_gradient(lambda v: L_of(v, mu, ts), z0)
+    ref_mu = _fd_gradient(lambda v: L_of(z0, v[0], ts), [mu])
+    ref_t = _fd_gradient(lambda v: L_of(z0, mu, v), ts, rel_step=1e-4)
+    # the stiff solve and the difference quotients both carry ~1e-7 errors
+    assert rel_err(res.z0, ref_z0) < 1e-5
+    assert rel_err(res.theta, ref_mu) < 1e-5
+    assert rel_err(res.t, ref_t) < 1e-5
+    assert res.stats.njev_backward > 0  # the analytic Jacobian was used
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_equals_samples(mode):
+    lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
+    theta = np.array([1.2, 0.7, 0.9, 1.1])
+    rng = np.random.default_rng(7)
+    Z0 = rng.uniform(0.5, 2.0, size=(6, 2))
+    ts = np.array([0.0, 0.5, 1.3, 2.0])
+    target = rng.normal(size=(len(ts), 2))
+
+    def loss_batch(zs):  # (T, B, n)
+        return anp.sum((zs - target[:, None, :]) ** 2 * np.arange(1, 3))
+
+    def loss_one(zs):  # (T, n)
+        return anp.sum((zs - target) ** 2 * np.arange(1, 3))
+
+    kw = dict(mode=mode, rtol=1e-11, atol=1e-11)
+    batch = ov.adjoint_gradients(lv, Z0, ts, theta, loss_batch, **kw)
+    singles = [ov.adjoint_gradients(lv, z, ts, theta, loss_one, **kw) for z in Z0]
+    assert batch.z0.shape == Z0.shape
+    assert batch.zs.shape == (len(ts), 6, 2)
+    assert batch.loss == pytest.approx(sum(s.loss for s in singles), rel=1e-10)
+    assert rel_err(batch.z0, [s.z0 for s in singles]) < 1e-8
+    assert rel_err(batch.theta, sum(s.theta for s in singles)) < 1e-8
+    assert rel_err(batch.t, sum(s.t for s in singles)) < 1e-8
+
+
+def test_loss_at_initial_time_is_not_skipped(growth):
+    # L = x(t0)^2 + x(T): the t0 term enters dL/dz0 directly
+    res = ov.adjoint_gradients(
+        growth, [1.5], [0.0, 1.0], [0.4], lambda zs: zs[0, 0] ** 2 + zs[1, 0], rtol=1e-11, atol=1e-11
+    )
+    assert res.z0[0] == pytest.approx(2 * 1.5 + np.exp(0.4), rel=1e-9)
+    # the t0 term does not move with t0: dL/dt0 = -a x(T)
+    assert res.t[0] == pytest.approx(-0.4 * 1.5 * np.exp(0.4), rel=1e-9)
+
+
+def test_backsolve_reports_reconstruction(growth):
+    res = ov.adjoint_gradients(growth, [1.0], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0], mode="backsolve")
+    assert res.z0_reconstruction_error is not None
+    assert 0 <= res.z0_reconstruction_error < 1e-6
+    assert res.backsolve_drift.shape == (1,)
+    interp = ov.adjoint_gradients(growth, [1.0], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0])
+    assert interp.z0_reconstruction_error is None
+
+
+def test_backsolve_drift_warns_when_unstable():
+    # dx/dt = k x with large k: backwards, errors grow like exp(k T)
+    fast = ov.ODESystem.from_strings("x", "k", ["-k*x"])
+    with pytest.warns(ov.BacksolveDriftWarning, match="interpolated"):
+        res = ov.adjoint_gradients(fast, [1.0], [0.0, 8.0], [5.0], lambda zs: zs[-1, 0], mode="backsolve", rtol=1e-6, atol=1e-12)
+    assert res.z0_reconstruction_error > 1e-3
+
+
+def test_statistics(growth):
+    res = ov.adjoint_gradients(growth, [1.0], [0.0, 0.5, 1.0], [1.0], lambda zs: anp.sum(zs))
+    s = res.stats
+    assert s.nfev_forward > 0 and s.nfev_backward > 0
+    assert s.nsteps_forward > 0 and s.nsteps_backward >= 2  # at least one step per interval
+    d = res.to_dict()
+    assert set(d) >= {"loss", "z0", "theta", "t", "stats"}
+
+
+def test_no_parameters():
+    sys_ = ov.ODESystem.from_strings("x", "", ["-x + t"])
+    res = ov.adjoint_gradients(sys_, [1.0], [0.0, 1.0], None, lambda zs: zs[-1, 0], rtol=1e-11, atol=1e-11)
+    # x(T) = T - 1 + (x0 + 1 - t0) e^{-(T - t0)}
+    assert res.theta.shape == (0,)
+    assert res.z0[0] == pytest.approx(np.exp(-1.0), rel=1e-9)
+    # d/dt0 of x(T) = -e^{-(T-t0)} + (x0 + 1 - t0) e^{-(T-t0)} at t0 = 0, x0 = 1
+    assert res.t[0] == pytest.approx(np.exp(-1.0), rel=1e-8)
+    assert res.t[1] == pytest.approx(1 - 2 * np.exp(-1.0), rel=1e-8)
