@@ -1,0 +1,7 @@
+"""``python -m odeverify``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,177 @@
+"""The command line and the TOML specs."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from odeverify.cli import main
+from odeverify.errors import SpecError
+from odeverify.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run(argv):
+    out = io.StringIO()
+    code = main(argv, out=out)
+    return code, out.getvalue()
+
+
+def test_derive_prints_every_matrix():
+    code, text = run(["derive", str(EXAMPLES / "lotka_volterra.toml")])
+    assert code == 0
+    for title in ("∂f/∂z", "∂f/∂θ", "∂f/∂t", "da/dt", "da_θ/dt", "da_t/dt", "f_aug", "∂f_aug/∂[z, θ, t]", "backward system"):
+        assert title in text
+    code, tex = run(["derive", str(EXAMPLES / "lotka_volterra.toml"), "--latex", "--only", "jac_z"])
+    assert code == 0 and r"\frac{\partial f}{\partial z}" in tex and "begin{matrix}" in tex
+
+
+def test_gradients_exponential_matches_closed_form():
+    code, text = run(["gradients", str(EXAMPLES / "exponential.toml"), "--json"])
+    assert code == 0
+    d = json.loads(text)
+    e2 = np.exp(2.0)
+    assert d["loss"] == pytest.approx(e2, rel=1e-9)
+    assert d["z0"][0] == pytest.approx(2 * e2, rel=1e-8)
+    assert d["theta"][0] == pytest.approx(2 * e2, rel=1e-8)
+    assert d["t"] == pytest.approx([-2 * e2, 2 * e2], rel=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["interpolated", "backsolve"])
+def test_gradients_lotka_volterra_against_finite_differences(mode):
+    code, text = run(["gradients", str(EXAMPLES / "lotka_volterra.toml"), "--json", "--mode", mode])
+    assert code == 0
+    d = json.loads(text)
+    # independent: read the CSV with numpy, solve with scipy, difference the loss
+    data = np.genfromtxt(ROOT / "data" / "lotka_volterra.csv", delimiter=",", names=True)
+    ts = data["t"]
+    y = np.stack([data["x"], data["y"]], axis=1)
+    z0 = np.array([10.0, 5.0])
+
+    def L(theta):
+        a, b, c, dd = theta
+        sol = solve_ivp(lambda t, z: [a * z[0] - b * z[0] * z[1], c * z[0] * z[1] - dd * z[1]], (ts[0], ts[-1]), z0,
+                        method="DOP853", rtol=1e-13, atol=1e-13, t_eval=ts)
+        r = sol.y.T - y
+        return 0.5 * np.nansum(r**2)
+
+    th = np.array([1.4, 0.9, 1.1, 2.8])
+    assert d["loss"] == pytest.approx(L(th), rel=1e-9)
+    fd = []
+    for i in range(4):
+        h = 1e-5
+        e = np.zeros(4)
+        e[i] = h
+        fd.append((L(th + e) - L(th - e)) / (2 * h))
+    np.testing.assert_allclose(d["theta"], fd, rtol=1e-6)
+
+
+def test_gradients_text_output():
+    code, text = run(["gradients", str(EXAMPLES / "lotka_volterra.toml")])
+    assert code == 0
+    assert "∂L/∂x(t0)" in text and "∂L/∂d" in text and "∂L/∂t15 (tN)" in text
+    assert "work: forward" in text
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "odeverify", "gradients", str(EXAMPLES / "exponential.toml")],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "L = 7.389056" in proc.stdout
+
+
+def write(tmp_path, text, name="spec.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+BASE = """
+states = "x"
+params = "a"
+rhs = ["a*x"]
+z0 = [1.0]
+theta = [1.0]
+ts = [0.0, 1.0]
+"""
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("states = [", "not valid TOML"),
+        (BASE.replace('rhs = ["a*x"]', ""), "rhs: missing"),
+        (BASE + "\nfoo = 1\n[loss]\nkind='expression'\nexpression='x'\n", "foo: unknown key"),
+        (BASE, "loss: missing"),
+        (BASE + "[loss]\nkind = 'hinge'\n", "'hinge' is not a loss kind"),
+        (BASE + "[loss]\nkind = 'expression'\nexpression = 'os.system(1)'\n", "only calls of the named functions"),
+        (BASE + "[loss]\nkind = 'squared_error'\ntargets = [[1.0], [2.0], [3.0]]\n", r"expected \(2, 1\)"),
+        (BASE + "[loss]\nkind = 'squared_error'\ntargets = [[1.0], [2.0]]\nat = 'middle'\n", "'middle'"),
+        (BASE.replace('"a*x"', '"a*x +"') + "[loss]\nkind='expression'\nexpression='x'\n", "syntax error"),
+        (BASE.replace("[0.0, 1.0]", "[1.0, 0.0, 0.5]") + "[loss]\nkind='expression'\nexpression='x'\n", "not monotonic"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\nmethod='Euler'\n", "method='Euler'"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\ntol=1\n", "solver.tol: unknown key"),
+        (BASE.replace("z0 = [1.0]", 'z0 = ["one"]') + "[loss]\nkind='expression'\nexpression='x'\n", "not a number"),
+    ],
+)
+def test_bad_specs_exit_2(tmp_path, capsys, text, match):
+    path = write(tmp_path, text)
+    code, _ = run(["gradients", path])
+    err = capsys.readouterr().err
+    assert code == 2
+    import re
+
+    assert re.search(match, err), err
+
+
+def test_missing_file_exit_2(capsys):
+    assert run(["gradients", "no/such/spec.toml"])[0] == 2
+    assert "no such spec file" in capsys.readouterr().err
+
+
+def test_failed_solve_exit_1(tmp_path, capsys):
+    text = BASE.replace('"a*x"', '"x**2"').replace("[0.0, 1.0]", "[0.0, 2.0]") + "[loss]\nkind='expression'\nexpression='x'\n"
+    code, _ = run(["gradients", write(tmp_path, text)])
+    assert code == 1
+    assert "blow up" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "csv,match",
+    [
+        ("t,x\n0,1\n1,2,3\n", "ragged row"),
+        ("t,x\n0,1\n1,abc\n", "'abc' in column 'x' is not a number"),
+        ("x\n1\n2\n", "no time column"),
+        ("t,q\n0,1\n1,2\n", "column 'q' is not a state"),
+        ("t,x\n0,1\n", "at least 2 data rows"),
+        ("t,x\n0,1\n,2\n", "finite time"),
+        ("t,x\n0,1\n0.5,2\n", "CSV times differ from ts"),
+    ],
+)
+def test_bad_csv(tmp_path, csv, match):
+    (tmp_path / "d.csv").write_text(csv)
+    text = BASE + "[loss]\nkind = 'squared_error'\nfile = 'd.csv'\n"
+    with pytest.raises(SpecError, match=match):
+        load_spec(write(tmp_path, text))
+
+
+def test_csv_missing_values_are_masked(tmp_path):
+    (tmp_path / "d.csv").write_text("t,x\n0,\n1,3.0\n")
+    p = load_spec(write(tmp_path, BASE.replace("ts = [0.0, 1.0]\n", "") + "[loss]\nkind='squared_error'\nfile='d.csv'\n"))
+    np.testing.assert_array_equal(p.ts, [0.0, 1.0])
+    zs = np.array([[100.0], [2.0]])
+    assert float(p.loss(zs)) == pytest.approx(0.5)  # the missing t0 entry is ignored
+
+
+def test_ts_as_linspace_table():
+    p = parse_spec(BASE.replace("ts = [0.0, 1.0]", "ts = {start = 0.0, stop = 2.0, num = 5}") + "[loss]\nkind='expression'\nexpression='x'\n")
+    np.testing.assert_allclose(p.ts, np.linspace(0, 2, 5))
