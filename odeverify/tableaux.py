@@ -1,0 +1,244 @@
+"""Runge–Kutta methods as data (Butcher tableaux) and one pure step function.
+
+A one-step method (notes §2.4) advances ``z_{i+1} = z_i + h sum_j b_j k_j`` with
+stages ``k_j = f(z_i + h sum_l A_jl k_l, t_i + c_j h)``. Euler's method (§2.5)
+is the one-stage tableau ``A = [[0]], b = [1], c = [0]``. Every method here is
+explicit, so :func:`rk_step` is a pure function built from additions and
+multiplications only: with ``xp=autograd.numpy`` it is differentiable by
+autograd with respect to the state, the step size, the time and anything the
+right-hand side closes over (used by the discretise-then-differentiate
+references and by :mod:`odeverify.theory`).
+
+References
+----------
+E. Hairer, S. P. Nørsett, G. Wanner, *Solving Ordinary Differential Equations I*,
+2nd ed., Springer 1993, §II.1–II.5 (tableaux of RK4, the 3/8 rule, Heun,
+midpoint, Ralston, Dormand–Prince 5(4)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidArgumentError, InvalidTypeError
+
+__all__ = ["Tableau", "TABLEAUX", "get_tableau", "rk_step", "odeint_fixed"]
+
+
+@dataclass(frozen=True)
+class Tableau:
+    """An explicit Runge–Kutta method.
+
+    Attributes
+    ----------
+    name : str
+    A : ndarray, shape (s, s)
+        Strictly lower-triangular stage coefficients.
+    b : ndarray, shape (s,)
+        Weights of the solution.
+    c : ndarray, shape (s,)
+        Nodes (fractions of the step).
+    order : int
+        Classical order of ``b``.
+    b_err : ndarray, shape (s,), or None
+        Weights of an embedded solution of order ``order - 1`` (for error
+        estimates), when the method has one.
+    """
+
+    name: str
+    A: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    order: int
+    b_err: np.ndarray | None = None
+
+    @property
+    def stages(self) -> int:
+        return len(self.b)
+
+    def check(self, tol=1e-14):
+        """Verify the tableau's consistency conditions (row sums, order conditions up to order 4)."""
+        A, b, c = self.A, self.b, self.c
+        if not np.allclose(np.triu(A), 0, atol=tol):
+            raise InvalidArgumentError(f"{self.name}: A is not strictly lower triangular (not explicit)")
+        if not np.allclose(A.sum(axis=1), c, atol=tol):
+            raise InvalidArgumentError(f"{self.name}: the rows of A do not sum to c")
+        conds = order_conditions(self, min(self.order, 4))
+        bad = {k: v for k, v in conds.items() if abs(v) > 1e-12}
+        if bad:
+            raise InvalidArgumentError(f"{self.name}: order conditions violated: {bad}")
+        return True
+
+
+def order_conditions(tab: Tableau, order: int) -> dict:
+    """Residuals of the Butcher order conditions up to ``order`` (at most 4)."""
+    A, b, c = tab.A, tab.b, tab.c
+    res = {}
+    if order >= 1:
+        res["sum b = 1"] = b.sum() - 1
+    if order >= 2:
+        res["b.c = 1/2"] = b @ c - 1 / 2
+    if order >= 3:
+        res["b.c^2 = 1/3"] = b @ c**2 - 1 / 3
+        res["b.A.c = 1/6"] = b @ A @ c - 1 / 6
+    if order >= 4:
+        res["b.c^3 = 1/4"] = b @ c**3 - 1 / 4
+        res["b.(c*A.c) = 1/8"] = b @ (c * (A @ c)) - 1 / 8
+        res["b.A.c^2 = 1/12"] = b @ A @ c**2 - 1 / 12
+        res["b.A.A.c = 1/24"] = b @ A @ A @ c - 1 / 24
+    return res
+
+
+def _t(name, A, b, c, order, b_err=None):
+    return Tableau(
+        name,
+        np.array(A, dtype=float),
+        np.array(b, dtype=float),
+        np.array(c, dtype=float),
+        order,
+        None if b_err is None else np.array(b_err, dtype=float),
+    )
+
+
+EULER = _t("euler", [[0]], [1], [0], 1)
+MIDPOINT = _t("midpoint", [[0, 0], [1 / 2, 0]], [0, 1], [0, 1 / 2], 2)
+HEUN = _t("heun", [[0, 0], [1, 0]], [1 / 2, 1 / 2], [0, 1], 2, b_err=[1, 0])
+RALSTON = _t("ralston", [[0, 0], [2 / 3, 0]], [1 / 4, 3 / 4], [0, 2 / 3], 2)
+KUTTA3 = _t("kutta3", [[0, 0, 0], [1 / 2, 0, 0], [-1, 2, 0]], [1 / 6, 2 / 3, 1 / 6], [0, 1 / 2, 1], 3)
+RK4 = _t(
+    "rk4",
+    [[0, 0, 0, 0], [1 / 2, 0, 0, 0], [0, 1 / 2, 0, 0], [0, 0, 1, 0]],
+    [1 / 6, 1 / 3, 1 / 3, 1 / 6],
+    [0, 1 / 2, 1 / 2, 1],
+    4,
+)
+RK38 = _t(
+    "rk38",
+    [[0, 0, 0, 0], [1 / 3, 0, 0, 0], [-1 / 3, 1, 0, 0], [1, -1, 1, 0]],
+    [1 / 8, 3 / 8, 3 / 8, 1 / 8],
+    [0, 1 / 3, 2 / 3, 1],
+    4,
+)
+DOPRI5 = _t(
+    "dopri5",
+    [
+        [0, 0, 0, 0, 0, 0, 0],
+        [1 / 5, 0, 0, 0, 0, 0, 0],
+        [3 / 40, 9 / 40, 0, 0, 0, 0, 0],
+        [44 / 45, -56 / 15, 32 / 9, 0, 0, 0, 0],
+        [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0, 0],
+        [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0, 0],
+        [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
+    ],
+    [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
+    [0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1, 1],
+    5,
+    b_err=[5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40],
+)
+
+#: the methods by name
+TABLEAUX = {t.name: t for t in (EULER, MIDPOINT, HEUN, RALSTON, KUTTA3, RK4, RK38, DOPRI5)}
+
+
+def get_tableau(method) -> Tableau:
+    """A :class:`Tableau` by name (case-insensitive), or the tableau itself."""
+    if isinstance(method, Tableau):
+        return method
+    if not isinstance(method, str):
+        raise InvalidTypeError(f"method must be a tableau name or a Tableau, got {type(method).__name__}")
+    tab = TABLEAUX.get(method.lower())
+    if tab is None:
+        raise InvalidArgumentError(f"method={method!r} is not a known tableau; use one of {', '.join(TABLEAUX)}")
+    return tab
+
+
+def rk_step(f, t, z, h, tableau: Tableau, xp=np):
+    """One explicit Runge–Kutta step: ``z(t) -> z(t + h)``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(z, t) -> dz/dt``, same shape as ``z``.
+    t : float
+    z : array, shape (..., n)
+    h : float
+        Step size (negative to step backwards in time).
+    tableau : Tableau
+    xp : module
+        ``numpy`` or ``autograd.numpy``; only ``+`` and ``*`` are used, so
+        any array type with those operations works.
+
+    Returns
+    -------
+    array, shape of ``z``
+    """
+    A, b, c = tableau.A, tableau.b, tableau.c
+    ks = []
+    for i in range(len(b)):
+        zi = z
+        for j in range(i):
+            if A[i, j] != 0.0:
+                zi = zi + (h * A[i, j]) * ks[j]
+        ks.append(f(zi, t + c[i] * h))
+    out = z
+    for i in range(len(b)):
+        if b[i] != 0.0:
+            out = out + (h * b[i]) * ks[i]
+    return out
+
+
+def _concrete(x):
+    """The float value of ``x`` even when autograd traces it."""
+    while hasattr(x, "_value"):
+        x = x._value
+    return float(x)
+
+
+def odeint_fixed(f, z0, ts, *, method="rk4", steps=None, max_step=None, xp=np):
+    """Integrate with a fixed-step method and return the state at every time in ``ts``.
+
+    Each interval ``[t_i, t_{i+1}]`` is split into equal steps: ``steps`` of
+    them, or the fewest whose size is at most ``max_step``. Differentiable by
+    autograd with respect to ``z0``, ``ts`` and whatever ``f`` closes over when
+    ``xp=autograd.numpy``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(z, t) -> dz/dt``.
+    z0 : array, shape (..., n)
+    ts : sequence of float, shape (T,)
+        Monotone times; ``ts[0]`` is the initial time.
+    method : str or Tableau
+        One of :data:`TABLEAUX`.
+    steps : int, optional
+        Steps per interval.
+    max_step : float, optional
+        Largest step size (used when ``steps`` is not given).
+    xp : module
+        ``numpy`` or ``autograd.numpy``.
+
+    Returns
+    -------
+    array, shape (T,) + z0.shape
+    """
+    tab = get_tableau(method)
+    if (steps is None) == (max_step is None):
+        raise InvalidArgumentError("give exactly one of steps (per interval) or max_step")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise InvalidArgumentError(f"steps={steps!r} must be a positive integer")
+    if max_step is not None and not (max_step > 0 and math.isfinite(max_step)):
+        raise InvalidArgumentError(f"max_step={max_step!r} must be a positive finite number")
+    out = [z0]
+    z = z0
+    for i in range(len(ts) - 1):
+        t0, t1 = ts[i], ts[i + 1]
+        m = steps if steps is not None else max(1, math.ceil(abs(_concrete(t1) - _concrete(t0)) / max_step - 1e-12))
+        h = (t1 - t0) / m
+        for k in range(m):
+            z = rk_step(f, t0 + k * h, z, h, tab, xp=xp)
+        out.append(z)
+    return xp.stack(out)

@@ -1,0 +1,65 @@
+"""Runge–Kutta tableaux and the pure step function."""
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+from odeverify.errors import InvalidArgumentError
+from odeverify.tableaux import TABLEAUX, get_tableau, odeint_fixed, order_conditions, rk_step
+
+
+@pytest.mark.parametrize("name", list(TABLEAUX))
+def test_consistency_and_order_conditions(name):
+    tab = TABLEAUX[name]
+    assert tab.check()
+    if tab.b_err is not None:
+        # the embedded weights are consistent and of lower order
+        assert tab.b_err.sum() == pytest.approx(1.0, abs=1e-14)
+
+
+@pytest.mark.parametrize("name", list(TABLEAUX))
+def test_observed_order_on_exponential(name):
+    # dz/dt = z on [0, 1]: the error falls as h^order (notes 2.2, 2.4-2.5)
+    tab = TABLEAUX[name]
+    f = lambda z, t: z  # noqa: E731
+    m = 16 if tab.order < 5 else 4
+    e1 = abs(odeint_fixed(f, np.array([1.0]), [0.0, 1.0], method=name, steps=m)[-1, 0] - np.e)
+    e2 = abs(odeint_fixed(f, np.array([1.0]), [0.0, 1.0], method=name, steps=2 * m)[-1, 0] - np.e)
+    assert round(np.log2(e1 / e2)) == tab.order
+
+
+def test_euler_step_is_the_notes_formula():
+    f = lambda z, t: np.sin(t) * z  # noqa: E731
+    z, t, h = np.array([0.7]), 0.3, 0.1
+    assert rk_step(f, t, z, h, get_tableau("euler")) == pytest.approx(z + h * f(z, t))
+
+
+def test_differentiable_with_autograd():
+    # d/dz0 and d/dT of RK4 on dz/dt = a z equal those of (1 + ah + (ah)^2/2 + ...)^m exactly
+    def final(z0, T, a):
+        return odeint_fixed(lambda z, t: a * z, z0, [0.0, T], method="rk4", steps=5, xp=anp)[-1, 0]
+
+    a, T = 0.8, 1.3
+    h = T / 5
+    R = 1 + a * h + (a * h) ** 2 / 2 + (a * h) ** 3 / 6 + (a * h) ** 4 / 24
+    dR_dh = a + a**2 * h + a**3 * h**2 / 2 + a**4 * h**3 / 6
+    assert autograd.grad(final, 0)(np.array([1.0]), T, a)[0] == pytest.approx(R**5, rel=1e-13)
+    assert autograd.grad(final, 1)(np.array([1.0]), T, a) == pytest.approx(5 * R**4 * dR_dh / 5, rel=1e-12)
+
+
+def test_order_conditions_detect_a_wrong_tableau():
+    tab = TABLEAUX["rk4"]
+    bad = type(tab)("bad", tab.A, tab.b + np.array([0.01, -0.01, 0, 0]), tab.c, 4)
+    assert any(abs(v) > 1e-6 for v in order_conditions(bad, 4).values())
+    with pytest.raises(InvalidArgumentError, match="order conditions"):
+        bad.check()
+
+
+def test_bad_arguments():
+    with pytest.raises(InvalidArgumentError, match="not a known tableau"):
+        get_tableau("rk99")
+    with pytest.raises(InvalidArgumentError, match="exactly one"):
+        odeint_fixed(lambda z, t: z, np.ones(1), [0, 1])
+    with pytest.raises(InvalidArgumentError, match="positive integer"):
+        odeint_fixed(lambda z, t: z, np.ones(1), [0, 1], steps=0)
