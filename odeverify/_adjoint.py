@@ -6,7 +6,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.integrate
 
 from ._integrate import DEFAULT_MAX_STEPS, BlockJacobian, forward_jacobian, integrate_span
 from ._loss import loss_and_jumps
@@ -221,13 +220,12 @@ def adjoint_gradients(
     atol_a = float(np.min(atol))
     stats = SolverStats()
 
-    # ---------------------------------------------------------------- forward
-    def fun_forward(t, y):
-        return fld.eval_f(y.reshape(B, n), t, theta).reshape(-1)
+    kernels = fld.solver_kernels(theta, B)
 
+    # ---------------------------------------------------------------- forward
     implicit = method in IMPLICIT_METHODS
     fwd = integrate_span(
-        fun_forward,
+        kernels.f,
         float(ts[0]),
         float(ts[-1]),
         z0_2d.reshape(-1),
@@ -239,6 +237,7 @@ def adjoint_gradients(
         dense=(mode == "interpolated"),
         max_steps=max_steps,
         what="forward solve",
+        inplace=True,
     )
     stats.nfev_forward, stats.njev_forward, stats.nlu = fwd.nfev, fwd.njev, fwd.nlu
     stats.nsteps_forward = fwd.nsteps
@@ -251,39 +250,26 @@ def adjoint_gradients(
 
     # ---------------------------------------------------------------- backward
     if mode == "interpolated":
-        dense = scipy.integrate.OdeSolution(np.asarray(fwd.step_times), fwd.interpolants)
+        dense = fwd.dense
+        z_buf = np.empty(Bn)
 
         def z_of(t):
-            return dense(t).reshape(B, n)
+            return dense.at(t).reshape(B, n)
 
         # y = [a (B*n), a_theta (p), a_t (1)]
-        def fun_backward(t, y):
-            a = y[:Bn].reshape(B, n)
-            _, az, ath, at = fld.eval_vjp(a, z_of(t), t, theta)
-            out = np.empty_like(y)
-            out[:Bn] = -az.reshape(-1)
-            out[Bn : Bn + p] = -ath
-            out[-1] = -at
-            return out
+        def fun_backward(t, y, out):
+            kernels.adjoint(t, dense.at(t, z_buf), y, out)
 
         jac_backward = _interpolated_jacobian(fld, theta, B, n, p, method, z_of) if implicit else None
         size = Bn + p + 1
+        groups = (Bn, p, 1)  # the mixed error norm's groups (in-house methods)
         atol_b = atol_a
     else:
         # y = [z (B*n), a (B*n), a_theta (p), a_t (1)]
-        def fun_backward(t, y):
-            z = y[:Bn].reshape(B, n)
-            a = y[Bn : 2 * Bn].reshape(B, n)
-            f, az, ath, at = fld.eval_vjp(a, z, t, theta, with_f=True)
-            out = np.empty_like(y)
-            out[:Bn] = f.reshape(-1)
-            out[Bn : 2 * Bn] = -az.reshape(-1)
-            out[2 * Bn : 2 * Bn + p] = -ath
-            out[-1] = -at
-            return out
-
+        fun_backward = kernels.backward
         jac_backward = _backsolve_jacobian(fld, theta, B, n, p, method) if implicit else None
         size = 2 * Bn + p + 1
+        groups = (Bn, Bn, p, 1)
         atol_b = np.concatenate([np.broadcast_to(atol_z, (Bn,)), np.full(Bn + p + 1, atol_a)])
 
     t_grad = np.zeros(T)
@@ -292,6 +278,7 @@ def adjoint_gradients(
     a_t = 0.0
     drift = np.zeros(T - 1) if mode == "backsolve" else None
     z0_rec = None
+    h_next = None  # in-house methods: each interval starts with the step size the last one proposed
     for i in range(T - 1, 0, -1):
         f_i = fld.eval_f(zs[i], float(ts[i]), theta)
         dldt = float(np.sum(g[i] * f_i))
@@ -318,7 +305,11 @@ def adjoint_gradients(
             jac=jac_backward,
             max_steps=max_steps,
             what=f"backward (adjoint) solve over [{ts[i - 1]!r}, {ts[i]!r}]",
+            inplace=True,
+            groups=groups,
+            first_step=h_next,
         )
+        h_next = bwd.h_next
         stats.nfev_backward += bwd.nfev
         stats.njev_backward += bwd.njev
         stats.nlu += bwd.nlu

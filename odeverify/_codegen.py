@@ -29,7 +29,7 @@ from sympy.printing.numpy import NumPyPrinter
 from ._functions import relu, sigmoid, softplus
 from .errors import InvalidArgumentError, InvalidTypeError
 
-__all__ = ["Group", "ArrayKernel", "compile_function", "CSE_MAX_NODES", "CHUNK"]
+__all__ = ["Group", "ArrayKernel", "compile_function", "compile_solver_kernels", "CSE_MAX_NODES", "CHUNK"]
 
 #: Largest expression size (in tree nodes) on which CSE is run.
 CSE_MAX_NODES = 200_000
@@ -281,6 +281,29 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
                 lines.append(f"    _s{k} = {g.name}[..., {j}]")
             k += 1
     exprs = [e.xreplace(rename) for e in exprs]
+    body, reduced, _, _ = _body(exprs, cse, "    ")
+    lines.extend(body)
+    printer = _Printer()
+    outs = [printer.doprint(e) for e in reduced]
+    lines.append(f"    return ({''.join(o + ', ' for o in outs)})")
+    return "\n".join(lines) + "\n"
+
+
+def _body(exprs, cse, indent):
+    """CSE and print ``exprs`` (in internal symbols).
+
+    Returns
+    -------
+    lines : list of str
+        Assignments of the subexpressions, indented.
+    reduced : list of sympy.Expr
+        The expressions in terms of the subexpressions, ready to print.
+    depends : callable
+        ``depends(expr)``: the input symbols an expression in the
+        subexpressions depends on.
+    used : set
+        Every input symbol the lines and expressions read.
+    """
     if cse is None:
         cse = _count_nodes(exprs, CSE_MAX_NODES) <= CSE_MAX_NODES
     if cse and exprs:
@@ -291,21 +314,155 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
         replacements, reduced = [], exprs
     fresh = sp.numbered_symbols("_p", real=True)
     printer = _Printer()
+    lines = []
+    inputs = {}  # subexpression symbol -> input symbols it depends on
+
+    def depends(e):
+        out = set()
+        for sym in e.free_symbols:
+            out |= inputs.get(sym, {sym})
+        return out
+
+    def assign(sym, value):
+        inputs[sym] = depends(value)
+        lines.append(f"{indent}{sym} = {printer.doprint(value)}")
+
     for sym, value in replacements:
         extra = []
         value = _split_long(value, fresh, extra)
         for s2, v2 in extra:
-            lines.append(f"    {s2} = {printer.doprint(v2)}")
-        lines.append(f"    {sym} = {printer.doprint(value)}")
+            assign(s2, v2)
+        assign(sym, value)
     outs = []
     for e in reduced:
         extra = []
         e = _split_long(e, fresh, extra)
         for s2, v2 in extra:
-            lines.append(f"    {s2} = {printer.doprint(v2)}")
-        outs.append(printer.doprint(e))
-    lines.append(f"    return ({''.join(o + ', ' for o in outs)})")
+            assign(s2, v2)
+        outs.append(e)
+    used = set().union(*inputs.values(), *(depends(e) for e in outs))
+    return lines, outs, depends, used
+
+
+def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj_t, *, batch, cse=None):
+    """Python source of the solver kernels of one ODE: ``make(theta, B) -> (f, backward, adjoint)``.
+
+    The kernels work on the flat arrays the solvers step, for one batch size
+    B and one parameter vector (unpacked once, when ``make`` is called), and
+    write into a preallocated ``out``; products with theta and t are summed
+    over the batch in the generated code. The state layout is sample-major,
+    ``y[b*n + i] = z[b, i]``:
+
+    * ``f(t, y, out)``: ``y`` is z (B*n), ``out`` receives f;
+    * ``backward(t, y, out)``: ``y = [z, a, a_theta, a_t]`` (2*B*n + p + 1),
+      ``out = [f, adj, sum_b adj_theta, sum_b adj_t]``;
+    * ``adjoint(t, z, y, out)``: ``y = [a, a_theta, a_t]`` (B*n + p + 1),
+      ``out = [adj, sum_b adj_theta, sum_b adj_t]``.
+
+    Parameters
+    ----------
+    states, adjoint, params : sequence of sympy.Symbol
+        z (n), a (n) and theta (p).
+    time : sympy.Symbol
+    f, adj, adj_theta, adj_t : sequence of sympy.Expr
+        f (n), the adjoint right-hand sides -f_z^T a (n), -f_theta^T a (p)
+        and -f_t^T a (1), per sample.
+    batch : bool
+        False generates scalar code for B = 1 (NumPy scalars, no slicing).
+    cse : bool or None
+        See :func:`generate_source`.
+
+    Returns
+    -------
+    str
+    """
+    n, p = len(states), len(params)
+    rename, names = {}, {}
+    for k, sym in enumerate([*states, *adjoint, *params, time]):
+        internal = sp.Symbol(f"_s{k}", real=True)
+        rename[sym] = internal
+        names[internal] = k
+    z_syms = {rename[x] for x in states}
+    a_syms = {rename[x] for x in adjoint}
+    per_sample = z_syms | a_syms
+    t_sym = rename[time]
+
+    def renamed(exprs):
+        return [sp.sympify(e).xreplace(rename) for e in exprs]
+
+    lines = ["def make(theta, B):", "    Bn = B * %d" % n]
+    if p:
+        lines.append(f"    {', '.join(f'_s{2 * n + j}' for j in range(p))}, = theta")
+
+    def kernel(name, args, exprs, sources, layout):
+        """One kernel: ``sources`` maps input symbol -> (array name, offset in sample-major blocks)."""
+        body, reduced, depends, used = _body(exprs, cse, "        ")
+        out_lines = [f"    def {name}({args}):"]
+        for sym in sorted(used & per_sample, key=names.get):
+            array, offset = sources[sym]
+            if batch:
+                out_lines.append(f"        {sym} = {array}[{offset}:{offset} + Bn:{n}]")
+            else:
+                out_lines.append(f"        {sym} = {array}[{offset}]")
+        if t_sym in used:
+            out_lines.append(f"        {t_sym} = numpy.float64(t)")
+        out_lines.extend(body)
+        if batch:
+            for (kind, pos), e in zip(layout, reduced):
+                if kind == "sample":  # pos: offset of a sample-major block entry
+                    out_lines.append(f"        out[{pos}:{pos} + Bn:{n}] = {printer.doprint(e)}")
+                else:  # pos: a flat index; summed over the batch
+                    out_lines.append(f"        out[{pos}] = {batch_sum(e, depends)}")
+        else:
+            out_lines.append(f"        out[:] = ({''.join(printer.doprint(e) + ', ' for e in reduced)})")
+        return out_lines
+
+    printer = _Printer()
+
+    def batch_sum(e, depends):
+        """Source of sum_b e: scalar factors outside, a product of two per-sample factors as a dot."""
+        factors = e.args if e.is_Mul else (e,)
+        outer = [x for x in factors if not depends(x) & per_sample]
+        inner = [x for x in factors if depends(x) & per_sample]
+        scale = printer.doprint(sp.Mul(*outer)) if outer else "1"
+        if not inner:
+            return f"B * ({scale})"
+        if len(inner) == 2:
+            total = f"numpy.dot({printer.doprint(inner[0])}, {printer.doprint(inner[1])})"
+        else:
+            total = f"({printer.doprint(sp.Mul(*inner))}).sum()"
+        return total if scale == "1" else f"({scale}) * {total}"
+
+    z_src = {rename[x]: ("y", f"{i}") for i, x in enumerate(states)}
+    a_src = {rename[x]: ("y", f"Bn + {i}") for i, x in enumerate(adjoint)}
+    sample = [("sample", f"{i}") for i in range(n)]
+    sample_a = [("sample", f"Bn + {i}") for i in range(n)]
+    lines += kernel("f", "t, y, out", renamed(f), z_src, sample)
+    lines += kernel(
+        "backward",
+        "t, y, out",
+        renamed([*f, *adj, *adj_theta, *adj_t]),
+        {**z_src, **a_src},
+        sample + sample_a + [("sum", f"2 * Bn + {j}") for j in range(p + 1)],
+    )
+    lines += kernel(
+        "adjoint",
+        "t, z, y, out",
+        renamed([*adj, *adj_theta, *adj_t]),
+        {**{rename[x]: ("z", f"{i}") for i, x in enumerate(states)}, **{rename[x]: ("y", f"{i}") for i, x in enumerate(adjoint)}},
+        sample + [("sum", f"Bn + {j}") for j in range(p + 1)],
+    )
+    lines.append("    return f, backward, adjoint")
     return "\n".join(lines) + "\n"
+
+
+def compile_solver_kernels(*args, batch, cse=None):
+    """Compile :func:`generate_solver_source`; returns ``(make, source)``."""
+    source = generate_solver_source(*args, batch=batch, cse=cse)
+    namespace = _namespace("numpy")
+    code = compile(source, f"<odeverify-generated solver kernels{'' if batch else ' (B = 1)'}>", "exec")
+    exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
+    return namespace["make"], source
 
 
 def compile_function(groups, exprs, *, name="kernel", backend="numpy", cse=None):

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from ._codegen import ArrayKernel, Group
-from ._field import AbstractVectorField
+from ._codegen import ArrayKernel, Group, compile_solver_kernels
+from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
 from ._parse import MAX_NAMES, parse_expression, parse_names
 from .errors import InvalidArgumentError, InvalidTypeError
@@ -491,6 +491,16 @@ class ODESystem(AbstractVectorField):
     def eval_backward_jac(self, z, a, t, theta):
         return self.numeric._kernel("backward_blocks")(z, a, t, theta, check=False)
 
+    def solver_kernels(self, theta, batch):
+        """Fused, generated kernels (see :func:`odeverify._codegen.generate_solver_source`).
+
+        Theta is unpacked once here; the batch sums of the parameter and
+        time products happen inside the generated code; B = 1 gets scalar
+        code without slicing.
+        """
+        make = self.numeric._solver_factory(batch > 1)
+        return SolverKernels(*make(np.asarray(theta, dtype=float), int(batch)))
+
 
 class _Numeric:
     """Compiled, vectorized evaluators of an ODESystem's derived matrices.
@@ -596,6 +606,24 @@ class _Numeric:
     def backward_jac(self, y, t, theta):
         """Jacobian of :meth:`backward_rhs`, shape ``batch + (2n + p + 1, 2n + p + 1)``."""
         return self._kernel("backward_jac")(y, t, theta)[0]
+
+    def _solver_factory(self, batch):
+        """``make(theta, B)`` of the fused solver kernels, compiled on first use."""
+        key = ("solver", batch)
+        if key not in self._kernels:
+            s = self._system
+            self._kernels[key] = compile_solver_kernels(
+                s.states,
+                s.adjoint,
+                s.params,
+                s.time,
+                list(s.f),
+                list(s.adjoint_rhs),
+                list(s.adjoint_theta_rhs),
+                list(s.adjoint_t_rhs),
+                batch=batch,
+            )
+        return self._kernels[key][0]
 
     def source(self, kind="vjp") -> str:
         """The generated Python source of one kernel (for inspection)."""
