@@ -390,12 +390,25 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
     def renamed(exprs):
         return [sp.sympify(e).xreplace(rename) for e in exprs]
 
-    lines = ["def make(theta, B):", "    Bn = B * %d" % n]
+    lines = ["def make(theta, B):", "    Bn = B * %d" % n, "    _ones = numpy.ones(B)"]
     if p:
         lines.append(f"    {', '.join(f'_s{2 * n + j}' for j in range(p))}, = theta")
+    printer = _Printer()
+    per_solve = {}  # scalar subexpressions of theta only: computed once, in make()
+    per_solve_syms = sp.numbered_symbols("_q", real=True)
 
     def kernel(name, args, exprs, sources, layout):
         """One kernel: ``sources`` maps input symbol -> (array name, offset in sample-major blocks)."""
+        per_call = {}  # scalar subexpressions that depend on t: once per call
+        per_call_syms = sp.numbered_symbols("_r", real=True)
+
+        def scalar_symbol(e):
+            table, fresh = (per_call, per_call_syms) if t_sym in e.free_symbols else (per_solve, per_solve_syms)
+            if e not in table:
+                table[e] = next(fresh)
+            return table[e]
+
+        exprs = [_hoist_scalars(e, per_sample, scalar_symbol) for e in exprs]
         body, reduced, depends, used = _body(exprs, cse, "        ")
         out_lines = [f"    def {name}({args}):"]
         for sym in sorted(used & per_sample, key=names.get):
@@ -404,8 +417,9 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
                 out_lines.append(f"        {sym} = {array}[{offset}:{offset} + Bn:{n}]")
             else:
                 out_lines.append(f"        {sym} = {array}[{offset}]")
-        if t_sym in used:
+        if t_sym in used or per_call:
             out_lines.append(f"        {t_sym} = numpy.float64(t)")
+        out_lines.extend(f"        {sym} = {printer.doprint(e)}" for e, sym in per_call.items())
         out_lines.extend(body)
         if batch:
             for (kind, pos), e in zip(layout, reduced):
@@ -417,8 +431,6 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
             out_lines.append(f"        out[:] = ({''.join(printer.doprint(e) + ', ' for e in reduced)})")
         return out_lines
 
-    printer = _Printer()
-
     def batch_sum(e, depends):
         """Source of sum_b e: scalar factors outside, a product of two per-sample factors as a dot."""
         factors = e.args if e.is_Mul else (e,)
@@ -429,9 +441,11 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
             return f"B * ({scale})"
         if len(inner) == 2:
             total = f"numpy.dot({printer.doprint(inner[0])}, {printer.doprint(inner[1])})"
-        else:
-            total = f"({printer.doprint(sp.Mul(*inner))}).sum()"
-        return total if scale == "1" else f"({scale}) * {total}"
+        else:  # a dot with ones sums strided views faster than .sum()
+            total = f"numpy.dot({printer.doprint(sp.Mul(*inner))}, _ones)"
+        if scale == "1":
+            return total
+        return f"-{total}" if scale == "-1" else f"({scale}) * {total}"
 
     z_src = {rename[x]: ("y", f"{i}") for i, x in enumerate(states)}
     a_src = {rename[x]: ("y", f"Bn + {i}") for i, x in enumerate(adjoint)}
@@ -452,8 +466,38 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
         {**{rename[x]: ("z", f"{i}") for i, x in enumerate(states)}, **{rename[x]: ("y", f"{i}") for i, x in enumerate(adjoint)}},
         sample + [("sum", f"Bn + {j}") for j in range(p + 1)],
     )
+    setup = [f"    {sym} = {printer.doprint(e)}" for e, sym in per_solve.items()]
+    lines[4 if p else 3 : 4 if p else 3] = setup
     lines.append("    return f, backward, adjoint")
     return "\n".join(lines) + "\n"
+
+
+def _hoist_scalars(expr, per_sample, scalar_symbol):
+    """Group the batch-independent factors of each product (terms of each sum) into one symbol.
+
+    In batch code every operation on a per-sample value is an array
+    operation, while operations between scalars (parameters, time) are cheap:
+    ``-a*b*x`` evaluated left to right costs three array operations, ``_q0*x``
+    with ``_q0 = -a*b`` computed once costs one. ``scalar_symbol(e)`` returns
+    the symbol that holds the scalar expression ``e``.
+    """
+    if expr.is_Atom:
+        return expr
+    if not expr.free_symbols & per_sample:
+        return expr if expr.is_Number else scalar_symbol(expr)
+    return _hoist_inner(expr, per_sample, scalar_symbol)
+
+
+def _hoist_inner(expr, per_sample, scalar_symbol):
+    if expr.is_Atom or not expr.free_symbols & per_sample:
+        return expr
+    args = [_hoist_inner(a, per_sample, scalar_symbol) for a in expr.args]
+    if expr.is_Mul or expr.is_Add:
+        scalars = [a for a in args if not a.free_symbols & per_sample]
+        if len(scalars) > 1 or (scalars and not scalars[0].is_Atom):
+            rest = [a for a in args if a.free_symbols & per_sample]
+            return expr.func(scalar_symbol(expr.func(*scalars)), *rest)
+    return expr.func(*args)
 
 
 def compile_solver_kernels(*args, batch, cse=None):

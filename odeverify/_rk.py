@@ -144,20 +144,21 @@ class StepwiseDenseOutput:
 
 
 class RKDenseOutput(StepwiseDenseOutput):
-    """Dense output of :func:`integrate_rk`: per step ``y(t0 + s h) = y0 + h * sum_m s^(m+1) Q[m]``."""
+    """Dense output of :func:`integrate_rk`: per step ``y(t0 + s h) = [1, s, ..., s^d] . R``.
 
-    def __init__(self, t_steps, y_starts, Q):
+    ``R`` stacks the state at the step's start and ``h`` times the dense
+    output's coefficient vectors, shape (d + 1, size).
+    """
+
+    def __init__(self, t_steps, R):
         super().__init__(t_steps)
         self._t0 = [float(x) for x in t_steps[:-1]]
         self._h = [float(b - a) for a, b in zip(t_steps[:-1], t_steps[1:])]
-        self._y = y_starts  # (N, size)
-        self._Q = Q  # (N, d, size)
-        self._pw = np.empty(Q.shape[1])
+        self._R = R  # N arrays of shape (d + 1, size)
 
     def at(self, t, out=None):
         i = self._step_index(self._segment(t))
-        h = self._h[i]
-        return _interpolate(self._y[i], self._Q[i], (t - self._t0[i]) / h, h, out)
+        return _interpolate(self._R[i], (t - self._t0[i]) / self._h[i], out)
 
 
 class ScipyDenseOutput(StepwiseDenseOutput):
@@ -175,16 +176,12 @@ class ScipyDenseOutput(StepwiseDenseOutput):
         return out
 
 
-def _interpolate(y0, Q, s, h, out=None):
-    """``y0 + h * sum_m s^(m+1) Q[m]`` for one step."""
-    d = Q.shape[0]
-    pw = [s]
-    for _ in range(d - 1):
+def _interpolate(R, s, out=None):
+    """``[1, s, s^2, ..., s^d] . R`` for one step's stacked coefficients ``R``."""
+    pw = [1.0, s]
+    for _ in range(R.shape[0] - 2):
         pw.append(pw[-1] * s)
-    y = np.dot(pw, Q, out=out) if out is not None else np.dot(pw, Q)
-    y *= h
-    y += y0
-    return y
+    return np.dot(pw, R) if out is None else np.dot(pw, R, out=out)
 
 
 def _initial_step(fun, t0, y0, f0, direction, order, rtol, atol, norm, interval, buf):
@@ -269,12 +266,18 @@ def integrate_rk(
     """
     if not tableau.fsal or tableau.b_err is None or tableau.P is None:
         raise ValueError(f"{tableau.name}: integrate_rk needs an FSAL tableau with b_err and a dense output P")
-    A, c = tableau.A, tableau.c
     s = tableau.stages
-    A_rows = [A[i, :i].copy() for i in range(s)]
-    c_list = [float(x) for x in c]
-    E = tableau.b - tableau.b_err
-    PT = np.ascontiguousarray(tableau.P.T)  # (d, s)
+    d = tableau.P.shape[1]
+    c_list = [float(x) for x in tableau.c]
+    # Every linear combination of a step is one dot with Y = [y, k_1, ..., k_s]:
+    # stage inputs (rows 0..s-1 of W), the error estimate (row s) and the dense
+    # output's coefficients (rows s+1..s+1+d). W = h * W1 + W0 for the step h.
+    W1 = np.zeros((s + 1 + d, s + 1))
+    W1[:s, 1:] = tableau.A
+    W1[s, 1:] = tableau.b - tableau.b_err
+    W1[s + 1 :, 1:] = tableau.P.T
+    W0 = np.zeros_like(W1)
+    W0[:s, 0] = 1.0
     exponent = -1.0 / tableau.order  # error estimator of order p - 1: err ~ h^p
     t_out = np.asarray(t_out, dtype=float)
     y0 = np.asarray(y0)
@@ -287,12 +290,16 @@ def integrate_rk(
     t_end = float(t_end)
     direction = 1.0 if t_end > t else -1.0
     interval = abs(t_end - t)
-    y = y0.astype(dtype, copy=True)
+    Y = np.empty((s + 1, size), dtype=dtype)  # y, k_1, ..., k_s
+    y, K = Y[0], Y[1:]
+    y[...] = y0
     y_new = np.empty_like(y)
     y_stage = np.empty_like(y)
-    dy = np.empty_like(y)
-    err = np.empty_like(y)
-    K = np.empty((s, size), dtype=dtype)
+    err = np.empty(size, dtype=dtype)
+    scale = np.empty(size)
+    W = np.empty_like(W1)
+    Wd = np.zeros((d + 1, s + 1))  # the dense output's rows: y, then h * P^T K
+    Wd[0, 0] = 1.0
     y_at = np.empty((len(t_out), size), dtype=dtype)
     k = 0
     while k < len(t_out) and t_out[k] == t:
@@ -302,12 +309,12 @@ def integrate_rk(
     fun(t, y, K[0])
     nfev = 1
     if first_step is None:
-        h_abs = _initial_step(fun, t, y, K[0], direction, tableau.order - 1, rtol, atol, norm, interval, dy)
+        h_abs = _initial_step(fun, t, y, K[0], direction, tableau.order - 1, rtol, atol, norm, interval, y_stage)
         nfev += 1
     else:
         h_abs = min(abs(float(first_step)), interval)
     abs_y = np.abs(y)
-    t_steps, y_starts, Qs = ([t], [], []) if dense else (None, None, None)
+    t_steps, Rs = ([t], []) if dense else (None, None)
     nsteps = nrejected = 0
 
     while direction * (t_end - t) > 0:
@@ -322,22 +329,23 @@ def integrate_rk(
                 t_new = t_end
                 h = t_new - t
                 h_abs = abs(h)
+            np.multiply(W1, h, out=W)
+            W += W0
             for i in range(1, s):
-                np.dot(A_rows[i], K[:i], out=dy)
-                dy *= h
                 target = y_new if i == s - 1 else y_stage  # the last stage is taken at y_new (FSAL)
-                np.add(y, dy, out=target)
+                np.dot(W[i, : i + 1], Y[: i + 1], out=target)  # y + h sum_j a_ij k_j
                 fun(t + c_list[i] * h, target, K[i])
             nfev += s - 1
-            np.dot(E, K, out=err)
+            np.dot(W[s], Y, out=err)
             abs_new = np.abs(y_new)
-            scale = np.maximum(abs_y, abs_new)
+            np.maximum(abs_y, abs_new, out=scale)
             scale *= rtol
             scale += atol
-            r = np.abs(err) if dtype.kind == "c" else err
-            r = r / scale
-            r *= h_abs
-            err_norm = norm(r)
+            if dtype.kind == "c":
+                err_norm = norm(np.abs(err) / scale)
+            else:
+                err /= scale
+                err_norm = norm(err)
             if err_norm < 1.0:
                 factor = MAX_FACTOR if err_norm == 0.0 else min(MAX_FACTOR, SAFETY * err_norm**exponent)
                 if rejected:
@@ -355,29 +363,23 @@ def integrate_rk(
         nsteps += 1
         need_out = k < len(t_out) and direction * (t_out[k] - t_new) <= 0
         if dense or need_out:
-            Q = np.dot(PT, K)
+            Wd[1:] = W[s + 1 :]
+            R = np.dot(Wd, Y)
             if dense:
                 t_steps.append(t_new)
-                y_starts.append(y.copy())
-                Qs.append(Q)
+                Rs.append(R)
             while k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
-                y_at[k] = y_new if t_out[k] == t_new else _interpolate(y, Q, (t_out[k] - t) / h, h)
+                y_at[k] = y_new if t_out[k] == t_new else _interpolate(R, (t_out[k] - t) / h)
                 k += 1
-        # accept: y <- y_new, K[0] <- f(t_new, y_new)
-        y, y_new = y_new, y
+        # accept: y <- y_new, k_1 <- f(t_new, y_new)
+        y[...] = y_new
         K[0] = K[-1]
         abs_y = abs_new
         t = t_new
         h_abs *= factor
         if nsteps >= max_steps and direction * (t_end - t) > 0:
             raise RKFailure("step budget exhausted", t, y, K[0], budget=True)
-    dense_out = None
-    if dense:
-        if len(Qs) == 0:  # pragma: no cover - a zero-length interval is rejected earlier
-            Qs.append(np.zeros((PT.shape[0], size), dtype=dtype))
-            y_starts.append(y.copy())
-            t_steps.append(t)
-        dense_out = RKDenseOutput(t_steps, np.array(y_starts), np.array(Qs))
+    dense_out = RKDenseOutput(t_steps, Rs) if dense else None
     return {
         "y_at": y_at,
         "y_end": y.copy(),
