@@ -164,7 +164,13 @@ def adjoint_gradients(
         solution's dense output (robust when the backward reconstruction is
         unstable).
     method : str
-        A solver of :func:`scipy.integrate.solve_ivp`, used both ways.
+        The solver of both ways: one of :func:`scipy.integrate.solve_ivp`
+        (``'DOP853'``, ``'RK45'``, ``'RK23'``, ``'Radau'``, ``'BDF'``,
+        ``'LSODA'``) or odeverify's ``'dopri5'``, ``'tsit5'``, which are much
+        faster on small and batched problems (benchmarks/README.md) and
+        control the backward error with a mixed norm: the largest of the
+        RMS errors of z, a, a_theta and a_t, so that a large batch does not
+        dilute the error of the summed parameter gradient.
     rtol, atol : float
         Tolerances of both solves.
     max_steps : int

@@ -369,9 +369,9 @@ class Solution:
         Right-hand side and Jacobian evaluations, LU decompositions, steps.
     method : str
     rtol, atol : float
-    sol : scipy.integrate.OdeSolution or None
-        Dense output over ``[ts[0], ts[-1]]`` when ``dense_output=True``;
-        use :meth:`__call__`.
+    sol : scipy.integrate.OdeSolution, odeverify._rk.RKDenseOutput or None
+        Dense output over ``[ts[0], ts[-1]]`` when ``dense_output=True``
+        (the latter for ``'dopri5'``, ``'tsit5'``); use :meth:`__call__`.
     """
 
     t: np.ndarray
@@ -422,9 +422,12 @@ def solve(
         ``ts[0]`` is the initial time.
     theta : array_like, shape (p,)
         Parameters (``None`` when the system has none).
-    method : {'DOP853', 'RK45', 'RK23', 'Radau', 'BDF', 'LSODA'}
-        A solver of :func:`scipy.integrate.solve_ivp`; implicit methods get
-        the analytic Jacobian (sparse block-diagonal for a batch).
+    method : {'DOP853', 'RK45', 'RK23', 'Radau', 'BDF', 'LSODA', 'dopri5', 'tsit5'}
+        A solver of :func:`scipy.integrate.solve_ivp` (implicit methods get
+        the analytic Jacobian, sparse block-diagonal for a batch), or one of
+        odeverify's own explicit 5(4) pairs, Dormand–Prince ``'dopri5'``
+        (the steps of SciPy's RK45) and Tsitouras ``'tsit5'``, which cost
+        far less Python time per step.
     rtol, atol : float
         Tolerances; ``atol`` may be an array of shape (n,).
     dense_output : bool

@@ -626,5 +626,12 @@ class _Numeric:
         return self._kernels[key][0]
 
     def source(self, kind="vjp") -> str:
-        """The generated Python source of one kernel (for inspection)."""
+        """The generated Python source of one kernel (for inspection).
+
+        ``kind="solver"`` gives the fused batch kernels the solvers call
+        (``"solver_scalar"`` their B = 1 variant).
+        """
+        if kind in ("solver", "solver_scalar"):
+            self._solver_factory(kind == "solver")
+            return self._kernels[("solver", kind == "solver")][1]
         return self._kernel(kind).source
