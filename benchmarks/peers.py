@@ -13,6 +13,8 @@ gradients are independent of every contender:
 * linear dz/dt = A z: exact, from scipy.linalg.expm / expm_frechet
   (tests/helpers.py: linear_reference).
 
+Rows of odeverify whose config ends in "jit" use ``ODESystem.jit()`` (the
+kernels compiled by numba; the compile time is in the note, like JAX's).
 Timings are medians over repeats; JAX is timed after compilation. A peer that
 is missing from the environment is skipped with a note. Results are printed
 and written to benchmarks/results/peers-<date>[-label].{txt,json}.
@@ -155,7 +157,7 @@ def linear(n, rng):
 
 # ---------------------------------------------------------------------------- timing
 def median_time(fn, repeats, min_total=0.0):
-    """Median wall time of ``fn()`` over ``repeats`` calls (more when a call is short), and its last result."""
+    """Median and minimum wall time of ``fn()`` over ``repeats`` calls (more when a call is short), and its last result."""
     out = fn()  # warm-up
     times = []
     t_start = time.perf_counter()
@@ -163,7 +165,7 @@ def median_time(fn, repeats, min_total=0.0):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return (statistics.median(times), min(times)), out
 
 
 def rel_err(got, want):
@@ -181,6 +183,7 @@ class Row:
     err_theta: float | None
     nfev: int | None = None
     note: str = ""
+    min_seconds: float | None = None
 
     @property
     def err(self):
@@ -188,8 +191,19 @@ class Row:
 
 
 # ---------------------------------------------------------------------------- contenders
-def run_odeverify(prob, rtol, atol, repeats, methods):
+def run_odeverify(prob, rtol, atol, repeats, methods, jit=False):
+    """odeverify rows; with ``jit`` the system's kernels are compiled by numba (ODESystem.jit) first."""
     system = ov.ODESystem.from_strings(prob.states, prob.params, prob.rhs)
+    note = ""
+    if jit:
+        if not hasattr(system, "jit"):
+            return []
+        try:
+            t0 = time.perf_counter()
+            system.jit()
+            note = f"ODESystem.jit(); compile {time.perf_counter() - t0:.1f} s"
+        except ImportError as exc:
+            return [Row(prob.name, "odeverify", "jit", None, None, None, note=str(exc))]
     rows = []
     known = set(getattr(ov._validate, "METHODS", ()))
     for method in methods:
@@ -202,16 +216,18 @@ def run_odeverify(prob, rtol, atol, repeats, methods):
                     system, prob.z0, prob.ts, prob.theta, prob.loss_np, mode=mode, method=method, rtol=rtol, atol=atol
                 )
 
-            secs, res = median_time(call, repeats, min_total=0.5)
+            (secs, fastest), res = median_time(call, repeats, min_total=0.5)
             rows.append(
                 Row(
                     prob.name,
                     "odeverify",
-                    f"{method} {mode}",
+                    f"{method} {mode}" + (" jit" if jit else ""),
                     secs,
                     rel_err(res.z0, prob.ref_z0),
                     rel_err(res.theta, prob.ref_theta),
                     res.stats.nfev_forward + res.stats.nfev_backward,
+                    note=note,
+                    min_seconds=fastest,
                 )
             )
     return rows
@@ -258,7 +274,7 @@ def run_torchdiffeq(prob, rtol, atol, repeats):
     func.nfev = 0
     call()
     nfev = func.nfev
-    secs, (gz, gth) = median_time(call, repeats)
+    (secs, fastest), (gz, gth) = median_time(call, repeats)
     return [
         Row(
             prob.name,
@@ -269,6 +285,7 @@ def run_torchdiffeq(prob, rtol, atol, repeats):
             rel_err(gth, prob.ref_theta),
             nfev,
             note="torch.set_num_threads(1)",
+            min_seconds=fastest,
         )
     ]
 
@@ -326,7 +343,7 @@ def run_diffrax(prob, rtol, atol, repeats):
             def call():
                 return jax.block_until_ready(grad(z0, th))
 
-            secs, (gz, gth) = median_time(call, repeats, min_total=0.5)
+            (secs, fastest), (gz, gth) = median_time(call, repeats, min_total=0.5)
             rows.append(
                 Row(
                     prob.name,
@@ -335,7 +352,8 @@ def run_diffrax(prob, rtol, atol, repeats):
                     secs,
                     rel_err(np.asarray(gz), prob.ref_z0),
                     rel_err(np.asarray(gth), prob.ref_theta),
-                    note=f"jit; compile {compile_s:.1f} s",
+                    note=f"jax.jit; compile {compile_s:.1f} s",
+                    min_seconds=fastest,
                 )
             )
     return rows
@@ -364,6 +382,10 @@ def summarise(rows):
             continue
         best = min(ours, key=lambda r: r.seconds)
         lines.append(f"{name}: fastest odeverify = {best.config} ({fmt_time(best.seconds)}, grad err {fmt_err(best.err)})")
+        plain = [r for r in ours if not r.config.endswith("jit")]
+        if plain and plain != ours:
+            bp = min(plain, key=lambda r: r.seconds)
+            lines.append(f"  fastest without numba = {bp.config} ({fmt_time(bp.seconds)}, grad err {fmt_err(bp.err)})")
         default = [r for r in ours if r.config == "DOP853 interpolated"]
         if torch_rows:
             tr = torch_rows[0]
@@ -392,7 +414,10 @@ def summarise(rows):
 
 
 def table(rows):
-    head = f"{'problem':<36} {'solver':<12} {'config':<38} {'time':>11} {'err z0':>8} {'err th':>8} {'nfev':>6} {'torch/this':>10} {'this/dfx':>8}  note"
+    head = (
+        f"{'problem':<36} {'solver':<12} {'config':<38} {'median':>11} {'min':>11} {'err z0':>8} {'err th':>8} "
+        f"{'nfev':>6} {'torch/this':>10} {'this/dfx':>8}  note"
+    )
     out = [head, "-" * len(head)]
     for r in rows:
         same = [x for x in rows if x.problem == r.problem and x.seconds is not None]
@@ -401,7 +426,7 @@ def table(rows):
         ratio_t = f"{tr[0].seconds / r.seconds:.1f}" if tr and r.seconds else "-"
         ratio_d = f"{r.seconds / min(x.seconds for x in dfx):.2f}" if dfx and r.seconds else "-"
         out.append(
-            f"{r.problem:<36} {r.solver:<12} {r.config:<38} {fmt_time(r.seconds):>11} {fmt_err(r.err_z0):>8} "
+            f"{r.problem:<36} {r.solver:<12} {r.config:<38} {fmt_time(r.seconds):>11} {fmt_time(r.min_seconds):>11} {fmt_err(r.err_z0):>8} "
             f"{fmt_err(r.err_theta):>8} {r.nfev if r.nfev is not None else '-':>6} {ratio_t:>10} {ratio_d:>8}  {r.note}"
         )
     return out
@@ -416,6 +441,7 @@ def main(argv=None):
     ap.add_argument("--only", choices=["odeverify", "all"], default="all")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()
     rng = np.random.default_rng(20261128)
     problems = [lotka_volterra(1, rng), lotka_volterra(512, rng), linear(4, rng)]
     methods = ["DOP853", "RK45", "dopri5", "tsit5"]
@@ -424,13 +450,14 @@ def main(argv=None):
     for prob in problems:
         print(f"== {prob.name} ({prob.notes})", flush=True)
         rows += run_odeverify(prob, args.rtol, args.atol, reps, methods)
+        rows += run_odeverify(prob, args.rtol, args.atol, reps, ["dopri5", "tsit5"], jit=True)
         if args.only == "all":
             rows += run_torchdiffeq(prob, args.rtol, args.atol, 1 if (args.quick and prob.batched) else reps)
             rows += run_diffrax(prob, args.rtol, args.atol, reps)
         for line in table([r for r in rows if r.problem == prob.name])[2:]:
             print(line, flush=True)
     versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
-    for mod in ("torch", "torchdiffeq", "jax", "diffrax"):
+    for mod in ("torch", "torchdiffeq", "jax", "diffrax", "numba"):
         try:
             versions[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
@@ -444,6 +471,8 @@ def main(argv=None):
         "err = max |g - g_ref| / max |g_ref| per gradient; torch/this = torchdiffeq time / this row's time; "
         "this/dfx = this row's time / fastest diffrax time",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; {platform.machine()}, {os.cpu_count()} cores",
+        "load average (1, 5, 15 min) at the start: %.2f %.2f %.2f, at the end: %.2f %.2f %.2f" % (load0 + os.getloadavg()),
+        "(other processes share this machine: a load above ~1 inflates every time, unevenly; compare min and median)",
         "",
     ]
     text = header + table(rows) + [""] + summarise(rows)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from ._codegen import ArrayKernel, Group, compile_solver_kernels
+from ._codegen import ArrayKernel, Group, compile_solver_kernels, generate_solver_source
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
 from ._parse import MAX_NAMES, parse_expression, parse_names
@@ -498,8 +498,49 @@ class ODESystem(AbstractVectorField):
         time products happen inside the generated code; B = 1 gets scalar
         code without slicing.
         """
-        make = self.numeric._solver_factory(batch > 1)
-        return SolverKernels(*make(np.asarray(theta, dtype=float), int(batch)))
+        theta = np.ascontiguousarray(theta, dtype=float)
+        if self.numeric._jit is not None:
+            return SolverKernels(*(functools.partial(k, theta) for k in self.numeric._jit))
+        make = self.numeric._solver_factory("batch" if batch > 1 else "scalar")
+        with np.errstate(all="ignore"):
+            return SolverKernels(*make(theta, int(batch)))
+
+    def jit(self):
+        """Compile the solver kernels with numba; returns the system.
+
+        After ``system.jit()`` every solve and adjoint of this system calls
+        machine code for f and the adjoint products instead of NumPy
+        operations: on a batch of states a kernel call costs about as much as
+        its arithmetic, not one NumPy call per operation. Compilation takes a
+        few seconds (once per system and process). Needs the optional
+        dependency numba (``pip install odeverify[jit]``).
+
+        Returns
+        -------
+        ODESystem
+            ``self``, for chaining.
+
+        Raises
+        ------
+        ImportError
+            When numba is not installed.
+        """
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "ODESystem.jit() needs numba, an optional dependency: pip install numba (or odeverify[jit])"
+            ) from None
+        kernels, _ = self.numeric._loop_kernels()
+        # compile now, for float64 arrays (the only kernels the solvers call)
+        n, p = self.n_states, self.n_params
+        theta = np.ones(p)
+        with np.errstate(all="ignore"):
+            kernels[0](theta, 0.5, np.ones(n), np.empty(n))
+            kernels[1](theta, 0.5, np.ones(2 * n + p + 1), np.empty(2 * n + p + 1))
+            kernels[2](theta, 0.5, np.ones(n), np.ones(n + p + 1), np.empty(n + p + 1))
+        self.numeric._jit = kernels
+        return self
 
 
 class _Numeric:
@@ -514,6 +555,7 @@ class _Numeric:
     def __init__(self, system: ODESystem):
         self._system = system
         self._kernels = {}
+        self._jit = None  # numba-compiled solver kernels after ODESystem.jit()
 
     def _kernel(self, kind) -> ArrayKernel:
         k = self._kernels.get(kind)
@@ -607,31 +649,42 @@ class _Numeric:
         """Jacobian of :meth:`backward_rhs`, shape ``batch + (2n + p + 1, 2n + p + 1)``."""
         return self._kernel("backward_jac")(y, t, theta)[0]
 
-    def _solver_factory(self, batch):
-        """``make(theta, B)`` of the fused solver kernels, compiled on first use."""
-        key = ("solver", batch)
+    def _solver_factory(self, style):
+        """The fused solver kernels of one style (see generate_solver_source), generated on first use."""
+        key = ("solver", style)
         if key not in self._kernels:
-            s = self._system
-            self._kernels[key] = compile_solver_kernels(
-                s.states,
-                s.adjoint,
-                s.params,
-                s.time,
-                list(s.f),
-                list(s.adjoint_rhs),
-                list(s.adjoint_theta_rhs),
-                list(s.adjoint_t_rhs),
-                batch=batch,
-            )
+            self._kernels[key] = compile_solver_kernels(*self._solver_args(), style=style)
         return self._kernels[key][0]
+
+    def _solver_args(self):
+        s = self._system
+        return (
+            s.states,
+            s.adjoint,
+            s.params,
+            s.time,
+            list(s.f),
+            list(s.adjoint_rhs),
+            list(s.adjoint_theta_rhs),
+            list(s.adjoint_t_rhs),
+        )
+
+    def _loop_kernels(self):
+        """The numba-compiled ``(f, backward, adjoint)`` (see :meth:`ODESystem.jit`) and their source."""
+        self._solver_factory("loop")
+        return self._kernels[("solver", "loop")]
 
     def source(self, kind="vjp") -> str:
         """The generated Python source of one kernel (for inspection).
 
         ``kind="solver"`` gives the fused batch kernels the solvers call
-        (``"solver_scalar"`` their B = 1 variant).
+        (``"solver_scalar"`` their B = 1 variant, ``"solver_loop"`` the
+        source that :meth:`ODESystem.jit` compiles).
         """
-        if kind in ("solver", "solver_scalar"):
-            self._solver_factory(kind == "solver")
-            return self._kernels[("solver", kind == "solver")][1]
+        styles = {"solver": "batch", "solver_scalar": "scalar", "solver_loop": "loop"}
+        if kind == "solver_loop":
+            return generate_solver_source(*self._solver_args(), style="loop")
+        if kind in styles:
+            self._solver_factory(styles[kind])
+            return self._kernels[("solver", styles[kind])][1]
         return self._kernel(kind).source

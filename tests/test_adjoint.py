@@ -340,3 +340,33 @@ def test_in_house_methods_with_a_field_that_is_not_an_odesystem(method, mode):
     want = ov.adjoint_gradients(lv, Z0, ts, theta, loss, **kw)
     assert rel_err(got.z0, want.z0) < 1e-8
     assert rel_err(got.theta, want.theta) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["tsit5", "DOP853"])
+@pytest.mark.parametrize("mode", MODES)
+def test_jit_system_against_closed_forms(method, mode):
+    # ODESystem.jit(): numba kernels behind every solver, the same gradients
+    pytest.importorskip("numba")
+    sys_ = _forced_decay_jit()
+    k, w, x0 = 0.8, 2.5, 1.2
+    ts = np.array([0.3, 1.0, 1.7, 2.9])
+    weights = np.array([0.5, 1.0, -0.7, 2.0])
+    L, dx0, dth, dts = forced_decay_reference(k, w, x0, ts, weights)
+    X0 = np.array([[x0], [x0]])  # a batch of two equal samples: twice the gradients of theta and t
+    res = ov.adjoint_gradients(
+        sys_, X0, ts, [k, w], lambda zs: anp.sum(weights[:, None] * zs[:, :, 0] ** 2), mode=mode, method=method,
+        rtol=1e-11, atol=1e-11,
+    )
+    assert res.loss == pytest.approx(2 * L, rel=1e-9)
+    assert entry_rel_err(res.z0, [[dx0], [dx0]]) < 1e-8
+    assert entry_rel_err(res.theta, 2 * dth) < 1e-8
+    assert entry_rel_err(res.t, 2 * dts) < 1e-8
+
+
+_JIT_CACHE = {}
+
+
+def _forced_decay_jit():
+    if "forced" not in _JIT_CACHE:
+        _JIT_CACHE["forced"] = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"]).jit()
+    return _JIT_CACHE["forced"]

@@ -115,3 +115,56 @@ def test_solver_kernels_hoist_parameter_products():
     setup = src.split("def f(")[0]
     assert "_q0 = -" in setup
     assert ".sum()" not in src  # batch sums are dots
+
+
+_JIT_SYSTEMS = ["time-dependent", "non-smooth", "unused state"]
+
+
+@pytest.fixture(scope="module")
+def jitted():
+    """ODESystems compiled once with numba (ODESystem.jit), by name."""
+    pytest.importorskip("numba")
+    return {name: ov.ODESystem.from_strings(*_SYSTEMS[name]).jit() for name in _JIT_SYSTEMS}
+
+
+@pytest.mark.parametrize("name", _JIT_SYSTEMS)
+@pytest.mark.parametrize("B", [1, 4])
+def test_jit_solver_kernels_match_autograd(jitted, name, B):
+    system = jitted[name]
+    n, p = system.n_states, system.n_params
+    rng = np.random.default_rng(10 + B)
+    Z = rng.uniform(0.3, 1.5, size=(B, n)) * rng.choice([-1.0, 1.0], size=(B, n))
+    A = rng.normal(size=(B, n))
+    theta = rng.uniform(0.5, 2.0, size=p)
+    t = -0.4
+    f, az, ath, at = _autograd_reference(system, Z, A, t, theta)
+    kernels = system.solver_kernels(theta, B)
+    out = np.full(B * n, np.nan)
+    kernels.f(t, Z.ravel(), out)
+    np.testing.assert_allclose(out, f.ravel(), rtol=1e-13, atol=1e-14)
+    y = np.concatenate([Z.ravel(), A.ravel(), rng.normal(size=p + 1)])
+    out = np.full_like(y, np.nan)
+    kernels.backward(t, y, out)
+    want = np.concatenate([f.ravel(), -az.ravel(), -np.atleast_1d(ath), [-at]])
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-13)
+    y = np.concatenate([A.ravel(), rng.normal(size=p + 1)])
+    out = np.full_like(y, np.nan)
+    kernels.adjoint(t, Z.ravel(), y, out)
+    np.testing.assert_allclose(out, want[B * n :], rtol=1e-12, atol=1e-13)
+
+
+def test_jit_without_numba_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_numba(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("no numba here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_numba)
+    lv = ov.ODESystem.from_strings("x", "a", ["a*x"])
+    with pytest.raises(ImportError, match="pip install numba"):
+        lv.jit()
+    assert "for _b in range(B)" in lv.numeric.source("solver_loop")  # the source needs no numba
