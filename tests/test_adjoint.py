@@ -41,9 +41,13 @@ def test_growth_all_four_gradients(growth, mode, x0, a, t0, T):
         assert got[key] == pytest.approx(want[key], rel=1e-8), key
 
 
+METHODS = ["DOP853", "dopri5", "tsit5"]  # SciPy's default and the in-house explicit pairs
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("decreasing", [False, True])
-def test_linear_system_intermediate_times(mode, decreasing):
+def test_linear_system_intermediate_times(method, mode, decreasing):
     rng = np.random.default_rng(3)
     A = np.array([[-0.3, 1.1, 0.2], [-0.9, -0.2, 0.4], [0.1, -0.5, -0.6]])
     z0 = np.array([1.0, -0.5, 0.8])
@@ -58,7 +62,8 @@ def test_linear_system_intermediate_times(mode, decreasing):
     def loss(zs):
         return anp.sum(c * zs) + 0.5 * anp.sum(zs**2)
 
-    res = ov.adjoint_gradients(sys_, z0, ts, A.ravel(), loss, mode=mode, rtol=1e-11, atol=1e-11)
+    res = ov.adjoint_gradients(sys_, z0, ts, A.ravel(), loss, mode=mode, method=method, rtol=1e-11, atol=1e-11)
+    assert res.method == method
     L, dz0, dA, dts = linear_reference(A, z0, ts, c)
     assert res.loss == pytest.approx(L, rel=1e-9)
     assert entry_rel_err(res.z0, dz0) < 1e-8
@@ -66,8 +71,9 @@ def test_linear_system_intermediate_times(mode, decreasing):
     assert entry_rel_err(res.t, dts) < 1e-8
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", MODES)
-def test_time_dependent_rhs(mode):
+def test_time_dependent_rhs(method, mode):
     # exercises the df/dt path: dL/dt0 needs the integral of a * df/dt
     sys_ = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"])
     k, w, x0 = 0.8, 2.5, 1.2
@@ -78,7 +84,7 @@ def test_time_dependent_rhs(mode):
     def loss(zs):
         return anp.sum(weights * zs[:, 0] ** 2)
 
-    res = ov.adjoint_gradients(sys_, [x0], ts, [k, w], loss, mode=mode, rtol=1e-11, atol=1e-11)
+    res = ov.adjoint_gradients(sys_, [x0], ts, [k, w], loss, mode=mode, method=method, rtol=1e-11, atol=1e-11)
     assert res.loss == pytest.approx(L, rel=1e-9)
     assert res.z0[0] == pytest.approx(dx0, rel=1e-8)
     assert entry_rel_err(res.theta, dth) < 1e-8
@@ -127,14 +133,20 @@ def test_stiff_van_der_pol(method):
     assert res.stats.njev_backward > 0  # the analytic Jacobian was used
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_batch_equals_samples(mode):
+def _lv_batch_problem():
     lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
     theta = np.array([1.2, 0.7, 0.9, 1.1])
     rng = np.random.default_rng(7)
     Z0 = rng.uniform(0.5, 2.0, size=(6, 2))
     ts = np.array([0.0, 0.5, 1.3, 2.0])
     target = rng.normal(size=(len(ts), 2))
+    return lv, theta, Z0, ts, target
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_equals_samples(method, mode):
+    lv, theta, Z0, ts, target = _lv_batch_problem()
 
     def loss_batch(zs):  # (T, B, n)
         return anp.sum((zs - target[:, None, :]) ** 2 * np.arange(1, 3))
@@ -142,7 +154,7 @@ def test_batch_equals_samples(mode):
     def loss_one(zs):  # (T, n)
         return anp.sum((zs - target) ** 2 * np.arange(1, 3))
 
-    kw = dict(mode=mode, rtol=1e-11, atol=1e-11)
+    kw = dict(mode=mode, method=method, rtol=1e-11, atol=1e-11)
     batch = ov.adjoint_gradients(lv, Z0, ts, theta, loss_batch, **kw)
     singles = [ov.adjoint_gradients(lv, z, ts, theta, loss_one, **kw) for z in Z0]
     assert batch.z0.shape == Z0.shape
@@ -204,71 +216,6 @@ def test_no_parameters():
 from odeverify._field import AbstractVectorField  # noqa: E402
 
 FAST = ["dopri5", "tsit5"]
-
-
-@pytest.mark.parametrize("method", FAST)
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("decreasing", [False, True])
-def test_in_house_methods_linear_closed_form(method, mode, decreasing):
-    rng = np.random.default_rng(11)
-    A = np.array([[-0.3, 1.1, 0.2], [-0.9, -0.2, 0.4], [0.1, -0.5, -0.6]])
-    z0 = np.array([1.0, -0.5, 0.8])
-    ts = np.array([0.0, 0.3, 0.9, 1.4, 2.0])
-    if decreasing:
-        ts = ts[::-1] - 1.0
-    c = rng.normal(size=(len(ts), 3))
-    names = [f"a{i}{j}" for i in range(3) for j in range(3)]
-    rhs = [" + ".join(f"a{i}{j}*z{j}" for j in range(3)) for i in range(3)]
-    sys_ = ov.ODESystem.from_strings("z0 z1 z2", names, rhs)
-    res = ov.adjoint_gradients(
-        sys_, z0, ts, A.ravel(), lambda zs: anp.sum(c * zs) + 0.5 * anp.sum(zs**2),
-        mode=mode, method=method, rtol=1e-11, atol=1e-11,
-    )
-    L, dz0, dA, dts = linear_reference(A, z0, ts, c)
-    assert res.loss == pytest.approx(L, rel=1e-9)
-    assert entry_rel_err(res.z0, dz0) < 1e-8
-    assert entry_rel_err(res.theta, dA) < 1e-8
-    assert entry_rel_err(res.t, dts) < 1e-8
-    assert res.method == method
-
-
-@pytest.mark.parametrize("method", FAST)
-@pytest.mark.parametrize("mode", MODES)
-def test_in_house_methods_time_dependent(method, mode):
-    sys_ = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"])
-    k, w, x0 = 0.8, 2.5, 1.2
-    ts = np.array([0.3, 1.0, 1.7, 2.9])
-    weights = np.array([0.5, 1.0, -0.7, 2.0])
-    L, dx0, dth, dts = forced_decay_reference(k, w, x0, ts, weights)
-    res = ov.adjoint_gradients(
-        sys_, [x0], ts, [k, w], lambda zs: anp.sum(weights * zs[:, 0] ** 2), mode=mode, method=method, rtol=1e-11, atol=1e-11
-    )
-    assert res.z0[0] == pytest.approx(dx0, rel=1e-8)
-    assert entry_rel_err(res.theta, dth) < 1e-8
-    assert entry_rel_err(res.t, dts) < 1e-8
-
-
-def _lv_batch_problem():
-    lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
-    theta = np.array([1.2, 0.7, 0.9, 1.1])
-    rng = np.random.default_rng(7)
-    Z0 = rng.uniform(0.5, 2.0, size=(6, 2))
-    ts = np.array([0.0, 0.5, 1.3, 2.0])
-    target = rng.normal(size=(len(ts), 2))
-    return lv, theta, Z0, ts, target
-
-
-@pytest.mark.parametrize("method", FAST)
-@pytest.mark.parametrize("mode", MODES)
-def test_in_house_batch_equals_samples(method, mode):
-    lv, theta, Z0, ts, target = _lv_batch_problem()
-    kw = dict(mode=mode, method=method, rtol=1e-11, atol=1e-11)
-    batch = ov.adjoint_gradients(lv, Z0, ts, theta, lambda zs: anp.sum((zs - target[:, None, :]) ** 2), **kw)
-    singles = [ov.adjoint_gradients(lv, z, ts, theta, lambda zs: anp.sum((zs - target) ** 2), **kw) for z in Z0]
-    assert batch.loss == pytest.approx(sum(s.loss for s in singles), rel=1e-10)
-    assert rel_err(batch.z0, [s.z0 for s in singles]) < 1e-8
-    assert rel_err(batch.theta, sum(s.theta for s in singles)) < 1e-8
-    assert rel_err(batch.t, sum(s.t for s in singles)) < 1e-8
 
 
 @pytest.mark.parametrize("mode", MODES)

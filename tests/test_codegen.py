@@ -82,16 +82,22 @@ def _autograd_reference(system, Z, A, t, theta):
 @pytest.mark.parametrize("name", list(_SYSTEMS))
 @pytest.mark.parametrize("B", [1, 5])
 def test_solver_kernels_match_autograd(name, B):
-    states, params, rhs = _SYSTEMS[name]
-    system = ov.ODESystem.from_strings(states, params, rhs)
+    system = ov.ODESystem.from_strings(*_SYSTEMS[name])
+    _check_kernels(system, B, 0.7, seed=B, generic=True)
+
+
+def _check_kernels(system, B, t, *, seed, generic=False):
+    """system.solver_kernels (and the generic ones) against autograd, in the three layouts."""
     n, p = system.n_states, system.n_params
-    rng = np.random.default_rng(B)
+    rng = np.random.default_rng(seed)
     Z = rng.uniform(0.3, 1.5, size=(B, n)) * rng.choice([-1.0, 1.0], size=(B, n))
     A = rng.normal(size=(B, n))
     theta = rng.uniform(0.5, 2.0, size=p)
-    t = 0.7
     f, az, ath, at = _autograd_reference(system, Z, A, t, theta)
-    for kernels in (system.solver_kernels(theta, B), generic_solver_kernels(system, theta, B)):
+    candidates = [system.solver_kernels(theta, B)]
+    if generic:
+        candidates.append(generic_solver_kernels(system, theta, B))
+    for kernels in candidates:
         out = np.full(B * n, np.nan)
         kernels.f(t, Z.ravel(), out)
         np.testing.assert_allclose(out, f.ravel(), rtol=1e-13, atol=1e-14)
@@ -130,27 +136,7 @@ def jitted():
 @pytest.mark.parametrize("name", _JIT_SYSTEMS)
 @pytest.mark.parametrize("B", [1, 4])
 def test_jit_solver_kernels_match_autograd(jitted, name, B):
-    system = jitted[name]
-    n, p = system.n_states, system.n_params
-    rng = np.random.default_rng(10 + B)
-    Z = rng.uniform(0.3, 1.5, size=(B, n)) * rng.choice([-1.0, 1.0], size=(B, n))
-    A = rng.normal(size=(B, n))
-    theta = rng.uniform(0.5, 2.0, size=p)
-    t = -0.4
-    f, az, ath, at = _autograd_reference(system, Z, A, t, theta)
-    kernels = system.solver_kernels(theta, B)
-    out = np.full(B * n, np.nan)
-    kernels.f(t, Z.ravel(), out)
-    np.testing.assert_allclose(out, f.ravel(), rtol=1e-13, atol=1e-14)
-    y = np.concatenate([Z.ravel(), A.ravel(), rng.normal(size=p + 1)])
-    out = np.full_like(y, np.nan)
-    kernels.backward(t, y, out)
-    want = np.concatenate([f.ravel(), -az.ravel(), -np.atleast_1d(ath), [-at]])
-    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-13)
-    y = np.concatenate([A.ravel(), rng.normal(size=p + 1)])
-    out = np.full_like(y, np.nan)
-    kernels.adjoint(t, Z.ravel(), y, out)
-    np.testing.assert_allclose(out, want[B * n :], rtol=1e-12, atol=1e-13)
+    _check_kernels(jitted[name], B, -0.4, seed=10 + B)
 
 
 def test_jit_without_numba_is_a_clear_error(monkeypatch):
