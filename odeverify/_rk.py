@@ -318,7 +318,7 @@ def integrate_rk(
     nsteps = nrejected = 0
 
     while direction * (t_end - t) > 0:
-        min_step = 10.0 * abs(np.nextafter(t, direction * np.inf) - t)
+        min_step = 10.0 * abs(math.nextafter(t, direction * math.inf) - t)
         rejected = False
         while True:  # attempts of one step
             if h_abs < min_step:
@@ -358,7 +358,7 @@ def integrate_rk(
             h_abs *= factor
             rejected = True
             nrejected += 1
-        if not math.isfinite(float(y_new.sum().real)):
+        if not math.isfinite(abs(y_new.sum())):
             raise RKFailure("the state became infinite or NaN", t_new, y_new, K[-1])
         nsteps += 1
         need_out = k < len(t_out) and direction * (t_out[k] - t_new) <= 0
