@@ -130,7 +130,7 @@ _JIT_SYSTEMS = ["time-dependent", "non-smooth", "unused state"]
 def jitted():
     """ODESystems compiled once with numba (ODESystem.jit), by name."""
     pytest.importorskip("numba")
-    return {name: ov.ODESystem.from_strings(*_SYSTEMS[name]).jit() for name in _JIT_SYSTEMS}
+    return {name: ov.ODESystem.from_strings(*_SYSTEMS[name]).jit(warm_up=False) for name in _JIT_SYSTEMS}
 
 
 @pytest.mark.parametrize("name", _JIT_SYSTEMS)
