@@ -325,3 +325,17 @@ def _forced_decay_jit():
     if "forced" not in _JIT_CACHE:
         _JIT_CACHE["forced"] = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"]).jit()
     return _JIT_CACHE["forced"]
+
+
+def test_jit_failures_become_integration_errors():
+    # the compiled step loop reports failures through status codes: same errors as the interpreted one
+    pytest.importorskip("numba")
+    from odeverify.errors import IntegrationError
+
+    sys_ = _forced_decay_jit()
+    loss = lambda zs: anp.sum(zs**2)  # noqa: E731
+    with pytest.raises(IntegrationError, match="max_steps=3"):
+        ov.adjoint_gradients(sys_, [1.0], [0.0, 5.0], [0.8, 2.5], loss, method="tsit5", rtol=1e-10, atol=1e-10, max_steps=3)
+    with pytest.raises(IntegrationError, match="infinite or NaN|too small") as info:
+        ov.solve(sys_, [1.0], [0.0, 10.0], [-400.0, 1.0], method="tsit5")  # x ~ exp(400 t) overflows near t = 1.8
+    assert 1.0 < info.value.t_reached < 2.0
