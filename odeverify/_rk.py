@@ -15,7 +15,11 @@ costs time on small and batched problems, not in the mathematics:
   (a plain RMS over all of them would let a_theta's error grow like sqrt(B n));
 * dense output is the method's own continuous extension (quartic, so
   interpolation keeps the 4th order of the error estimate), and repeated
-  evaluations at monotone times find their step without a search.
+  evaluations at monotone times find their step without a search;
+* the step loop :func:`_rk_loop` is plain Python on NumPy arrays that numba
+  can compile unchanged: for a right-hand side compiled by numba (a
+  :class:`CompiledRHS`, from :meth:`odeverify.ODESystem.jit`) the whole loop
+  runs as machine code, with the same steps and the same numbers.
 
 The step-size controller is the standard one (Hairer, Nørsett & Wanner,
 §II.4): ``h_new = h * min(10, max(0.2, 0.9 * err^(-1/5)))``, no growth right
@@ -297,14 +301,14 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
                 err /= scale
                 err_norm = _norm(err.real, starts, ends)
             if err_norm < 1.0:
-                factor = 10.0 if err_norm == 0.0 else min(10.0, 0.9 * err_norm**exponent)
+                factor = MAX_FACTOR if err_norm == 0.0 else min(MAX_FACTOR, SAFETY * err_norm**exponent)
                 if rejected:
                     factor = min(1.0, factor)
                 break
             if math.isfinite(err_norm):
-                factor = max(0.2, 0.9 * err_norm**exponent)
+                factor = max(MIN_FACTOR, SAFETY * err_norm**exponent)
             else:
-                factor = 0.2
+                factor = MIN_FACTOR
             h_abs *= factor
             rejected = True
             nrejected += 1
