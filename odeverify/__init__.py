@@ -6,12 +6,20 @@ from ._adjoint import AdjointResult as AdjointResult
 from ._adjoint import BacksolveDriftWarning as BacksolveDriftWarning
 from ._adjoint import SolverStats as SolverStats
 from ._adjoint import adjoint_gradients as adjoint_gradients
+from ._check import GradientReport as GradientReport
+from ._check import check_gradients as check_gradients
+from ._check import compute_references as compute_references
 from ._field import AbstractVectorField as AbstractVectorField
+from ._taylor import TaylorResult as TaylorResult
+from ._taylor import taylor_test as taylor_test
 from ._integrate import Solution as Solution
 from ._integrate import solve as solve
 from ._parse import parse_expression as parse_expression
 from ._system import ODESystem as ODESystem
+from . import catalog as catalog
 from . import errors as errors
+from . import references as references
+from . import testing as testing
 
 try:
     __version__ = version("odeverify")
