@@ -1,0 +1,16 @@
+"""The notes' theory as checkable code: run it on your own model to see whether the hypotheses hold.
+
+* existence and uniqueness (notes §2.3, §4.2): :func:`lipschitz` (rigorous
+  Lipschitz bound, continuity in t, non-smooth functions, Picard–Lindelöf
+  interval) and :func:`hypothesis_warnings` (the cheap check used by the
+  gradient cross-checks);
+* one-step methods (§2.4–2.5): :func:`convergence_order`, the observed
+  order of a Runge–Kutta tableau of :mod:`odeverify.tableaux`;
+* backpropagation and gradient descent (§3.2–3.5): :class:`MLP`,
+  :func:`backprop`, :func:`notes_backprop`, :func:`check_backprop`,
+  :func:`gradient_descent`, :func:`gradient_norms_by_depth`;
+* ResNet = Euler (§3.6, §4.1): :func:`resnet_equals_euler`,
+  :func:`resnet_convergence`, :func:`neural_ode_system`.
+
+Implicit layers (§3.7) are in :mod:`odeverify.implicit`.
+"""
