@@ -14,3 +14,7 @@
 
 Implicit layers (§3.7) are in :mod:`odeverify.implicit`.
 """
+
+from ._order import OrderReport as OrderReport
+from ._order import convergence_order as convergence_order
+from ._order import fit_order as fit_order
