@@ -18,3 +18,15 @@ Implicit layers (§3.7) are in :mod:`odeverify.implicit`.
 from ._order import OrderReport as OrderReport
 from ._order import convergence_order as convergence_order
 from ._order import fit_order as fit_order
+from ._backprop import ACTIVATIONS as ACTIVATIONS
+from ._backprop import MLP as MLP
+from ._backprop import Activation as Activation
+from ._backprop import BackpropCheck as BackpropCheck
+from ._backprop import DepthReport as DepthReport
+from ._backprop import DescentResult as DescentResult
+from ._backprop import Gradients as Gradients
+from ._backprop import backprop as backprop
+from ._backprop import check_backprop as check_backprop
+from ._backprop import gradient_descent as gradient_descent
+from ._backprop import gradient_norms_by_depth as gradient_norms_by_depth
+from ._backprop import notes_backprop as notes_backprop
