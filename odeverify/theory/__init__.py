@@ -30,3 +30,11 @@ from ._backprop import check_backprop as check_backprop
 from ._backprop import gradient_descent as gradient_descent
 from ._backprop import gradient_norms_by_depth as gradient_norms_by_depth
 from ._backprop import notes_backprop as notes_backprop
+from ._resnet import ResNetConvergence as ResNetConvergence
+from ._resnet import ResNetEulerCheck as ResNetEulerCheck
+from ._resnet import neural_ode_system as neural_ode_system
+from ._resnet import pack_mlp_params as pack_mlp_params
+from ._resnet import resnet_convergence as resnet_convergence
+from ._resnet import resnet_equals_euler as resnet_equals_euler
+from ._resnet import resnet_forward as resnet_forward
+from ._resnet import unpack_mlp_params as unpack_mlp_params
