@@ -15,6 +15,9 @@
 Implicit layers (§3.7) are in :mod:`odeverify.implicit`.
 """
 
+from ._lipschitz import LipschitzReport as LipschitzReport
+from ._lipschitz import hypothesis_warnings as hypothesis_warnings
+from ._lipschitz import lipschitz as lipschitz
 from ._order import OrderReport as OrderReport
 from ._order import convergence_order as convergence_order
 from ._order import fit_order as fit_order
