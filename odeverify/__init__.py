@@ -12,6 +12,8 @@ from ._integrate import solve as solve
 from ._parse import parse_expression as parse_expression
 from ._system import ODESystem as ODESystem
 from . import errors as errors
+from . import implicit as implicit
+from . import theory as theory
 
 try:
     __version__ = version("odeverify")
