@@ -30,6 +30,7 @@ import numpy as np
 
 from .._validate import _as_float_array
 from ..errors import InvalidArgumentError, InvalidTypeError
+from ._table import table_lines
 
 __all__ = [
     "Activation",
@@ -616,10 +617,9 @@ class DepthReport:
     def __str__(self):
         lines = [
             f"‖dL/dW1‖ against depth ({self.activation}, width {self.width}, gain {self.gain:g}):",
-            f"  {'depth':>6} {'plain':>12} {'residual':>12} {'residual h=1/D':>15}",
         ]
-        for d, p, r, e in zip(self.depths, self.plain, self.residual, self.euler):
-            lines.append(f"  {d:>6d} {p:>12.4e} {r:>12.4e} {e:>15.4e}")
+        cols = [("depth", 6, "d"), ("plain", 12, ".4e"), ("residual", 12, ".4e"), ("residual h=1/D", 15, ".4e")]
+        lines += table_lines(cols, zip(self.depths, self.plain, self.residual, self.euler))
         return "\n".join(lines)
 
 

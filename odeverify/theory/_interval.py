@@ -212,51 +212,40 @@ def _inverse_end(y_approx, forward, target, *, below, increasing, bound):
     return bound
 
 
-def _atan_interval(x):
-    half_pi_hi = mpmath.mpf((iv.pi / 2).b)
+def _inverse_interval(x, approx, forward, *, increasing, lo_bound, hi_bound):
+    """Enclosure over ``x`` of the inverse g of a monotone ``forward``, g's range within [lo_bound, hi_bound]."""
 
     def end(t, below):
         t = mpmath.mpf(t)
-        if not mpmath.isfinite(t):
-            return -half_pi_hi if t < 0 else half_pi_hi
+        if not mpmath.isfinite(t):  # atan(±inf) = ±pi/2
+            return lo_bound if (t < 0) == increasing else hi_bound
         with mpmath.workprec(_PREC + 20):
-            y0 = mpmath.atan(t)
+            y0 = approx(t)
         return _inverse_end(
-            y0, iv.tan, t, below=below, increasing=True, bound=-half_pi_hi if below else half_pi_hi
+            y0, forward, t, below=below, increasing=increasing, bound=lo_bound if below else hi_bound
         )
 
-    return iv.mpf([max(end(x.a, True), -half_pi_hi), min(end(x.b, False), half_pi_hi)])
+    a, b = (end(x.a, True), end(x.b, False)) if increasing else (end(x.b, True), end(x.a, False))
+    return iv.mpf([max(a, lo_bound), min(b, hi_bound)])
+
+
+def _atan_interval(x):
+    half_pi = mpmath.mpf((iv.pi / 2).b)
+    return _inverse_interval(x, mpmath.atan, iv.tan, increasing=True, lo_bound=-half_pi, hi_bound=half_pi)
 
 
 def _asin_interval(x):
     if x.a < -1 or x.b > 1:
         raise _Domain("asin", x)
-    half_pi_hi = mpmath.mpf((iv.pi / 2).b)
-
-    def end(t, below):
-        t = mpmath.mpf(t)
-        with mpmath.workprec(_PREC + 20):
-            y0 = mpmath.asin(t)
-        return _inverse_end(
-            y0, iv.sin, t, below=below, increasing=True, bound=-half_pi_hi if below else half_pi_hi
-        )
-
-    return iv.mpf([end(x.a, True), end(x.b, False)])
+    half_pi = mpmath.mpf((iv.pi / 2).b)
+    return _inverse_interval(x, mpmath.asin, iv.sin, increasing=True, lo_bound=-half_pi, hi_bound=half_pi)
 
 
 def _acos_interval(x):
     if x.a < -1 or x.b > 1:
         raise _Domain("acos", x)
-    pi_hi = mpmath.mpf(iv.pi.b)
-
-    def end(t, below):
-        t = mpmath.mpf(t)
-        with mpmath.workprec(_PREC + 20):
-            y0 = mpmath.acos(t)
-        return _inverse_end(y0, iv.cos, t, below=below, increasing=False, bound=0 if below else pi_hi)
-
-    # decreasing: acos([a, b]) = [acos(b), acos(a)]
-    return iv.mpf([max(end(x.b, True), 0), min(end(x.a, False), pi_hi)])
+    pi = mpmath.mpf(iv.pi.b)
+    return _inverse_interval(x, mpmath.acos, iv.cos, increasing=False, lo_bound=mpmath.mpf(0), hi_bound=pi)
 
 
 class _Domain(Exception):

@@ -114,7 +114,8 @@ class LipschitzReport:
         lines = [
             f"Lipschitz constant of f in z (max norm) on {box}{span}:",
             f"  {_fmt(self.lower)} ≤ L ≤ {_fmt(self.upper)}"
-            f"   (upper: interval arithmetic, {self.splits}^{len(self.box)} sub-boxes; lower: {self.samples} samples)",
+            f"   (upper: interval arithmetic on {self.splits ** len(self.box)} sub-box(es); "
+            f"lower: {self.samples} samples)",
             f"  sup ‖f‖∞ ≤ {_fmt(self.sup_f)}",
             f"  continuous in t: {_yes(self.continuous_in_t)};  differentiable in z: {_yes(self.differentiable)}",
             f"  non-smooth functions in f: {', '.join(self.nonsmooth) or 'none'}",

@@ -10,8 +10,9 @@ from .._integrate import solve
 from .._validate import _as_float_array, as_field, check_theta, check_z0
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ..tableaux import get_tableau, odeint_fixed
+from ._table import table_lines
 
-__all__ = ["OrderReport", "convergence_order", "fit_order", "check_t_span"]
+__all__ = ["OrderReport", "convergence_order", "fit_order", "check_t_span", "check_steps"]
 
 #: default numbers of steps of the refined series
 DEFAULT_STEPS = (8, 16, 32, 64, 128)
@@ -102,10 +103,10 @@ class OrderReport:
         lines = [
             f"{self.method}: observed order {self.order:.3f} (expected {self.expected}) "
             f"against {self.reference}",
-            f"  {'steps':>7} {'h':>12} {'error':>12}  used",
         ]
-        for n, h, e, u in zip(self.steps, self.h, self.errors, self.used):
-            lines.append(f"  {n:>7d} {h:>12.4e} {e:>12.4e}  {'yes' if u else 'no (below floor)'}")
+        used = ["yes" if u else "no (below floor)" for u in self.used]
+        cols = [("steps", 7, "d"), ("h", 12, ".4e"), ("error", 12, ".4e"), ("used", 5, "")]
+        lines += table_lines(cols, zip(self.steps, self.h, self.errors, used))
         return "\n".join(lines)
 
 
@@ -166,7 +167,7 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     theta = check_theta(theta, fld.n_params)
     t0, t1 = check_t_span(t_span)
     tab = get_tableau(method)
-    steps_arr = _check_steps(steps)
+    steps_arr = check_steps(steps, "steps")
 
     def f(z, t):
         return fld.eval_f(z[None, :], t, theta)[0]
@@ -211,18 +212,19 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     )
 
 
-def _check_steps(steps):
+def check_steps(steps, argname):
+    """Validate a refined series: at least 3 strictly increasing positive integers; returns an int array."""
     try:
         arr = np.asarray(steps)
     except Exception:  # noqa: BLE001 - reported below
         arr = np.asarray([], dtype=object)
     if arr.dtype.kind not in "iu":
-        raise InvalidTypeError(f"steps must be a sequence of integers such as (8, 16, 32, 64), got {steps!r}")
+        raise InvalidTypeError(f"{argname} must be a sequence of integers such as (8, 16, 32, 64), got {steps!r}")
     if arr.ndim != 1 or arr.size < 3 or np.any(arr < 1):
         raise InvalidArgumentError(
-            f"steps={arr.tolist()} must hold at least 3 positive integers, e.g. (8, 16, 32, 64)"
+            f"{argname}={arr.tolist()} must hold at least 3 positive integers, e.g. (8, 16, 32, 64)"
         )
     if np.any(np.diff(arr) <= 0):
-        raise InvalidArgumentError(f"steps={arr.tolist()} must be strictly increasing")
+        raise InvalidArgumentError(f"{argname}={arr.tolist()} must be strictly increasing")
     return arr.astype(int)
 

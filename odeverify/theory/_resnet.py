@@ -23,7 +23,8 @@ from .._system import ODESystem
 from .._validate import _as_float_array, as_field, check_theta, check_z0
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ..tableaux import odeint_fixed
-from ._order import check_t_span, fit_order
+from ._order import check_steps, check_t_span, fit_order
+from ._table import table_lines
 
 __all__ = [
     "neural_ode_system",
@@ -228,10 +229,9 @@ class ResNetConvergence:
         lines = [
             f"ResNet (h = T/N) vs Neural ODE: output order {self.output_order:.3f}, "
             f"gradient order {self.gradient_order:.3f} (Euler: 1)",
-            f"  {'N':>6} {'h':>11} {'|x_N - z(T)|':>14} {'grad. rel. err':>15}",
         ]
-        for N, h, e, g in zip(self.layers, self.h, self.output_errors, self.gradient_errors):
-            lines.append(f"  {N:>6d} {h:>11.4e} {e:>14.4e} {g:>15.4e}")
+        cols = [("N", 6, "d"), ("h", 11, ".4e"), ("|x_N - z(T)|", 14, ".4e"), ("grad. rel. err", 15, ".4e")]
+        lines += table_lines(cols, zip(self.layers, self.h, self.output_errors, self.gradient_errors))
         return "\n".join(lines)
 
 
@@ -275,9 +275,7 @@ def resnet_convergence(system, z0, theta, t_span, loss, *, layers=(8, 16, 32, 64
     z0 = check_z0(z0, fld.n_states)[0][0]
     theta = check_theta(theta, fld.n_params)
     t0, t1 = check_t_span(t_span)
-    Ns = np.asarray(layers)
-    if Ns.ndim != 1 or Ns.size < 3 or Ns.dtype.kind not in "iu" or np.any(Ns < 1):
-        raise InvalidArgumentError(f"layers={layers!r} must be at least 3 positive integers, e.g. (8, 16, 32)")
+    Ns = check_steps(layers, "layers")
     ref = adjoint_gradients(fld, z0, [t0, t1], theta, loss, rtol=rtol, atol=rtol)
     z_T = ref.zs[-1]
     g_ref = np.concatenate([ref.z0, ref.theta])
