@@ -74,5 +74,7 @@ def test_errors():
         convergence_order(GROWTH, [1.0], [], (1.0, 1.0), "euler")
     with pytest.raises(InvalidArgumentError, match="not a known tableau"):
         convergence_order(GROWTH, [1.0], [], (0.0, 1.0), "rk99")
+    with pytest.raises(InvalidArgumentError, match="not a batch"):
+        convergence_order(GROWTH, [[1.0], [2.0]], [], (0.0, 1.0), "euler")
     with pytest.raises(InvalidArgumentError, match="exact must give"):
         convergence_order(GROWTH, [1.0], [], (0.0, 1.0), "euler", exact=[1.0, 2.0])

@@ -91,7 +91,7 @@ def _activation(act):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MLP:
     """A multilayer perceptron: hidden layers with an activation, a linear output layer.
 

@@ -11,6 +11,7 @@ import numpy as np
 from .._system import ODESystem
 from .._validate import _as_float_array, as_field, check_theta, check_ts, check_z0
 from ..errors import EnclosureError, InvalidArgumentError, InvalidTypeError
+from ._checks import check_state
 from ._interval import Encloser, hi, interval, is_finite, lo, point
 
 __all__ = ["LipschitzReport", "lipschitz", "hypothesis_warnings", "check_box"]
@@ -343,7 +344,7 @@ def lipschitz(system, theta, box, *, t_span=None, z0=None, samples=1000, seed=0,
     if z0 is None:
         z0 = box.mean(axis=1)
     else:
-        z0 = check_z0(z0, n)[0][0]
+        z0 = check_state(z0, n)
         outside = np.flatnonzero((z0 < box[:, 0]) | (z0 > box[:, 1]))
         if outside.size:
             i = int(outside[0])

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._integrate import solve
-from .._validate import _as_float_array, as_field, check_theta, check_z0
-from ..errors import InvalidArgumentError, InvalidTypeError
+from .._validate import _as_float_array, as_field, check_theta
+from ..errors import InvalidArgumentError
 from ..tableaux import get_tableau, odeint_fixed
+from ._checks import check_state, check_steps, check_t_span
 from ._table import table_lines
 
-__all__ = ["OrderReport", "convergence_order", "fit_order", "check_t_span", "check_steps"]
+__all__ = ["OrderReport", "convergence_order", "fit_order"]
 
 #: default numbers of steps of the refined series
 DEFAULT_STEPS = (8, 16, 32, 64, 128)
@@ -41,16 +42,6 @@ def fit_order(h, errors):
     errors = np.asarray(errors, float)
     slope, _ = np.polyfit(np.log(h), np.log(errors), 1)
     return float(slope)
-
-
-def check_t_span(t_span):
-    """Validate ``(t0, t1)``: two finite times with t0 != t1; returns floats."""
-    arr = _as_float_array(t_span, "t_span")
-    if arr.shape != (2,) or not np.all(np.isfinite(arr)) or arr[0] == arr[1]:
-        raise InvalidArgumentError(
-            f"t_span = {np.asarray(t_span).tolist()!r} must be two distinct finite times (t0, t1)"
-        )
-    return float(arr[0]), float(arr[1])
 
 
 @dataclass
@@ -163,7 +154,7 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     """
     fld = as_field(system)
     n = fld.n_states
-    z0 = check_z0(z0, n)[0][0]
+    z0 = check_state(z0, n)
     theta = check_theta(theta, fld.n_params)
     t0, t1 = check_t_span(t_span)
     tab = get_tableau(method)
@@ -210,21 +201,3 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
         reference=reference,
         reference_error=ref_err,
     )
-
-
-def check_steps(steps, argname):
-    """Validate a refined series: at least 3 strictly increasing positive integers; returns an int array."""
-    try:
-        arr = np.asarray(steps)
-    except Exception:  # noqa: BLE001 - reported below
-        arr = np.asarray([], dtype=object)
-    if arr.dtype.kind not in "iu":
-        raise InvalidTypeError(f"{argname} must be a sequence of integers such as (8, 16, 32, 64), got {steps!r}")
-    if arr.ndim != 1 or arr.size < 3 or np.any(arr < 1):
-        raise InvalidArgumentError(
-            f"{argname}={arr.tolist()} must hold at least 3 positive integers, e.g. (8, 16, 32, 64)"
-        )
-    if np.any(np.diff(arr) <= 0):
-        raise InvalidArgumentError(f"{argname}={arr.tolist()} must be strictly increasing")
-    return arr.astype(int)
-

@@ -20,10 +20,11 @@ import sympy as sp
 from .._adjoint import adjoint_gradients
 from .._functions import relu, sigmoid, softplus
 from .._system import ODESystem
-from .._validate import _as_float_array, as_field, check_theta, check_z0
+from .._validate import _as_float_array, as_field, check_theta
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ..tableaux import odeint_fixed
-from ._order import check_steps, check_t_span, fit_order
+from ._checks import check_state, check_steps, check_t_span
+from ._order import fit_order
 from ._table import table_lines
 
 __all__ = [
@@ -272,7 +273,7 @@ def resnet_convergence(system, z0, theta, t_span, loss, *, layers=(8, 16, 32, 64
     Differential Equations", NeurIPS 2018, §1.
     """
     fld = as_field(system)
-    z0 = check_z0(z0, fld.n_states)[0][0]
+    z0 = check_state(z0, fld.n_states)
     theta = check_theta(theta, fld.n_params)
     t0, t1 = check_t_span(t_span)
     Ns = check_steps(layers, "layers")
