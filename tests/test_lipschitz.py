@@ -111,6 +111,10 @@ def test_continuity_in_time():
     assert good.continuous_in_t is True and good.upper == 0.0
     with pytest.raises(InvalidArgumentError, match="t_span"):
         lipschitz(switch, [], [(-1, 1)])
+    # a pole in t: f is unbounded, so continuity is not established and no interval is given
+    pole = lipschitz(ov.ODESystem.from_strings("x", "", ["x/(t - 1)"]), [], [(-1, 1)], t_span=(0.0, 2.0))
+    assert pole.continuous_in_t is None and pole.sup_f == np.inf and pole.picard_lindelof_interval is None
+    assert any("unbounded" in p for p in pole.problems)
 
 
 def test_discontinuous_and_non_lipschitz_fields():
