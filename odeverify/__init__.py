@@ -18,8 +18,10 @@ from ._parse import parse_expression as parse_expression
 from ._system import ODESystem as ODESystem
 from . import catalog as catalog
 from . import errors as errors
+from . import implicit as implicit
 from . import references as references
 from . import testing as testing
+from . import theory as theory
 
 try:
     __version__ = version("odeverify")
