@@ -12,6 +12,7 @@ import numpy as np
 
 from ._adjoint import AdjointResult, adjoint_gradients
 from .errors import (
+    HypothesisWarning,
     IntegrationError,
     InvalidArgumentError,
     InvalidTypeError,
@@ -520,15 +521,14 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
     exact_warning = _integrated_exactly(problem)
     if exact_warning:
         report_warnings.append(exact_warning)
+    from .theory import hypothesis_warnings
+
     try:
-        from .theory import hypothesis_warnings  # noqa: PLC0415 - optional, from the theory module
-    except ImportError:  # pragma: no cover - theory module not present
-        hypothesis_warnings = None
-    if hypothesis_warnings is not None:
-        try:
-            report_warnings += list(hypothesis_warnings(problem.field, problem.theta, problem.z0, problem.ts))
-        except Exception:  # noqa: BLE001 - a diagnostic must not break the check
-            pass
+        hypotheses = list(hypothesis_warnings(problem.field, problem.theta, problem.z0, problem.ts))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not break the check; it is reported
+        hypotheses = []
+        report_warnings.append(f"the smoothness/Lipschitz diagnostics could not run: {type(exc).__name__}: {exc}")
+    report_warnings += [f"hypotheses: {h}" for h in hypotheses]
     checked = [r for r in rows if r.status in ("ok", "FAIL", "inconclusive")]
     passed = bool(checked) and all(r.status == "ok" for r in checked)
     if not checked:
@@ -551,8 +551,10 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
         reference_status={**ref_status, **{e.name: ("exact" if e.exact else "") for e in estimates if e.exact}},
     )
     for w in report_warnings:
-        if w.startswith("trivial") or "integrates it exactly" in w:
+        if w.startswith("trivial"):
             warnings.warn(w, TrivialTestWarning, stacklevel=2)
+        elif w.startswith("hypotheses:"):
+            warnings.warn(w, HypothesisWarning, stacklevel=2)
     return report
 
 

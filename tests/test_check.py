@@ -208,3 +208,11 @@ def test_bad_arguments():
         ov.check_gradients(*prob.args(), candidate=3.0, references=["forward"])
     with pytest.raises(InvalidArgumentError, match="rtol"):
         ov.check_gradients(*prob.args(), rtol=0.0, references=["forward"])
+
+
+def test_warns_when_the_adjoint_hypotheses_fail():
+    # a ReLU field (notes §4.2): not differentiable where the trajectory crosses 0
+    s = ov.ODESystem.from_strings("x", "w", ["relu(w*x) - 0.5*x"])
+    with pytest.warns(ov.errors.HypothesisWarning, match="relu"):
+        report = ov.check_gradients(s, [0.5], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0] ** 2, references=["forward", "fd"])
+    assert any(w.startswith("hypotheses:") and "relu" in w for w in report.warnings)
