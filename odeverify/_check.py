@@ -314,7 +314,7 @@ def _candidate_values(candidate, problem):
             raise InvalidTypeError(
                 f"candidate must return a mapping with keys 'z0', 'theta', 't', got {type(values).__name__}"
             )
-        name = f"candidate {name}"
+        name = name if " " in name else f"candidate {name}"
     else:
         raise InvalidTypeError(
             f"candidate must be a callable candidate(z0, ts, theta) -> {{'z0': ..., 'theta': ..., 't': ...}}, "
