@@ -7,6 +7,8 @@ from ._adjoint import BacksolveDriftWarning as BacksolveDriftWarning
 from ._adjoint import SolverStats as SolverStats
 from ._adjoint import adjoint_gradients as adjoint_gradients
 from ._field import AbstractVectorField as AbstractVectorField
+from .fields import CallableField as CallableField
+from .fields import MLPField as MLPField
 from ._integrate import Solution as Solution
 from ._integrate import solve as solve
 from ._parse import parse_expression as parse_expression
