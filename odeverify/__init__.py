@@ -6,6 +6,8 @@ from ._adjoint import AdjointResult as AdjointResult
 from ._adjoint import BacksolveDriftWarning as BacksolveDriftWarning
 from ._adjoint import SolverStats as SolverStats
 from ._adjoint import adjoint_gradients as adjoint_gradients
+from ._data import TrajectoryData as TrajectoryData
+from ._data import load_trajectories as load_trajectories
 from ._field import AbstractVectorField as AbstractVectorField
 from .fields import CallableField as CallableField
 from .fields import MLPField as MLPField
@@ -13,6 +15,9 @@ from ._integrate import Solution as Solution
 from ._integrate import solve as solve
 from ._parse import parse_expression as parse_expression
 from ._system import ODESystem as ODESystem
+from ._train import FitProgress as FitProgress
+from ._train import FitResult as FitResult
+from ._train import fit as fit
 from . import errors as errors
 
 try:
