@@ -47,7 +47,8 @@ def _tanh(U):
 
 
 def _tanh_d1(X):
-    return 1.0 - X * X
+    d = X * X
+    return np.subtract(1.0, d, out=d)
 
 
 def _tanh_d2(X, d1):
@@ -59,7 +60,9 @@ def _sigmoid(U):
 
 
 def _sigmoid_d1(X):
-    return X * (1.0 - X)
+    d = np.subtract(1.0, X)
+    d *= X
+    return d
 
 
 def _sigmoid_d2(X, d1):
