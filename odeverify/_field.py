@@ -112,8 +112,12 @@ class AbstractVectorField(abc.ABC):
         return None
 
     def complex_step_safe(self):
-        """True when f is analytic, so complex-step differentiation is exact."""
+        """True when f is analytic and :meth:`eval_f_complex` works, so complex-step differentiation is exact."""
         return False
+
+    def eval_f_complex(self, z, t, theta):
+        """f on complex ``z`` and ``theta`` (for complex-step differentiation); None when not supported."""
+        return None
 
     def describe(self):
         """A one-line description for reports."""

@@ -105,7 +105,7 @@ def integrate_span(
     if method in IMPLICIT_METHODS and jac is not None:
         kwargs["jac"] = jac
     t_out = np.asarray(t_out, dtype=float)
-    y_at = np.empty((len(t_out), y0.size))
+    y_at = np.empty((len(t_out), y0.size), dtype=np.result_type(y0, np.float64))
     k = 0
     direction = np.sign(t_end - t_start)
     # requested times equal to t_start are the initial state

@@ -17,6 +17,9 @@ __all__ = [
     "LossError",
     "DataError",
     "IntegrationError",
+    "EnclosureError",
+    "SingularJacobianError",
+    "ConvergenceError",
     "OdeverifyWarning",
     "TrivialTestWarning",
 ]
@@ -97,6 +100,23 @@ class IntegrationError(OdeverifyError, RuntimeError):
         self.t_target = t_target
         self.solver_message = solver_message
         super().__init__(message)
+
+
+class EnclosureError(InvalidArgumentError):
+    """An expression cannot be enclosed rigorously by interval arithmetic.
+
+    Raised instead of returning a bound that is not guaranteed: a function
+    without a rigorous interval extension, or an argument outside a
+    function's domain somewhere in the box.
+    """
+
+
+class SingularJacobianError(InvalidArgumentError):
+    """A Jacobian that must be inverted is singular (or numerically so) at the point given."""
+
+
+class ConvergenceError(OdeverifyError, RuntimeError):
+    """An iterative solve (e.g. of an implicit layer g(x, y) = 0) did not converge."""
 
 
 class OdeverifyWarning(UserWarning):
