@@ -134,3 +134,24 @@ def test_wrong_shape_and_non_autograd_functions():
         ov.CallableField(3, 1, 0)
     with pytest.raises(InvalidArgumentError, match="n_states=0 must be at least 1"):
         ov.CallableField(forced, 0, 0)
+
+
+def test_check_gradients_and_taylor_test_accept_a_plain_function():
+    z0, ts, th = np.array([[0.4], [-1.1]]), np.array([0.2, 0.9, 1.6]), np.array([0.8, 2.5])
+
+    def loss(zs):
+        return anp.sum(zs[1:] ** 2)
+
+    report = ov.check_gradients(forced, z0, ts, th, loss, references=["autograd", "fd"])
+    assert report.passed, str(report)
+    assert ov.taylor_test(forced, z0, ts, th, loss, seed=0).passed
+
+
+def test_f_autograd_takes_theta_as_a_list_of_scalars():
+    # the autograd references split theta into scalars once per solve
+    mlp = ov.MLPField((2, 3, 2), time_input=True)
+    th = mlp.init_params(2)
+    z = np.random.default_rng(3).normal(size=(4, 2))
+    assert np.array_equal(mlp.f_autograd(z, 0.3, list(th)), mlp.f_autograd(z, 0.3, th))
+    field = ov.CallableField(lotka_volterra, 2, 4)
+    assert np.array_equal(field.f_autograd(z, 0.3, [1.0, 2.0, 3.0, 4.0]), lotka_volterra(z, 0.3, np.arange(1.0, 5.0)))

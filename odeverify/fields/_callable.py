@@ -155,6 +155,8 @@ class CallableField(AbstractVectorField):
 
         shape = np.shape(z)
         z2 = anp.reshape(z, (-1, self.n_states))
+        if isinstance(theta, (list, tuple)):  # p scalars, as the autograd references pass them
+            theta = anp.stack(theta) if len(theta) else np.zeros(0)
         return anp.reshape(self._call(z2, t, theta), shape)
 
 

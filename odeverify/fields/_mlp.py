@@ -326,6 +326,8 @@ class MLPField(AbstractVectorField):
 
         act = _autograd_activation(self.activation)
         n = self.n_states
+        if isinstance(theta, (list, tuple)):  # p scalars, as the autograd references pass them
+            theta = anp.stack(theta)
         X = z
         last = len(self.layer_shapes) - 1
         for layer, (shape, (w0, b0, end)) in enumerate(zip(self.layer_shapes, self._offsets)):
