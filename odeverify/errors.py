@@ -22,6 +22,7 @@ __all__ = [
     "ConvergenceError",
     "OdeverifyWarning",
     "TrivialTestWarning",
+    "HypothesisWarning",
 ]
 
 
@@ -125,3 +126,7 @@ class OdeverifyWarning(UserWarning):
 
 class TrivialTestWarning(OdeverifyWarning):
     """A check that cannot tell a right gradient from a wrong one."""
+
+
+class HypothesisWarning(OdeverifyWarning):
+    """The hypotheses behind the adjoint method (smoothness, Lipschitz continuity) may fail."""

@@ -208,3 +208,52 @@ def test_bad_arguments():
         ov.check_gradients(*prob.args(), candidate=3.0, references=["forward"])
     with pytest.raises(InvalidArgumentError, match="rtol"):
         ov.check_gradients(*prob.args(), rtol=0.0, references=["forward"])
+
+
+def test_warns_when_the_adjoint_hypotheses_fail():
+    # a ReLU field (notes §4.2): not differentiable where the trajectory crosses 0
+    s = ov.ODESystem.from_strings("x", "w", ["relu(w*x) - 0.5*x"])
+    with pytest.warns(ov.errors.HypothesisWarning, match="relu"):
+        report = ov.check_gradients(s, [0.5], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0] ** 2, references=["forward", "fd"])
+    assert any(w.startswith("hypotheses:") and "relu" in w for w in report.warnings)
+
+
+def test_reports_backsolve_drift_and_leaves_that_reference_out():
+    # x decays fast, y integrates it: reconstructing x backwards amplifies errors like exp(k T)
+    s = ov.ODESystem.from_strings("x y", "k", ["-k*x", "x"])
+    args = (s, [1.0, 0.0], [0.0, 8.0], [5.0], lambda zs: zs[-1, 1] ** 2)
+    # dL/dt is ~exp(-40): rightly reported as a quantity this check cannot test
+    with pytest.warns(TrivialTestWarning, match="∂L/∂t is identically zero"):
+        report = ov.check_gradients(*args, references=["adjoint-backsolve", "forward", "fd"])
+    assert any("backsolve" in w and "interpolated" in w for w in report.warnings), report.warnings
+    assert report.passed, str(report)  # the candidate agrees with the references that agree
+
+
+def test_references_too_inaccurate_to_decide_are_inconclusive():
+    # two references that agree only within a 1% uncertainty cannot check an entry at rtol = 1e-5
+    prob = catalog.exponential()
+    truth = prob.exact_gradients()
+    est = [
+        ov.references.GradientEstimate(n, {"theta": truth["theta"] * (1 + d)}, {"theta": 0.01 * np.abs(truth["theta"])})
+        for n, d in (("a", 0.0), ("b", 0.004))
+    ]
+    report = ov.check_gradients(*prob.args(), candidate={"theta": truth["theta"] * 1.003}, references=est)
+    assert not report.passed
+    assert "not accurate enough" in str(report)
+
+
+def test_batched_and_decreasing_problem():
+    lin = catalog.linear_system(ts=(2.0, 1.2, 0.0))
+    s, z0, ts, th, _ = lin.args()
+    Z0 = np.stack([z0, -0.5 * z0, z0 + 0.3])
+
+    def loss(zs):
+        return anp.sum(zs**2) + anp.sum(zs[0])
+
+    report = ov.check_gradients(s, Z0, ts, th, loss, references=["forward", "autograd"])
+    assert report.passed, str(report)
+    assert any("[b=2]" in r.label for r in report.rows)
+    bad = {k: v.copy() for k, v in ov.adjoint_gradients(s, Z0, ts, th, loss, rtol=1e-11, atol=1e-11).as_dict().items()}
+    bad["z0"][1, 2] *= 1.001
+    report = ov.check_gradients(s, Z0, ts, th, loss, candidate=bad, references=report.references)
+    assert not report.passed and "(t0)[b=1]" in report.summary
