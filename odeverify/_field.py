@@ -86,7 +86,9 @@ class AbstractVectorField(abc.ABC):
     def f_autograd(self, z, t, theta):
         """f written with ``autograd.numpy``, differentiable in every argument.
 
-        ``z`` has shape ``(..., n)``; the result has the same shape.
+        ``z`` has shape ``(..., n)``; the result has the same shape. ``theta``
+        is an array of shape ``(p,)`` or a list of p scalars (the autograd
+        references pass it split, which is cheaper for generated code).
         """
 
     def eval_jac_z(self, z, t, theta):

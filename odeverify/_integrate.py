@@ -320,8 +320,10 @@ def solve(
 
     Parameters
     ----------
-    system : ODESystem or vector field
-        The right-hand side.
+    system : ODESystem, MLPField, vector field or callable
+        The right-hand side: any :class:`~odeverify.AbstractVectorField`, or
+        a function ``f(z, t, theta)`` written with ``autograd.numpy`` taking
+        ``z`` of shape (B, n) (see :class:`~odeverify.CallableField`).
     z0 : array_like, shape (n,) or (B, n)
         Initial state, or a batch of B initial states solved together.
     ts : array_like, shape (T,)
@@ -359,7 +361,7 @@ def solve(
     >>> bool(abs(sol.z[-1, 0] - np.e) < 1e-10)
     True
     """
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     n, p = fld.n_states, fld.n_params
     z0_2d, batched = check_z0(z0, n)
     theta = check_theta(theta, p)

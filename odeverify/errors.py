@@ -15,6 +15,7 @@ __all__ = [
     "ParseError",
     "SpecError",
     "LossError",
+    "DataError",
     "IntegrationError",
     "EnclosureError",
     "SingularJacobianError",
@@ -66,6 +67,20 @@ class SpecError(InvalidArgumentError):
 
 class LossError(InvalidArgumentError):
     """The loss callable does not return a finite real scalar or is not differentiable."""
+
+
+class DataError(InvalidArgumentError):
+    """A data file or array of observations is malformed.
+
+    Attributes
+    ----------
+    row : int or None
+        The offending line of the file (1-based) or row of the array (0-based).
+    """
+
+    def __init__(self, message, *, row=None):
+        self.row = row
+        super().__init__(message)
 
 
 class IntegrationError(OdeverifyError, RuntimeError):

@@ -28,7 +28,7 @@ def make_problem(system, z0, ts, theta, loss):
     from .._validate import as_field, check_theta, check_ts, check_z0
     from ..errors import InvalidTypeError
 
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     z0_2d, batched = check_z0(z0, fld.n_states)
     theta = check_theta(theta, fld.n_params)
     ts = check_ts(ts)
