@@ -241,3 +241,28 @@ def test_implicit_solver_uses_the_analytic_jacobians(mode):
     assert rel_err(res.theta, ref.theta) < 1e-7
     assert rel_err(res.z0, ref.z0) < 1e-7
     assert rel_err(res.t, ref.t) < 1e-7
+
+
+def test_check_gradients_passes_on_an_mlp_neural_ode():
+    # the acceptance check of the Neural ODE issue: a batched MLPField against every reference
+    import autograd.numpy as anp
+
+    import odeverify as ov
+
+    field = ov.MLPField((2, 4, 2), time_input=True)
+    theta = field.init_params(np.random.default_rng(5))
+    Z0 = np.array([[0.5, -0.3], [-0.2, 0.8]])
+    ts = np.array([0.0, 0.4, 1.0])
+
+    def loss(zs):
+        return anp.sum(zs**2) + anp.sum(zs[:, :, 0])
+
+    report = ov.check_gradients(field, Z0, ts, theta, loss, references=["adjoint", "forward", "autograd", "fd"])
+    assert report.passed, str(report)
+    assert len(report.rows) == Z0.size + theta.size + len(ts)
+    names = {e.name for e in report.references}
+    assert {"forward sensitivities", "autograd through dop853", "finite differences"} <= names
+    # and a wrong parameter gradient is caught
+    good = ov.adjoint_gradients(field, Z0, ts, theta, loss, rtol=1e-11, atol=1e-11).as_dict()
+    bad = dict(good, theta=good["theta"] * 1.001)
+    assert not ov.check_gradients(field, Z0, ts, theta, loss, candidate=bad, references=report.references).passed
