@@ -143,7 +143,11 @@ def adjoint_gradients(
 
     Parameters
     ----------
-    system : ODESystem or vector field
+    system : ODESystem, MLPField, vector field or callable
+        Any :class:`~odeverify.AbstractVectorField`, or a function
+        ``f(z, t, theta)`` written with ``autograd.numpy`` taking ``z`` of
+        shape (B, n) (see :class:`~odeverify.CallableField`). Every kind goes
+        through the same adjoint code, which calls only the field's methods.
     z0 : array_like, shape (n,) or (B, n)
         Initial state, or a batch of B initial states (one vectorized solve;
         theta and the times are shared, so their gradients are summed over
@@ -206,7 +210,7 @@ def adjoint_gradients(
     >>> bool(np.isclose(res.theta[0], 2 * np.e, rtol=1e-8))  # d/da of e^(2a) at a = 1/2
     True
     """
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     n, p = fld.n_states, fld.n_params
     z0_2d, batched = check_z0(z0, n)
     theta = check_theta(theta, p)

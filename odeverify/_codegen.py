@@ -272,14 +272,21 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
     lines = [f"def {name}({', '.join(g.name for g in groups)}):"]
     k = 0
     for g in groups:
-        for j, s in enumerate(g.symbols):
-            internal = sp.Symbol(f"_s{k}", real=True)
-            rename[s] = internal
-            if g.scalar:
-                lines.append(f"    _s{k} = {g.name}")
-            else:
-                lines.append(f"    _s{k} = {g.name}[..., {j}]")
+        names = []
+        for s in g.symbols:
+            rename[s] = sp.Symbol(f"_s{k}", real=True)
+            names.append(f"_s{k}")
             k += 1
+        if g.scalar:
+            lines.append(f"    {names[0]} = {g.name}")
+        elif names:
+            # a vector group is an array whose last axis holds the symbols, or
+            # (for differentiation with few traced operations) a list of them
+            lines.append(f"    if isinstance({g.name}, (list, tuple)):")
+            lines.append(f"        {', '.join(names)}, = {g.name}")
+            lines.append("    else:")
+            for j, nm in enumerate(names):
+                lines.append(f"        {nm} = {g.name}[..., {j}]")
     exprs = [e.xreplace(rename) for e in exprs]
     body, reduced, _, _ = _body(exprs, cse, "    ")
     lines.extend(body)
@@ -761,23 +768,42 @@ class ArrayKernel:
         return tuple(results)
 
     def autograd(self, *args):
-        """Evaluate every block with ``autograd.numpy`` (differentiable; arguments may be boxes)."""
+        """Evaluate every block with ``autograd.numpy`` (differentiable; arguments may be boxes).
+
+        Entries that depend on a symbol of the only batched argument already
+        have the batch shape; every other entry is broadcast by adding zeros.
+        """
         import autograd.numpy as anp
 
         if self._autograd_fun is None:
             self._autograd_fun = compile_function(
                 self.groups, self._exprs, name=self.name, backend="autograd", cse=self._cse
             )[0]
+            self._entry_symbols = [e.free_symbols for e in self._exprs]
+            self._plans = [(shape, int(np.prod(shape)), dict(entries)) for shape, entries in zip(self.block_shapes, self._entries)]
+        shapes = [anp.shape(a) if not g.scalar else anp.shape(a) for g, a in zip(self.groups, args)]
+        batched = [
+            gi for gi, (g, s) in enumerate(zip(self.groups, shapes)) if (s if g.scalar else s[:-1]) != ()
+        ]
         batch = self.batch_shape(args)
         vals = self._autograd_fun(*args)
-        zeros = anp.zeros(batch)
+        carrier = set(self.groups[batched[0]].symbols) if len(batched) == 1 else None
+        zeros = None
         results = []
-        for shape, entries in zip(self.block_shapes, self._entries):
-            size = int(np.prod(shape))
-            by_idx = dict(entries)
-            cols = [(vals[by_idx[i]] + zeros) if i in by_idx else zeros for i in range(size)]
+        for shape, size, by_idx in self._plans:
+            cols = []
+            for i in range(size):
+                pos = by_idx.get(i)
+                if pos is not None and carrier is not None and self._entry_symbols[pos] & carrier:
+                    cols.append(vals[pos])
+                    continue
+                if zeros is None:
+                    zeros = anp.zeros(batch)
+                cols.append(zeros if pos is None else vals[pos] + zeros)
             if size == 0:
                 results.append(anp.zeros(batch + shape))
+            elif len(shape) == 1:
+                results.append(anp.stack(cols, axis=-1))
             else:
                 results.append(anp.reshape(anp.stack(cols, axis=-1), batch + shape))
         return tuple(results)

@@ -148,7 +148,9 @@ class AbstractVectorField(abc.ABC):
     def f_autograd(self, z, t, theta):
         """f written with ``autograd.numpy``, differentiable in every argument.
 
-        ``z`` has shape ``(..., n)``; the result has the same shape.
+        ``z`` has shape ``(..., n)``; the result has the same shape. ``theta``
+        is an array of shape ``(p,)`` or a list of p scalars (the autograd
+        references pass it split, which is cheaper for generated code).
         """
 
     def eval_jac_z(self, z, t, theta):
@@ -192,8 +194,12 @@ class AbstractVectorField(abc.ABC):
         return generic_solver_kernels(self, theta, batch)
 
     def complex_step_safe(self):
-        """True when f is analytic, so complex-step differentiation is exact."""
+        """True when f is analytic and :meth:`eval_f_complex` works, so complex-step differentiation is exact."""
         return False
+
+    def eval_f_complex(self, z, t, theta):
+        """f on complex ``z`` and ``theta`` (for complex-step differentiation); None when not supported."""
+        return None
 
     def describe(self):
         """A one-line description for reports."""

@@ -135,7 +135,7 @@ def integrate_span(
     if method in IMPLICIT_METHODS and jac is not None:
         kwargs["jac"] = jac
     t_out = np.asarray(t_out, dtype=float)
-    y_at = np.empty((len(t_out), y0.size))
+    y_at = np.empty((len(t_out), y0.size), dtype=np.result_type(y0, np.float64))
     k = 0
     direction = np.sign(t_end - t_start)
     # requested times equal to t_start are the initial state
@@ -413,8 +413,10 @@ def solve(
 
     Parameters
     ----------
-    system : ODESystem or vector field
-        The right-hand side.
+    system : ODESystem, MLPField, vector field or callable
+        The right-hand side: any :class:`~odeverify.AbstractVectorField`, or
+        a function ``f(z, t, theta)`` written with ``autograd.numpy`` taking
+        ``z`` of shape (B, n) (see :class:`~odeverify.CallableField`).
     z0 : array_like, shape (n,) or (B, n)
         Initial state, or a batch of B initial states solved together.
     ts : array_like, shape (T,)
@@ -455,7 +457,7 @@ def solve(
     >>> bool(abs(sol.z[-1, 0] - np.e) < 1e-10)
     True
     """
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     n, p = fld.n_states, fld.n_params
     z0_2d, batched = check_z0(z0, n)
     theta = check_theta(theta, p)

@@ -483,6 +483,9 @@ class ODESystem(AbstractVectorField):
     def f_autograd(self, z, t, theta):
         return self.numeric._kernel("f").autograd(z, t, theta)[0]
 
+    def eval_f_complex(self, z, t, theta):
+        return self.numeric._kernel("f").evaluate_complex(z, t, theta)[0]
+
     def eval_jac_z(self, z, t, theta):
         return self.numeric._kernel("jac_z")(z, t, theta, check=False)[0]
 

@@ -39,13 +39,44 @@ def _short(value, width=80):
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def as_field(system) -> AbstractVectorField:
-    """Return ``system`` as a vector field, or raise a clear TypeError."""
+def as_field(system, z0=None, theta=None) -> AbstractVectorField:
+    """Return ``system`` as a vector field, or raise a clear TypeError.
+
+    Parameters
+    ----------
+    system : AbstractVectorField or callable
+        An :class:`~odeverify.ODESystem`, an :class:`~odeverify.MLPField`, any
+        other vector field (returned unchanged), or a plain function
+        ``f(z, t, theta)`` written with ``autograd.numpy``, which is wrapped in
+        a :class:`~odeverify.CallableField`.
+    z0 : array_like, shape (n,) or (B, n), optional
+        Needed for a plain function only: its last axis gives n.
+    theta : array_like, shape (p,), optional
+        For a plain function only: its length gives p (None means p = 0).
+    """
     if isinstance(system, AbstractVectorField):
         return system
+    if callable(system) and not isinstance(system, type):
+        from .fields._callable import CallableField
+
+        if z0 is None:
+            raise InvalidArgumentError(
+                f"system is the plain function {getattr(system, '__name__', system)!r}; its number of states comes "
+                "from z0, which was not given"
+            )
+        z = _as_float_array(z0, "z0")
+        n = 1 if z.ndim == 0 else int(z.shape[-1])
+        if theta is None:
+            p = 0
+        else:
+            th = _as_float_array(theta, "theta")
+            p = 1 if th.ndim == 0 else int(th.shape[0])
+        return CallableField(system, n, p)
+    got = f"the class {system.__name__} (pass an instance)" if isinstance(system, type) else type(system).__name__
     raise InvalidTypeError(
-        f"system must be an odeverify.ODESystem (or another vector field), got {type(system).__name__}; "
-        "build one with odeverify.ODESystem.from_strings(states=..., params=..., rhs=[...])"
+        f"system must be an odeverify.ODESystem, an odeverify.MLPField, another vector field, or a function "
+        f"f(z, t, theta) written with autograd.numpy; got {got}. Build a symbolic one with "
+        "odeverify.ODESystem.from_strings(states=..., params=..., rhs=[...])"
     )
 
 

@@ -1,7 +1,8 @@
 """The ``odeverify`` command line.
 
-Exit status: 0 on success, 1 when a solve or a check fails, 2 for bad input
-(a malformed spec, a bad option).
+Commands: ``derive``, ``gradients``, ``check``, ``taylor``. Exit status: 0 on
+success (a check that passed), 1 when a solve or a check fails, 2 for bad
+input (a malformed spec, a bad option).
 """
 
 from __future__ import annotations
@@ -43,6 +44,24 @@ def _parser():
     p.add_argument("spec")
     _add_solver_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser(
+        "check",
+        help="check the adjoint gradients against independent references (exit 0 pass, 1 fail, 2 bad input)",
+    )
+    p.add_argument("spec")
+    _add_solver_options(p)
+    p.add_argument(
+        "--references",
+        help="comma-separated references: adjoint, adjoint-backsolve, forward, autograd, fd (default: all that apply)",
+    )
+    p.add_argument("--check-rtol", type=float, help="relative tolerance of the comparison (default 1e-5)")
+    p.add_argument("--check-atol", type=float, help="absolute tolerance of the comparison")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = sub.add_parser("taylor", help="Taylor remainder test of the adjoint gradients (exit 0 pass, 1 fail)")
+    p.add_argument("spec")
+    _add_solver_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -123,12 +142,65 @@ def _cmd_gradients(args, out):
     return 0
 
 
+def _candidate(problem, args):
+    kw = _solver_kwargs(problem, args)
+
+    def adjoint(z0, ts, theta):
+        return adjoint_gradients(problem.system, z0, ts, theta, problem.loss, **kw).as_dict()
+
+    mode = kw.get("mode", "interpolated")
+    adjoint.__name__ = (
+        f"odeverify adjoint ({mode}, {kw.get('method', 'DOP853')}, rtol={kw.get('rtol', 1e-8):g}, "
+        f"atol={kw.get('atol', 1e-8):g})"
+    )
+    return adjoint
+
+
+def _cmd_check(args, out):
+    from ._check import check_gradients
+
+    problem = load_spec(args.spec)
+    settings = dict(problem.check)
+    unknown = set(settings) - {"references", "rtol", "atol"}
+    if unknown:
+        raise OdeverifyError(f"{problem.source}: check.{sorted(unknown)[0]}: unknown key; use references, rtol, atol")
+    refs = settings.get("references")
+    if args.references:
+        refs = [r.strip() for r in args.references.split(",") if r.strip()]
+    rtol = args.check_rtol if args.check_rtol is not None else settings.get("rtol")
+    atol = args.check_atol if args.check_atol is not None else settings.get("atol")
+    report = check_gradients(
+        problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
+        candidate=_candidate(problem, args), references=refs, rtol=rtol, atol=atol,
+    )
+    if args.json:
+        out.write(report.to_json(indent=2) + "\n")
+    else:
+        out.write("\n".join(_header(problem)) + "\n\n" + str(report) + "\n")
+    return 0 if report.passed else 1
+
+
+def _cmd_taylor(args, out):
+    from ._taylor import taylor_test
+
+    problem = load_spec(args.spec)
+    result = taylor_test(
+        problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
+        candidate=_candidate(problem, args), seed=args.seed,
+    )
+    if args.json:
+        out.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        out.write("\n".join(_header(problem)) + "\n\n" + str(result) + "\n")
+    return 0 if result.passed else 1
+
+
 def main(argv=None, out=None):
     """Run the command line; returns the exit status."""
     out = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"derive": _cmd_derive, "gradients": _cmd_gradients}
+    handlers = {"derive": _cmd_derive, "gradients": _cmd_gradients, "check": _cmd_check, "taylor": _cmd_taylor}
     try:
         return handlers[args.command](args, out)
     except IntegrationError as exc:

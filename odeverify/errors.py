@@ -15,9 +15,14 @@ __all__ = [
     "ParseError",
     "SpecError",
     "LossError",
+    "DataError",
     "IntegrationError",
+    "EnclosureError",
+    "SingularJacobianError",
+    "ConvergenceError",
     "OdeverifyWarning",
     "TrivialTestWarning",
+    "HypothesisWarning",
 ]
 
 
@@ -64,6 +69,20 @@ class LossError(InvalidArgumentError):
     """The loss callable does not return a finite real scalar or is not differentiable."""
 
 
+class DataError(InvalidArgumentError):
+    """A data file or array of observations is malformed.
+
+    Attributes
+    ----------
+    row : int or None
+        The offending line of the file (1-based) or row of the array (0-based).
+    """
+
+    def __init__(self, message, *, row=None):
+        self.row = row
+        super().__init__(message)
+
+
 class IntegrationError(OdeverifyError, RuntimeError):
     """An ODE solve failed (finite-time blow-up, step size collapse, non-finite values).
 
@@ -84,9 +103,30 @@ class IntegrationError(OdeverifyError, RuntimeError):
         super().__init__(message)
 
 
+class EnclosureError(InvalidArgumentError):
+    """An expression cannot be enclosed rigorously by interval arithmetic.
+
+    Raised instead of returning a bound that is not guaranteed: a function
+    without a rigorous interval extension, or an argument outside a
+    function's domain somewhere in the box.
+    """
+
+
+class SingularJacobianError(InvalidArgumentError):
+    """A Jacobian that must be inverted is singular (or numerically so) at the point given."""
+
+
+class ConvergenceError(OdeverifyError, RuntimeError):
+    """An iterative solve (e.g. of an implicit layer g(x, y) = 0) did not converge."""
+
+
 class OdeverifyWarning(UserWarning):
     """Base class of odeverify's warnings."""
 
 
 class TrivialTestWarning(OdeverifyWarning):
     """A check that cannot tell a right gradient from a wrong one."""
+
+
+class HypothesisWarning(OdeverifyWarning):
+    """The hypotheses behind the adjoint method (smoothness, Lipschitz continuity) may fail."""

@@ -175,3 +175,38 @@ def test_csv_missing_values_are_masked(tmp_path):
 def test_ts_as_linspace_table():
     p = parse_spec(BASE.replace("ts = [0.0, 1.0]", "ts = {start = 0.0, stop = 2.0, num = 5}") + "[loss]\nkind='expression'\nexpression='x'\n")
     np.testing.assert_allclose(p.ts, np.linspace(0, 2, 5))
+
+
+def test_check_passes_on_the_examples():
+    code, text = run(["check", str(EXAMPLES / "exponential.toml"), "--json"])
+    assert code == 0, text
+    d = json.loads(text)
+    assert d["passed"] is True
+    assert {r["status"] for r in d["rows"]} == {"ok"}
+    names = {r["name"] for r in d["references"]}
+    assert {"forward sensitivities", "finite differences"} <= names
+
+
+def test_check_fails_with_exit_1_when_the_adjoint_is_too_loose(tmp_path):
+    # an adjoint solved at rtol = 1e-3 is not within the check's 1e-5: a real failure, exit 1
+    text = (EXAMPLES / "exponential.toml").read_text().replace("rtol = 1e-10", "rtol = 1e-3").replace(
+        "atol = 1e-10", "atol = 1e-3"
+    ).replace('method = "DOP853"', 'method = "RK23"')
+    code, out = run(["check", write(tmp_path, text), "--references", "forward,fd"])
+    assert code == 1, out
+    assert "FAILED" in out and "off by" in out
+
+
+def test_check_bad_input_exit_2(tmp_path, capsys):
+    text = (EXAMPLES / "exponential.toml").read_text() + "\n[check]\nfoo = 1\n"
+    assert run(["check", write(tmp_path, text)])[0] == 2
+    assert "check.foo" in capsys.readouterr().err
+    assert run(["check", str(EXAMPLES / "exponential.toml"), "--references", "magic"])[0] == 2
+
+
+def test_taylor_command():
+    code, text = run(["taylor", str(EXAMPLES / "exponential.toml"), "--seed", "3"])
+    assert code == 0, text
+    assert "taylor_test: PASSED" in text and "direction theta" in text
+    code, text = run(["taylor", str(EXAMPLES / "exponential.toml"), "--json"])
+    assert code == 0 and json.loads(text)["passed"] is True

@@ -1,0 +1,638 @@
+"""check_gradients: a candidate gradient against independent references, quantity by quantity."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._adjoint import AdjointResult, adjoint_gradients
+from .errors import (
+    HypothesisWarning,
+    IntegrationError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    LossError,
+    OdeverifyWarning,
+    TrivialTestWarning,
+)
+from .references import (
+    QUANTITIES,
+    Adjoint,
+    AutogradRK,
+    FiniteDifferences,
+    ForwardSensitivity,
+    GradientEstimate,
+    Reference,
+    make_problem,
+)
+
+__all__ = ["check_gradients", "compute_references", "GradientReport", "Row", "DEFAULT_RTOL", "DEFAULT_REFERENCES"]
+
+#: default relative tolerance of the comparison
+DEFAULT_RTOL = 1e-5
+#: the references used when none are given (each is skipped where it cannot apply)
+DEFAULT_REFERENCES = ("adjoint", "adjoint-backsolve", "forward", "autograd", "fd")
+#: finite differences are skipped by default above this many scalar inputs
+FD_MAX_INPUTS = 40
+
+_REFERENCE_NAMES = {
+    "adjoint": lambda: Adjoint("interpolated"),
+    "adjoint-backsolve": lambda: Adjoint("backsolve"),
+    "forward": ForwardSensitivity,
+    "autograd": AutogradRK,
+    "fd": FiniteDifferences,
+}
+
+
+class ReferenceWarning(OdeverifyWarning):
+    """A reference could not be computed, or disagreed with the others."""
+
+
+@dataclass
+class Row:
+    """One entry of the comparison."""
+
+    quantity: str  # "z0", "theta", "t"
+    index: tuple
+    label: str
+    candidate: float | None
+    reference: float | None
+    ref_error: float | None
+    diff: float | None
+    tolerance: float | None
+    status: str  # "ok", "FAIL", "inconclusive", "not checked"
+    agreeing: int = 0
+    available: int = 0
+    consensus: list = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ratio(self):
+        if self.diff is None or not self.tolerance:
+            return None
+        return self.diff / self.tolerance
+
+    def to_dict(self):
+        return {
+            "quantity": self.quantity,
+            "index": list(self.index),
+            "label": self.label,
+            "candidate": self.candidate,
+            "reference": self.reference,
+            "reference_error": self.ref_error,
+            "difference": self.diff,
+            "tolerance": self.tolerance,
+            "status": self.status,
+            "agreeing_references": self.consensus,
+            "available_references": self.available,
+            "note": self.note,
+        }
+
+
+@dataclass
+class GradientReport:
+    """The verdict of :func:`check_gradients`.
+
+    Attributes
+    ----------
+    passed : bool
+        True only if every checked entry agrees with the consensus of the
+        references within its tolerance, and no entry is inconclusive.
+    rows : list of Row
+        One per gradient entry: candidate, reference, difference, tolerance, status.
+    summary : str
+        The worst offender in words (or why the check passed).
+    warnings : list of str
+        Trivial-test warnings, reference problems, backsolve drift.
+    tolerance_model : str
+        How every entry's tolerance was derived.
+    candidate_name : str
+    references : list of GradientEstimate
+    rtol : float
+    """
+
+    passed: bool
+    rows: list
+    summary: str
+    warnings: list
+    tolerance_model: str
+    candidate_name: str
+    references: list
+    rtol: float
+    reference_status: dict = field(default_factory=dict)
+
+    def __bool__(self):
+        return bool(self.passed)
+
+    @property
+    def failures(self):
+        return [r for r in self.rows if r.status == "FAIL"]
+
+    def worst(self):
+        """The failing (or, if none, the closest-to-failing) row."""
+        rows = [r for r in self.rows if r.ratio is not None]
+        fails = [r for r in rows if r.status == "FAIL"]
+        pool = fails or rows
+        return max(pool, key=lambda r: r.ratio) if pool else None
+
+    def to_dict(self):
+        """A JSON-serialisable dictionary."""
+        return {
+            "passed": self.passed,
+            "summary": self.summary,
+            "candidate": self.candidate_name,
+            "rtol": self.rtol,
+            "tolerance_model": self.tolerance_model,
+            "warnings": list(self.warnings),
+            "rows": [r.to_dict() for r in self.rows],
+            "references": [
+                {
+                    "name": e.name,
+                    "error_model": e.error_model,
+                    "independent": e.independent,
+                    "exact": e.exact,
+                    "seconds": e.seconds,
+                    "notes": list(e.notes),
+                    "status": self.reference_status.get(e.name, ""),
+                }
+                for e in self.references
+            ],
+        }
+
+    def to_json(self, **kw):
+        return json.dumps(self.to_dict(), **kw)
+
+    def __str__(self):
+        head = f"check_gradients: {'PASSED' if self.passed else 'FAILED'} — {self.summary}"
+        lines = [head, f"candidate:  {self.candidate_name}"]
+        refs = []
+        for e in self.references:
+            tag = "" if e.independent else " [shares the adjoint derivation]"
+            refs.append(f"{e.name}{tag}")
+        lines.append("references: " + (" · ".join(refs) if refs else "(none)"))
+        lines.append(f"tolerance:  {self.tolerance_model}")
+        lines.append("")
+        width = max([len(r.label) for r in self.rows] + [8])
+        lines.append(
+            f"{'quantity':<{width}}  {'candidate':>14}  {'reference':>14}  {'|diff|':>9}  {'tolerance':>9}  "
+            f"{'ratio':>7}  {'refs':>5}  status"
+        )
+
+        def fmt(v, spec):
+            return f"{v:{spec}}" if v is not None and np.isfinite(v) else ("nan" if v is not None else "—")
+
+        for r in self.rows:
+            ratio = fmt(r.ratio, ".2g") if r.ratio is not None else "—"
+            lines.append(
+                f"{r.label:<{width}}  {fmt(r.candidate, '14.7e'):>14}  {fmt(r.reference, '14.7e'):>14}  "
+                f"{fmt(r.diff, '9.2e'):>9}  {fmt(r.tolerance, '9.2e'):>9}  {ratio:>7}  "
+                f"{r.agreeing}/{r.available}".ljust(0)
+                + f"  {r.status}"
+                + (f"  ({r.note})" if r.note else "")
+            )
+        if self.warnings:
+            lines.append("")
+            lines.append("warnings:")
+            lines += [f"  - {w}" for w in self.warnings]
+        lines.append("")
+        lines.append("references:")
+        for e in self.references:
+            status = self.reference_status.get(e.name, "")
+            lines.append(f"  - {e.name} ({e.seconds:.2f} s){': ' + status if status else ''}")
+            lines.append(f"      error model: {e.error_model}")
+            for note in e.notes:
+                lines.append(f"      note: {note}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- labels
+def _labels(problem):
+    fld = problem.field
+    snames = list(getattr(fld, "state_names", ()) or [f"z[{i}]" for i in range(problem.n)])
+    pnames = list(getattr(fld, "param_names", ()) or [])
+    T = len(problem.ts)
+    labels = {}
+    if problem.batched:
+        labels["z0"] = {
+            (b, i): f"∂L/∂{snames[i]}(t0)[b={b}]" for b in range(problem.B) for i in range(problem.n)
+        }
+    else:
+        labels["z0"] = {(i,): f"∂L/∂{snames[i]}(t0)" for i in range(problem.n)}
+    labels["theta"] = {
+        (k,): f"∂L/∂θ[{k}]" + (f" ({pnames[k]})" if k < len(pnames) else "") for k in range(problem.p)
+    }
+    labels["t"] = {(i,): f"∂L/∂t{i}" + (" (tN)" if i == T - 1 else "") for i in range(T)}
+    return labels
+
+
+_GROUP_WORDS = {"z0": "∂L/∂z0", "theta": "∂L/∂θ", "t": "∂L/∂t"}
+
+
+# ---------------------------------------------------------------------------- references
+def _resolve_references(references, problem):
+    if references is None:
+        references = DEFAULT_REFERENCES
+    if isinstance(references, (str, Reference, GradientEstimate)):
+        references = [references]
+    out = []
+    for ref in references:
+        if isinstance(ref, str):
+            if ref not in _REFERENCE_NAMES:
+                raise InvalidArgumentError(
+                    f"references: unknown reference {ref!r}; use one of {', '.join(_REFERENCE_NAMES)} "
+                    "or Reference objects from odeverify.references"
+                )
+            ref = _REFERENCE_NAMES[ref]()
+        if not isinstance(ref, (Reference, GradientEstimate)):
+            raise InvalidTypeError(
+                f"references must hold names, odeverify.references.Reference objects or GradientEstimate results, "
+                f"got {type(ref).__name__}"
+            )
+        out.append(ref)
+    return out
+
+
+def _compute_all(refs, problem, explicit):
+    estimates, status = [], {}
+    n_inputs = problem.z0.size + problem.p + len(problem.ts)
+    for ref in refs:
+        if isinstance(ref, GradientEstimate):
+            estimates.append(ref)
+            continue
+        why = ref.available(problem)
+        if why is None and isinstance(ref, FiniteDifferences) and not explicit and n_inputs > FD_MAX_INPUTS:
+            why = f"{n_inputs} scalar inputs (over {FD_MAX_INPUTS}); pass references=[..., 'fd'] to force it"
+        if why:
+            status[getattr(ref, "name", repr(ref))] = f"skipped: {why}"
+            continue
+        try:
+            estimates.append(ref.compute(problem))
+        except (IntegrationError, LossError) as exc:
+            status[getattr(ref, "name", repr(ref))] = f"failed: {exc}"
+    return estimates, status
+
+
+def compute_references(system, z0, ts, theta, loss, *, references=None):
+    """Compute reference gradients once, to reuse across several checks.
+
+    Returns
+    -------
+    list of GradientEstimate
+        Pass it as ``references=`` to :func:`check_gradients`.
+    """
+    problem = make_problem(system, z0, ts, theta, loss)
+    refs = _resolve_references(references, problem)
+    estimates, status = _compute_all(refs, problem, explicit=references is not None)
+    for name, why in status.items():
+        warnings.warn(f"reference {name} {why}", ReferenceWarning, stacklevel=2)
+    return estimates
+
+
+# ---------------------------------------------------------------------------- candidate
+def _candidate_values(candidate, problem):
+    if candidate is None:
+        res = adjoint_gradients(
+            problem.field, problem.user_z0(problem.z0), problem.ts, problem.theta, problem.loss
+        )
+        return res.as_dict(), f"odeverify adjoint (interpolated, DOP853, rtol={res.rtol:g}, atol={res.atol:g})", res.rtol
+    name = getattr(candidate, "__name__", None) or type(candidate).__name__
+    if isinstance(candidate, AdjointResult):
+        return candidate.as_dict(), f"AdjointResult ({candidate.mode}, {candidate.method}, rtol={candidate.rtol:g})", None
+    if isinstance(candidate, Mapping):
+        values = candidate
+        name = "given gradients"
+    elif callable(candidate):
+        values = candidate(problem.user_z0(problem.z0).copy(), problem.ts.copy(), problem.theta.copy())
+        if isinstance(values, AdjointResult):
+            values = values.as_dict()
+        if not isinstance(values, Mapping):
+            raise InvalidTypeError(
+                f"candidate must return a mapping with keys 'z0', 'theta', 't', got {type(values).__name__}"
+            )
+        name = name if " " in name else f"candidate {name}"
+    else:
+        raise InvalidTypeError(
+            f"candidate must be a callable candidate(z0, ts, theta) -> {{'z0': ..., 'theta': ..., 't': ...}}, "
+            f"a mapping of gradients, or None; got {type(candidate).__name__}"
+        )
+    unknown = set(values) - set(QUANTITIES)
+    if unknown:
+        raise InvalidArgumentError(f"candidate returned unknown keys {sorted(unknown)}; use 'z0', 'theta', 't'")
+    shapes = problem.shapes()
+    out = {}
+    for key, val in values.items():
+        if val is None:
+            continue
+        arr = np.asarray(val, dtype=float)
+        if arr.shape != shapes[key]:
+            raise InvalidArgumentError(f"candidate gradient {key!r} has shape {arr.shape}, expected {shapes[key]}")
+        out[key] = arr
+    if not out:
+        raise InvalidArgumentError("candidate returned no gradient; give at least one of 'z0', 'theta', 't'")
+    return out, name, None
+
+
+# ---------------------------------------------------------------------------- consensus
+def _agree(v1, e1, v2, e2, floor):
+    return abs(v1 - v2) <= 3.0 * (e1 + e2) + 1e-9 * max(abs(v1), abs(v2)) + floor
+
+
+def _consensus(entries, floor):
+    """Largest set of mutually agreeing references for one entry.
+
+    ``entries`` is a list of (estimate, value, error). An exact reference is
+    the truth when present. Returns (members, best_value, best_error).
+    """
+    exact = [e for e in entries if e[0].exact]
+    if exact:
+        ex = exact[0]
+        members = [e for e in entries if e is ex or _agree(e[1], e[2], ex[1], ex[2], floor)]
+        return members, ex[1], ex[2]
+    best = []
+    m = len(entries)
+    # small m: try every subset, largest first, preferring more independent members
+    for size in range(m, 1, -1):
+        candidates = []
+        for mask in range(1 << m):
+            if bin(mask).count("1") != size:
+                continue
+            subset = [entries[i] for i in range(m) if mask >> i & 1]
+            if all(_agree(a[1], a[2], b[1], b[2], floor) for i, a in enumerate(subset) for b in subset[i + 1 :]):
+                candidates.append(subset)
+        if candidates:
+            best = max(candidates, key=lambda s: sum(e[0].independent for e in s))
+            break
+    if not best or not any(e[0].independent for e in best):
+        return best, None, None
+    anchor = min(best, key=lambda e: e[2])
+    return best, anchor[1], anchor[2]
+
+
+# ---------------------------------------------------------------------------- check
+def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None):
+    r"""Check a gradient against independent references, quantity by quantity.
+
+    Parameters
+    ----------
+    system, z0, ts, theta, loss
+        The problem, as for :func:`odeverify.adjoint_gradients`.
+    candidate : callable, mapping or None
+        The gradient under test: ``candidate(z0, ts, theta)`` returning a
+        mapping with keys ``"z0"``, ``"theta"``, ``"t"`` (shapes as
+        :func:`odeverify.adjoint_gradients` returns them; a key left out is not
+        checked), or such a mapping, or an :class:`~odeverify.AdjointResult`.
+        Without one, odeverify's own adjoint (interpolated mode, default
+        tolerances) is the candidate.
+    references : sequence, optional
+        Names (``"adjoint"``, ``"adjoint-backsolve"``, ``"forward"``,
+        ``"autograd"``, ``"fd"``), :mod:`odeverify.references` objects, or
+        estimates already computed by :func:`compute_references`. By default
+        all five; each is skipped where it cannot apply (forward
+        sensitivities need Jacobians; finite differences are skipped above
+        40 scalar inputs unless asked for by name).
+    rtol : float, optional
+        Relative tolerance of the comparison; default 1e-5.
+    atol : float, optional
+        Absolute tolerance; default ``0.1 * rtol * max|reference|`` within each
+        quantity (z0, theta, t), but not below ``1e-4 * rtol`` times the
+        largest reference of any quantity.
+
+    Returns
+    -------
+    GradientReport
+        ``.passed``, a per-entry table (``str(report)``), ``.summary`` naming the
+        worst offender in words, ``.warnings`` and ``.to_dict()``.
+
+    Notes
+    -----
+    Tolerance model. Entry j passes when
+
+        |candidate_j - r_j| <= rtol |r_j| + atol_q + 3 e_j,
+
+    where r_j is the value of the references that agree with each other
+    (the largest mutually agreeing set, which must contain at least one
+    source independent of the adjoint derivation, or a closed form when one
+    is given) and e_j the error that reference estimates for itself.
+    References agree when they differ by at most three times the sum of
+    their error estimates (plus 1e-9 relative). An entry without such a
+    consensus is *inconclusive*, and an inconclusive entry fails the check:
+    odeverify does not claim what it could not establish. So is an entry
+    whose references' own uncertainty (3 e_j) exceeds the rest of its
+    tolerance: a wrong candidate could hide inside it.
+
+    The default rtol = 1e-5 catches relative errors of 1e-4 and above (a
+    parameter gradient off by 0.1%, a component off by 1e-4 of the largest)
+    while admitting an adjoint solved at rtol around 1e-8. A candidate solved
+    at looser tolerances needs a larger ``rtol``.
+
+    Examples
+    --------
+    >>> import odeverify
+    >>> from odeverify import catalog
+    >>> prob = catalog.exponential()
+    >>> report = odeverify.check_gradients(*prob.args(), references=["forward", "fd"])
+    >>> report.passed
+    True
+    """
+    problem = make_problem(system, z0, ts, theta, loss)
+    cand, cand_name, _ = _candidate_values(candidate, problem)
+    rtol_c = DEFAULT_RTOL if rtol is None else float(rtol)
+    if not (0 < rtol_c < 1):
+        raise InvalidArgumentError(f"rtol={rtol!r} must be in (0, 1)")
+    if atol is not None and not (float(atol) >= 0):
+        raise InvalidArgumentError(f"atol={atol!r} must be a non-negative number")
+    refs = _resolve_references(references, problem)
+    estimates, ref_status = _compute_all(refs, problem, explicit=references is not None)
+    report_warnings = []
+    for name, why in ref_status.items():
+        report_warnings.append(f"reference {name} {why}")
+    labels = _labels(problem)
+
+    # scale of each quantity from the references (for the absolute floor)
+    scales = {}
+    for q in QUANTITIES:
+        vals = [np.abs(np.asarray(e.values[q])).max(initial=0.0) for e in estimates if q in e.values]
+        scales[q] = max(vals, default=0.0)
+    scale_all = max(scales.values(), default=0.0)
+
+    rows = []
+    disagreements = {}
+    for q in QUANTITIES:
+        shape = problem.shapes()[q]
+        have = [e for e in estimates if q in e.values]
+        floor_agree = 1e-12 * max(scales[q], 1e-3 * scale_all) + 1e-300
+        if atol is not None:
+            atol_q = float(atol)
+        else:
+            # a quantity far smaller than the others (e.g. dL/dt ~ 1e-16 beside dL/dz0 ~ 1)
+            # is measured against a thousandth of the largest quantity
+            atol_q = 0.1 * rtol_c * max(scales[q], 1e-3 * scale_all)
+        for idx in np.ndindex(*shape):
+            label = labels[q][idx if problem.batched or q != "z0" else idx]
+            cval = float(cand[q][idx]) if q in cand else None
+            entries = [(e, float(np.asarray(e.values[q])[idx]), float(np.asarray(e.errors[q])[idx])) for e in have]
+            if not entries:
+                rows.append(Row(q, idx, label, cval, None, None, None, None, "not checked", 0, 0, [], "no reference"))
+                continue
+            members, rval, rerr = _consensus(entries, floor_agree)
+            for e in entries:
+                if e not in members:
+                    disagreements.setdefault(e[0].name, []).append(label)
+            if rval is None:
+                note = (
+                    "the references disagree with each other"
+                    if len(members) < 2
+                    else "only sources sharing the adjoint derivation agree"
+                )
+                rows.append(
+                    Row(q, idx, label, cval, None, None, None, None,
+                        "inconclusive" if cval is not None else "not checked",
+                        len(members), len(entries), [m[0].name for m in members], note)
+                )
+                continue
+            if cval is None:
+                rows.append(Row(q, idx, label, None, rval, rerr, None, None, "not checked", len(members), len(entries),
+                                [m[0].name for m in members], "the candidate gave no value"))
+                continue
+            tol = rtol_c * abs(rval) + atol_q + 3.0 * rerr
+            if 3.0 * rerr > rtol_c * abs(rval) + atol_q:
+                # the references' own uncertainty would dominate the tolerance:
+                # a wrong candidate could pass inside it, so nothing is decided
+                rows.append(
+                    Row(q, idx, label, cval, rval, rerr, abs(cval - rval) if np.isfinite(cval) else float("inf"), tol,
+                        "inconclusive", len(members), len(entries), [m[0].name for m in members],
+                        f"the references are not accurate enough for rtol={rtol_c:g} (their error estimate {rerr:.2g})")
+                )
+                continue
+            if not np.isfinite(cval):
+                diff, status, note = float("inf"), "FAIL", "the candidate is not finite"
+            else:
+                diff = abs(cval - rval)
+                status, note = ("ok" if diff <= tol else "FAIL"), ""
+            rows.append(Row(q, idx, label, cval, rval, rerr, diff, tol, status, len(members), len(entries),
+                            [m[0].name for m in members], note))
+
+    # ------------------------------------------------------------ warnings
+    for name, where in disagreements.items():
+        shown = ", ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
+        report_warnings.append(f"reference {name} disagrees with the other references at {shown}; it was left out there")
+    for q in QUANTITIES:
+        qrows = [r for r in rows if r.quantity == q and r.reference is not None]
+        if qrows and all(abs(r.reference) <= 1e-12 * scale_all for r in qrows):
+            report_warnings.append(
+                f"trivial: {_GROUP_WORDS[q]} is identically zero in every reference — the loss does not depend on "
+                f"{ {'z0': 'z0', 'theta': 'θ', 't': 'the times'}[q]}, so this check cannot detect errors in it"
+            )
+    for e in estimates:
+        for note in e.notes:
+            if "backsolve" in note and "drift" in note.lower() or "unstable" in note:
+                report_warnings.append(f"{e.name}: {note}")
+    exact_warning = _integrated_exactly(problem)
+    if exact_warning:
+        report_warnings.append(exact_warning)
+    from .theory import hypothesis_warnings
+
+    try:
+        hypotheses = list(hypothesis_warnings(problem.field, problem.theta, problem.z0, problem.ts))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not break the check; it is reported
+        hypotheses = []
+        report_warnings.append(f"the smoothness/Lipschitz diagnostics could not run: {type(exc).__name__}: {exc}")
+    report_warnings += [f"hypotheses: {h}" for h in hypotheses]
+    checked = [r for r in rows if r.status in ("ok", "FAIL", "inconclusive")]
+    passed = bool(checked) and all(r.status == "ok" for r in checked)
+    if not checked:
+        report_warnings.append("nothing was checked: the candidate gave no value that a reference could confirm")
+    summary = _summary(rows, cand, passed)
+    tol_text = (
+        f"|candidate − reference| ≤ rtol·|reference| + atol + 3·(reference's error estimate); rtol = {rtol_c:g}"
+        + (
+            f", atol = {float(atol):g}"
+            if atol is not None
+            else ", atol = 0.1·rtol·max|reference| within each quantity (z0, θ, t), at least 1e-3 of the largest quantity's"
+        )
+        + "; the reference is the most accurate of the references that agree with each other"
+    )
+    report = GradientReport(
+        passed=passed,
+        rows=rows,
+        summary=summary,
+        warnings=report_warnings,
+        tolerance_model=tol_text,
+        candidate_name=cand_name,
+        references=estimates,
+        rtol=rtol_c,
+        reference_status={**ref_status, **{e.name: ("exact" if e.exact else "") for e in estimates if e.exact}},
+    )
+    for w in report_warnings:
+        if w.startswith("trivial"):
+            warnings.warn(w, TrivialTestWarning, stacklevel=2)
+        elif w.startswith("hypotheses:"):
+            warnings.warn(w, HypothesisWarning, stacklevel=2)
+    return report
+
+
+def _integrated_exactly(problem):
+    """A warning when the solver's error on this problem is exactly zero."""
+    try:
+        loose, _ = problem.states(rtol=1e-3, atol=1e-3, method="RK23")
+        tight, _ = problem.states(rtol=1e-12, atol=1e-12, method="DOP853")
+    except IntegrationError:
+        return None
+    scale = max(float(np.max(np.abs(tight))), 1e-300)
+    if float(np.max(np.abs(loose - tight))) <= 4 * np.finfo(float).eps * scale:
+        return (
+            "trivial: the solver integrates this problem exactly (RK23 at rtol=1e-3 matches DOP853 at 1e-12 "
+            "to rounding, e.g. a solution polynomial in t), so gradient errors that come from the discretisation "
+            "cannot show; use a problem whose solution is not a low-degree polynomial"
+        )
+    return None
+
+
+def _pct(x):
+    return f"{100 * x:.2g}%"
+
+
+def _summary(rows, cand, passed):
+    checked = [r for r in rows if r.status in ("ok", "FAIL")]
+    inconclusive = [r for r in rows if r.status == "inconclusive"]
+    fails = [r for r in checked if r.status == "FAIL"]
+    if passed:
+        worst = max(checked, key=lambda r: r.ratio or 0.0)
+        return (
+            f"all {len(checked)} checked entries agree with the references; the closest to its tolerance is "
+            f"{worst.label} at {worst.ratio:.2g} of it"
+        )
+    if not fails and inconclusive:
+        r = inconclusive[0]
+        return f"{len(inconclusive)} entries are inconclusive, e.g. {r.label}: {r.note}"
+    if not fails:
+        return "nothing could be checked"
+    # whole quantity zero while the references are not
+    for q in QUANTITIES:
+        qrows = [r for r in checked if r.quantity == q]
+        if len(qrows) > 1 and all(r.candidate == 0.0 for r in qrows) and any(r.status == "FAIL" for r in qrows):
+            big = max(qrows, key=lambda r: abs(r.reference))
+            return (
+                f"{_GROUP_WORDS[q]} are all zero in the candidate, but the references are not "
+                f"(e.g. {big.label} = {big.reference:.6g})"
+            )
+    worst = max(fails, key=lambda r: r.ratio)
+    c, r = worst.candidate, worst.reference
+    more = f" ({len(fails) - 1} other entries fail too)" if len(fails) > 1 else ""
+    if not np.isfinite(c):
+        return f"{worst.label} is {c} in the candidate{more}"
+    if c == 0.0 and r != 0.0:
+        return f"{worst.label} is zero in the candidate but the references give {r:.6g}{more}"
+    if r != 0 and np.sign(c) == -np.sign(r) and abs(abs(c) - abs(r)) <= worst.tolerance:
+        return f"{worst.label} has the wrong sign (candidate {c:.6g}, references {r:.6g}){more}"
+    if r != 0 and abs(c - r) / abs(r) < 10:
+        return (
+            f"{worst.label} is off by {_pct(abs(c - r) / abs(r))} (candidate {c:.10g}, references {r:.10g}, "
+            f"tolerance {worst.tolerance:.2g}){more}"
+        )
+    return f"{worst.label} is {c:.6g} but the references give {r:.6g} (difference {abs(c - r):.3g}){more}"

@@ -1,0 +1,60 @@
+"""Independent gradient sources, each with its own error estimate.
+
+* :class:`Adjoint` -- odeverify's adjoint at tight tolerances (both modes);
+* :class:`ForwardSensitivity` -- the direct method, dS/dt = f_z S + f_theta, via solve_ivp;
+* :class:`AutogradRK` -- autograd through a fixed-step Runge–Kutta solve, with Richardson extrapolation;
+* :class:`FiniteDifferences` -- central differences with step selection and Richardson
+  extrapolation, and the complex step where the right-hand side and the loss are analytic;
+* :class:`Exact` -- closed-form values, e.g. from :mod:`odeverify.catalog`.
+
+Each ``compute(problem)`` returns a :class:`GradientEstimate` with ``values`` and
+``errors`` per quantity (``"z0"``, ``"theta"``, ``"t"``); :func:`compute_reference`
+does the validation for a direct call.
+"""
+
+from ._base import QUANTITIES as QUANTITIES
+from ._base import GradientEstimate as GradientEstimate
+from ._base import Problem as Problem
+from ._base import Reference as Reference
+from ._sources import Adjoint as Adjoint
+from ._sources import AutogradRK as AutogradRK
+from ._sources import Exact as Exact
+from ._sources import FiniteDifferences as FiniteDifferences
+from ._sources import ForwardSensitivity as ForwardSensitivity
+
+
+def make_problem(system, z0, ts, theta, loss):
+    """Validate inputs into a :class:`Problem` (as the public entry points do)."""
+    from .._validate import as_field, check_theta, check_ts, check_z0
+    from ..errors import InvalidTypeError
+
+    fld = as_field(system, z0, theta)
+    z0_2d, batched = check_z0(z0, fld.n_states)
+    theta = check_theta(theta, fld.n_params)
+    ts = check_ts(ts)
+    if not callable(loss):
+        raise InvalidTypeError(f"loss must be a callable loss(zs) -> float, got {type(loss).__name__}")
+    return Problem(fld, z0_2d, batched, ts, theta, loss)
+
+
+def compute_reference(reference, system, z0, ts, theta, loss):
+    """Gradients of ``loss`` from one reference source.
+
+    Parameters
+    ----------
+    reference : Reference
+        E.g. ``FiniteDifferences()``.
+    system, z0, ts, theta, loss
+        As for :func:`odeverify.adjoint_gradients`.
+
+    Returns
+    -------
+    GradientEstimate
+    """
+    problem = make_problem(system, z0, ts, theta, loss)
+    why = reference.available(problem)
+    if why:
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"{reference!r} cannot handle this problem: {why}")
+    return reference.compute(problem)
