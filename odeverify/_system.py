@@ -547,6 +547,14 @@ class ODESystem(AbstractVectorField):
         ------
         ImportError
             When numba is not installed.
+
+        Examples
+        --------
+        >>> import numpy as np, odeverify as ov
+        >>> lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
+        >>> lv = lv.jit()  # doctest: +SKIP
+        >>> res = ov.adjoint_gradients(lv, np.ones((512, 2)), np.linspace(0, 5, 11), [1.5, 1, 1, 3],
+        ...                            lambda zs: (zs**2).sum(), method="tsit5")  # doctest: +SKIP
         """
         try:
             import numba  # noqa: F401
