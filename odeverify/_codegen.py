@@ -409,7 +409,7 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
     if style not in ("batch", "scalar", "loop"):
         raise InvalidArgumentError(f"style={style!r} is not one of 'batch', 'scalar', 'loop'")
     unpack_theta = f"{', '.join(f'_s{2 * n + j}' for j in range(p))}, = theta" if p else ""
-    lines = [] if loop else ["def make(theta, B):", "    Bn = B * %d" % n, "    _ones = numpy.ones(B)"]
+    lines = [] if loop else ["def make(theta, B):", f"    Bn = B * {n}", "    _ones = numpy.ones(B)"]
     if p and not loop:
         lines.append(f"    {unpack_theta}")
     printer = _Printer()
