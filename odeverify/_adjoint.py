@@ -6,7 +6,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.integrate
 
 from ._integrate import DEFAULT_MAX_STEPS, BlockJacobian, forward_jacobian, integrate_span
 from ._loss import loss_and_jumps
@@ -169,7 +168,13 @@ def adjoint_gradients(
         solution's dense output (robust when the backward reconstruction is
         unstable).
     method : str
-        A solver of :func:`scipy.integrate.solve_ivp`, used both ways.
+        The solver of both ways: one of :func:`scipy.integrate.solve_ivp`
+        (``'DOP853'``, ``'RK45'``, ``'RK23'``, ``'Radau'``, ``'BDF'``,
+        ``'LSODA'``) or odeverify's ``'dopri5'``, ``'tsit5'``, which are much
+        faster on small and batched problems (benchmarks/README.md) and
+        control the backward error with a mixed norm: the largest of the
+        RMS errors of z, a, a_theta and a_t, so that a large batch does not
+        dilute the error of the summed parameter gradient.
     rtol, atol : float
         Tolerances of both solves.
     max_steps : int
@@ -225,13 +230,12 @@ def adjoint_gradients(
     atol_a = float(np.min(atol))
     stats = SolverStats()
 
-    # ---------------------------------------------------------------- forward
-    def fun_forward(t, y):
-        return fld.eval_f(y.reshape(B, n), t, theta).reshape(-1)
+    kernels = fld.solver_kernels(theta, B)
 
+    # ---------------------------------------------------------------- forward
     implicit = method in IMPLICIT_METHODS
     fwd = integrate_span(
-        fun_forward,
+        kernels.f,
         float(ts[0]),
         float(ts[-1]),
         z0_2d.reshape(-1),
@@ -243,6 +247,7 @@ def adjoint_gradients(
         dense=(mode == "interpolated"),
         max_steps=max_steps,
         what="forward solve",
+        inplace=True,
     )
     stats.nfev_forward, stats.njev_forward, stats.nlu = fwd.nfev, fwd.njev, fwd.nlu
     stats.nsteps_forward = fwd.nsteps
@@ -255,39 +260,29 @@ def adjoint_gradients(
 
     # ---------------------------------------------------------------- backward
     if mode == "interpolated":
-        dense = scipy.integrate.OdeSolution(np.asarray(fwd.step_times), fwd.interpolants)
+        dense = fwd.dense
+        z_buf = np.empty(Bn)
 
         def z_of(t):
-            return dense(t).reshape(B, n)
+            return dense.at(t).reshape(B, n)
 
         # y = [a (B*n), a_theta (p), a_t (1)]
-        def fun_backward(t, y):
-            a = y[:Bn].reshape(B, n)
-            _, az, ath, at = fld.eval_vjp(a, z_of(t), t, theta)
-            out = np.empty_like(y)
-            out[:Bn] = -az.reshape(-1)
-            out[Bn : Bn + p] = -ath
-            out[-1] = -at
-            return out
+        def fun_backward(t, y, out):
+            kernels.adjoint(t, dense.at(t, z_buf), y, out)
+
+        if kernels.interpolated is not None:
+            fun_backward = kernels.interpolated(dense) or fun_backward
 
         jac_backward = _interpolated_jacobian(fld, theta, B, n, p, method, z_of) if implicit else None
         size = Bn + p + 1
+        groups = (Bn, p, 1)  # the mixed error norm's groups (in-house methods)
         atol_b = atol_a
     else:
         # y = [z (B*n), a (B*n), a_theta (p), a_t (1)]
-        def fun_backward(t, y):
-            z = y[:Bn].reshape(B, n)
-            a = y[Bn : 2 * Bn].reshape(B, n)
-            f, az, ath, at = fld.eval_vjp(a, z, t, theta, with_f=True)
-            out = np.empty_like(y)
-            out[:Bn] = f.reshape(-1)
-            out[Bn : 2 * Bn] = -az.reshape(-1)
-            out[2 * Bn : 2 * Bn + p] = -ath
-            out[-1] = -at
-            return out
-
+        fun_backward = kernels.backward
         jac_backward = _backsolve_jacobian(fld, theta, B, n, p, method) if implicit else None
         size = 2 * Bn + p + 1
+        groups = (Bn, Bn, p, 1)
         atol_b = np.concatenate([np.broadcast_to(atol_z, (Bn,)), np.full(Bn + p + 1, atol_a)])
 
     t_grad = np.zeros(T)
@@ -296,9 +291,11 @@ def adjoint_gradients(
     a_t = 0.0
     drift = np.zeros(T - 1) if mode == "backsolve" else None
     z0_rec = None
+    h_next = None  # in-house methods: each interval starts with the step size the last one proposed
+    f_i = np.empty(Bn)
     for i in range(T - 1, 0, -1):
-        f_i = fld.eval_f(zs[i], float(ts[i]), theta)
-        dldt = float(np.sum(g[i] * f_i))
+        kernels.f(float(ts[i]), zs[i].reshape(-1), f_i)
+        dldt = float(np.dot(g[i].reshape(-1), f_i))
         t_grad[i] = dldt
         a_t -= dldt
         y0 = np.empty(size)
@@ -322,7 +319,11 @@ def adjoint_gradients(
             jac=jac_backward,
             max_steps=max_steps,
             what=f"backward (adjoint) solve over [{ts[i - 1]!r}, {ts[i]!r}]",
+            inplace=True,
+            groups=groups,
+            first_step=h_next,
         )
+        h_next = bwd.h_next
         stats.nfev_backward += bwd.nfev
         stats.njev_backward += bwd.njev
         stats.nlu += bwd.nlu
@@ -343,8 +344,9 @@ def adjoint_gradients(
             a_plus = a.copy()
         a = a + g[i - 1]
     t_grad[0] = a_t
-    f0 = fld.eval_f(z0_2d, float(ts[0]), theta)
-    t0_identity = -float(np.sum(a_plus * f0))
+    f0 = np.empty(Bn)
+    kernels.f(float(ts[0]), z0_2d.reshape(-1), f0)
+    t0_identity = -float(np.dot(a_plus.reshape(-1), f0))
     diagnostics = {
         "t0_via_a_t": a_t,
         "t0_via_identity": t0_identity,

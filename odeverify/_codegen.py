@@ -29,7 +29,7 @@ from sympy.printing.numpy import NumPyPrinter
 from ._functions import relu, sigmoid, softplus
 from .errors import InvalidArgumentError, InvalidTypeError
 
-__all__ = ["Group", "ArrayKernel", "compile_function", "CSE_MAX_NODES", "CHUNK"]
+__all__ = ["Group", "ArrayKernel", "compile_function", "compile_solver_kernels", "CSE_MAX_NODES", "CHUNK"]
 
 #: Largest expression size (in tree nodes) on which CSE is run.
 CSE_MAX_NODES = 200_000
@@ -288,6 +288,29 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
             for j, nm in enumerate(names):
                 lines.append(f"        {nm} = {g.name}[..., {j}]")
     exprs = [e.xreplace(rename) for e in exprs]
+    body, reduced, _, _ = _body(exprs, cse, "    ")
+    lines.extend(body)
+    printer = _Printer()
+    outs = [printer.doprint(e) for e in reduced]
+    lines.append(f"    return ({''.join(o + ', ' for o in outs)})")
+    return "\n".join(lines) + "\n"
+
+
+def _body(exprs, cse, indent):
+    """CSE and print ``exprs`` (in internal symbols).
+
+    Returns
+    -------
+    lines : list of str
+        Assignments of the subexpressions, indented.
+    reduced : list of sympy.Expr
+        The expressions in terms of the subexpressions, ready to print.
+    depends : callable
+        ``depends(expr)``: the input symbols an expression in the
+        subexpressions depends on.
+    used : set
+        Every input symbol the lines and expressions read.
+    """
     if cse is None:
         cse = _count_nodes(exprs, CSE_MAX_NODES) <= CSE_MAX_NODES
     if cse and exprs:
@@ -298,21 +321,314 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
         replacements, reduced = [], exprs
     fresh = sp.numbered_symbols("_p", real=True)
     printer = _Printer()
+    lines = []
+    inputs = {}  # subexpression symbol -> input symbols it depends on
+
+    def depends(e):
+        out = set()
+        for sym in e.free_symbols:
+            out |= inputs.get(sym, {sym})
+        return out
+
+    def assign(sym, value):
+        inputs[sym] = depends(value)
+        lines.append(f"{indent}{sym} = {printer.doprint(value)}")
+
     for sym, value in replacements:
         extra = []
         value = _split_long(value, fresh, extra)
         for s2, v2 in extra:
-            lines.append(f"    {s2} = {printer.doprint(v2)}")
-        lines.append(f"    {sym} = {printer.doprint(value)}")
+            assign(s2, v2)
+        assign(sym, value)
     outs = []
     for e in reduced:
         extra = []
         e = _split_long(e, fresh, extra)
         for s2, v2 in extra:
-            lines.append(f"    {s2} = {printer.doprint(v2)}")
-        outs.append(printer.doprint(e))
-    lines.append(f"    return ({''.join(o + ', ' for o in outs)})")
+            assign(s2, v2)
+        outs.append(e)
+    used = set().union(*inputs.values(), *(depends(e) for e in outs))
+    return lines, outs, depends, used
+
+
+def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj_t, *, style, cse=None):
+    """Python source of the solver kernels of one ODE.
+
+    For ``style="batch"`` and ``style="scalar"`` the source defines
+    ``make(theta, B) -> (f, backward, adjoint)``; for ``style="loop"`` it
+    defines the three functions with ``theta`` as first argument and the
+    batch as an explicit loop over samples, for a JIT compiler (numba).
+
+    The kernels work on the flat arrays the solvers step, for one batch size
+    B and one parameter vector (unpacked once, when ``make`` is called), and
+    write into a preallocated ``out``; products with theta and t are summed
+    over the batch in the generated code. The state layout is sample-major,
+    ``y[b*n + i] = z[b, i]``:
+
+    * ``f(t, y, out)``: ``y`` is z (B*n), ``out`` receives f;
+    * ``backward(t, y, out)``: ``y = [z, a, a_theta, a_t]`` (2*B*n + p + 1),
+      ``out = [f, adj, sum_b adj_theta, sum_b adj_t]``;
+    * ``adjoint(t, z, y, out)``: ``y = [a, a_theta, a_t]`` (B*n + p + 1),
+      ``out = [adj, sum_b adj_theta, sum_b adj_t]``.
+
+    Parameters
+    ----------
+    states, adjoint, params : sequence of sympy.Symbol
+        z (n), a (n) and theta (p).
+    time : sympy.Symbol
+    f, adj, adj_theta, adj_t : sequence of sympy.Expr
+        f (n), the adjoint right-hand sides -f_z^T a (n), -f_theta^T a (p)
+        and -f_t^T a (1), per sample.
+    style : {'batch', 'scalar', 'loop'}
+        ``'batch'``: NumPy operations on strided views of the samples;
+        ``'scalar'``: NumPy scalars for B = 1, no slicing; ``'loop'``: plain
+        scalar code in a loop over the samples, accumulating the batch sums
+        (for :func:`compile_solver_kernels` with ``jit=True``).
+    cse : bool or None
+        See :func:`generate_source`.
+
+    Returns
+    -------
+    str
+    """
+    n, p = len(states), len(params)
+    rename, names = {}, {}
+    for k, sym in enumerate([*states, *adjoint, *params, time]):
+        internal = sp.Symbol(f"_s{k}", real=True)
+        rename[sym] = internal
+        names[internal] = k
+    z_syms = {rename[x] for x in states}
+    a_syms = {rename[x] for x in adjoint}
+    per_sample = z_syms | a_syms
+    t_sym = rename[time]
+
+    def renamed(exprs):
+        return [sp.sympify(e).xreplace(rename) for e in exprs]
+
+    batch, loop = style == "batch", style == "loop"
+    if style not in ("batch", "scalar", "loop"):
+        raise InvalidArgumentError(f"style={style!r} is not one of 'batch', 'scalar', 'loop'")
+    unpack_theta = f"{', '.join(f'_s{2 * n + j}' for j in range(p))}, = theta" if p else ""
+    lines = [] if loop else ["def make(theta, B):", f"    Bn = B * {n}", "    _ones = numpy.ones(B)"]
+    if p and not loop:
+        lines.append(f"    {unpack_theta}")
+    printer = _Printer()
+    per_solve = {}  # scalar subexpressions of theta only: computed once, in make()
+    per_solve_syms = sp.numbered_symbols("_q", real=True)
+
+    def kernel(name, args, exprs, sources, layout):
+        """One kernel: ``sources`` maps input symbol -> (array name, offset in sample-major blocks)."""
+        per_call = {}  # scalar subexpressions that depend on t: once per call
+        per_call_syms = sp.numbered_symbols("_r", real=True)
+        if loop:  # no make(): every scalar is computed in the kernel
+            per_solve.clear()
+
+        def scalar_symbol(e):
+            table, fresh = (per_call, per_call_syms) if t_sym in e.free_symbols else (per_solve, per_solve_syms)
+            if e not in table:
+                table[e] = next(fresh)
+            return table[e]
+
+        exprs = [_hoist_scalars(e, per_sample, scalar_symbol) for e in exprs]
+        if loop:
+            return loop_kernel(name, args, exprs, sources, layout, per_call)
+        body, reduced, depends, used = _body(exprs, cse, "        ")
+        out_lines = [f"    def {name}({args}):"]
+        for sym in sorted(used & per_sample, key=names.get):
+            array, offset = sources[sym]
+            if batch:
+                out_lines.append(f"        {sym} = {array}[{offset}:{offset} + Bn:{n}]")
+            else:
+                out_lines.append(f"        {sym} = {array}[{offset}]")
+        if t_sym in used or per_call:
+            out_lines.append(f"        {t_sym} = numpy.float64(t)")
+        out_lines.extend(f"        {sym} = {printer.doprint(e)}" for e, sym in per_call.items())
+        out_lines.extend(body)
+        if batch:
+            for (kind, pos), e in zip(layout, reduced):
+                if kind == "sample":  # pos: offset of a sample-major block entry
+                    out_lines.append(f"        out[{pos}:{pos} + Bn:{n}] = {printer.doprint(e)}")
+                else:  # pos: a flat index; summed over the batch
+                    out_lines.append(f"        out[{pos}] = {batch_sum(e, depends)}")
+        else:
+            out_lines.append(f"        out[:] = ({''.join(printer.doprint(e) + ', ' for e in reduced)})")
+        return out_lines
+
+    def loop_kernel(name, args, exprs, sources, layout, per_call):
+        body, reduced, depends, used = _body(exprs, cse, "        ")
+        out_lines = [f"def {name}(theta, {args}):"]
+        if p:
+            out_lines.append(f"    {unpack_theta}")
+        out_lines.extend(f"    {sym} = {printer.doprint(e)}" for e, sym in per_solve.items())
+        # the number of samples from the length of the state
+        first = "z" if "z" in args else "y"
+        blocks = 2 if name == "backward" else 1
+        extra = 0 if name == "f" or first == "z" else p + 1
+        out_lines.append(f"    B = ({first}.shape[0] - {extra}) // {blocks * n}")
+        out_lines.append(f"    Bn = B * {n}")
+        if t_sym in used or per_call:
+            out_lines.append(f"    {t_sym} = numpy.float64(t)")
+        out_lines.extend(f"    {sym} = {printer.doprint(e)}" for e, sym in per_call.items())
+        sums = [(pos, e) for (kind, pos), e in zip(layout, reduced) if kind == "sum"]
+        for j, (pos, e) in enumerate(sums):
+            out_lines.append(f"    _acc{j} = 0.0" if depends(e) & per_sample else f"    _acc{j} = B * ({printer.doprint(e)})")
+        out_lines.append("    for _b in range(B):")
+        out_lines.append(f"        _i = _b * {n}")
+        for sym in sorted(used & per_sample, key=names.get):
+            array, offset = sources[sym]
+            out_lines.append(f"        {sym} = {array}[{offset} + _i]")
+        out_lines.extend(body)
+        j = 0
+        for (kind, pos), e in zip(layout, reduced):
+            if kind == "sample":
+                out_lines.append(f"        out[{pos} + _i] = {printer.doprint(e)}")
+            else:
+                if depends(e) & per_sample:
+                    out_lines.append(f"        _acc{j} += {printer.doprint(e)}")
+                j += 1
+        for j, (pos, e) in enumerate(sums):
+            out_lines.append(f"    out[{pos}] = _acc{j}")
+        return out_lines
+
+    def batch_sum(e, depends):
+        """Source of sum_b e: scalar factors outside, a product of two per-sample factors as a dot."""
+        factors = e.args if e.is_Mul else (e,)
+        outer = [x for x in factors if not depends(x) & per_sample]
+        inner = [x for x in factors if depends(x) & per_sample]
+        scale = printer.doprint(sp.Mul(*outer)) if outer else "1"
+        if not inner:
+            return f"B * ({scale})"
+        if len(inner) == 2:
+            total = f"numpy.dot({printer.doprint(inner[0])}, {printer.doprint(inner[1])})"
+        else:  # a dot with ones sums strided views faster than .sum()
+            total = f"numpy.dot({printer.doprint(sp.Mul(*inner))}, _ones)"
+        if scale == "1":
+            return total
+        return f"-{total}" if scale == "-1" else f"({scale}) * {total}"
+
+    z_src = {rename[x]: ("y", f"{i}") for i, x in enumerate(states)}
+    a_src = {rename[x]: ("y", f"Bn + {i}") for i, x in enumerate(adjoint)}
+    sample = [("sample", f"{i}") for i in range(n)]
+    sample_a = [("sample", f"Bn + {i}") for i in range(n)]
+    lines += kernel("f", "t, y, out", renamed(f), z_src, sample)
+    lines += kernel(
+        "backward",
+        "t, y, out",
+        renamed([*f, *adj, *adj_theta, *adj_t]),
+        {**z_src, **a_src},
+        sample + sample_a + [("sum", f"2 * Bn + {j}") for j in range(p + 1)],
+    )
+    lines += kernel(
+        "adjoint",
+        "t, z, y, out",
+        renamed([*adj, *adj_theta, *adj_t]),
+        {**{rename[x]: ("z", f"{i}") for i, x in enumerate(states)}, **{rename[x]: ("y", f"{i}") for i, x in enumerate(adjoint)}},
+        sample + [("sum", f"Bn + {j}") for j in range(p + 1)],
+    )
+    if loop:
+        return "\n".join(lines) + "\n"
+    setup = [f"    {sym} = {printer.doprint(e)}" for e, sym in per_solve.items()]
+    lines[4 if p else 3 : 4 if p else 3] = setup
+    lines.append("    return f, backward, adjoint")
     return "\n".join(lines) + "\n"
+
+
+def _hoist_scalars(expr, per_sample, scalar_symbol):
+    """Group the batch-independent factors of each product (terms of each sum) into one symbol.
+
+    In batch code every operation on a per-sample value is an array
+    operation, while operations between scalars (parameters, time) are cheap:
+    ``-a*b*x`` evaluated left to right costs three array operations, ``_q0*x``
+    with ``_q0 = -a*b`` computed once costs one. ``scalar_symbol(e)`` returns
+    the symbol that holds the scalar expression ``e``.
+    """
+    if expr.is_Atom:
+        return expr
+    if not expr.free_symbols & per_sample:
+        return expr if expr.is_Number else scalar_symbol(expr)
+    return _hoist_inner(expr, per_sample, scalar_symbol)
+
+
+def _hoist_inner(expr, per_sample, scalar_symbol):
+    if expr.is_Atom or not expr.free_symbols & per_sample:
+        return expr
+    args = [_hoist_inner(a, per_sample, scalar_symbol) for a in expr.args]
+    if expr.is_Mul or expr.is_Add:
+        scalars = [a for a in args if not a.free_symbols & per_sample]
+        if len(scalars) > 1 or (scalars and not scalars[0].is_Atom):
+            rest = [a for a in args if a.free_symbols & per_sample]
+            return expr.func(scalar_symbol(expr.func(*scalars)), *rest)
+    return expr.func(*args)
+
+
+def compile_solver_kernels(*args, style, cse=None):
+    """Compile :func:`generate_solver_source`; returns ``(make or (f, backward, adjoint), source)``.
+
+    ``style="loop"`` compiles the three kernels with numba (imported here:
+    an optional dependency); the others return the ``make`` factory.
+    """
+    source = generate_solver_source(*args, style=style, cse=cse)
+    label = {"batch": "", "scalar": " (B = 1)", "loop": " (numba)"}[style]
+    if style == "loop":
+        import numba
+
+        namespace = {"numpy": np, "_ops": _numba_ops()}
+    else:
+        namespace = _namespace("numpy")
+    code = compile(source, f"<odeverify-generated solver kernels{label}>", "exec")
+    exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
+    if style == "loop":
+        return tuple(numba.njit(namespace[k]) for k in ("f", "backward", "adjoint")), source
+    return namespace["make"], source
+
+
+_NUMBA_OPS = None
+
+
+def _numba_ops():
+    """The activation functions of the generated code, compiled with numba, as a module."""
+    global _NUMBA_OPS
+    if _NUMBA_OPS is None:
+        import math
+
+        import numba
+
+        @numba.njit
+        def sigmoid(x):
+            if x >= 0.0:
+                return 1.0 / (1.0 + math.exp(-x))
+            e = math.exp(x)
+            return e / (1.0 + e)
+
+        @numba.njit
+        def softplus(x):
+            return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+        @numba.njit
+        def relu(x):
+            return 0.0 if x < 0.0 else x
+
+        @numba.njit
+        def heaviside(x, h0):
+            if x > 0.0:
+                return 1.0
+            if x < 0.0:
+                return 0.0
+            return h0 if x == 0.0 else x
+
+        @numba.njit
+        def erf(x):
+            return math.erf(x)
+
+        @numba.njit
+        def where(cond, a, b):
+            return a if cond else b
+
+        module = types.ModuleType("odeverify_numba_ops")
+        for fn in (sigmoid, softplus, relu, heaviside, erf, where):
+            setattr(module, fn.__name__, fn)
+        _NUMBA_OPS = module
+    return _NUMBA_OPS
 
 
 def compile_function(groups, exprs, *, name="kernel", backend="numpy", cse=None):

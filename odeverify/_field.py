@@ -15,10 +15,72 @@ batch*, because theta and t are shared by every sample.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AbstractVectorField"]
+__all__ = ["AbstractVectorField", "SolverKernels"]
+
+
+@dataclass(frozen=True)
+class SolverKernels:
+    """Right-hand sides of the forward and backward systems on the solvers' flat arrays.
+
+    Built by :meth:`AbstractVectorField.solver_kernels` for one parameter
+    vector and batch size B. Every function writes into a preallocated
+    ``out`` and keeps no reference to its arguments. Layout: a batch of
+    states ``z`` of shape (B, n) is ``z.reshape(-1)`` (sample-major).
+
+    Attributes
+    ----------
+    f : callable
+        ``f(t, y, out)``: ``y`` is z, shape (B*n,); ``out`` receives f.
+    backward : callable
+        ``backward(t, y, out)`` with ``y = [z, a, a_theta, a_t]`` of shape
+        (2*B*n + p + 1,): ``out = [f, -a^T f_z, -sum_b a^T f_theta, -sum_b a^T f_t]``
+        (the backsolve system).
+    adjoint : callable
+        ``adjoint(t, z, y, out)`` with ``z`` (B*n,) given and ``y = [a,
+        a_theta, a_t]`` of shape (B*n + p + 1,): ``out = [-a^T f_z, -sum_b
+        a^T f_theta, -sum_b a^T f_t]`` (the interpolated-mode system).
+    interpolated : callable or None
+        Optional: ``interpolated(dense)`` with the forward solve's dense
+        output returns ``fun(t, y, out)``, the interpolated-mode system with
+        z taken from ``dense`` (or None to let the caller combine
+        ``adjoint`` with ``dense``); compiled kernels use it to keep the
+        lookup of z in compiled code.
+    """
+
+    f: object
+    backward: object
+    adjoint: object
+    interpolated: object = None
+
+
+def generic_solver_kernels(field, theta, batch):
+    """:class:`SolverKernels` from a field's :meth:`~AbstractVectorField.eval_f` and ``eval_vjp``."""
+    B, n, p = batch, field.n_states, field.n_params
+    Bn = B * n
+
+    def f(t, y, out):
+        out[:] = field.eval_f(y.reshape(B, n), t, theta).reshape(-1)
+
+    # y = [z, a, a_theta, a_t]
+    def backward(t, y, out):
+        fz, az, ath, at = field.eval_vjp(y[Bn : 2 * Bn].reshape(B, n), y[:Bn].reshape(B, n), t, theta, with_f=True)
+        out[:Bn] = fz.reshape(-1)
+        np.negative(az.reshape(-1), out=out[Bn : 2 * Bn])
+        np.negative(ath, out=out[2 * Bn : 2 * Bn + p])
+        out[-1] = -at
+
+    # y = [a, a_theta, a_t]
+    def adjoint(t, z, y, out):
+        _, az, ath, at = field.eval_vjp(y[:Bn].reshape(B, n), z.reshape(B, n), t, theta)
+        np.negative(az.reshape(-1), out=out[:Bn])
+        np.negative(ath, out=out[Bn : Bn + p])
+        out[-1] = -at
+
+    return SolverKernels(f, backward, adjoint)
 
 
 class AbstractVectorField(abc.ABC):
@@ -112,6 +174,24 @@ class AbstractVectorField(abc.ABC):
     def eval_jacobians(self, z, t, theta):
         """``(f_z (B, n, n), f_theta (B, n, p), f_t (B, n))`` or None."""
         return None
+
+    def solver_kernels(self, theta, batch):
+        """The right-hand sides the solvers step, for one theta and batch size.
+
+        The default wraps :meth:`eval_f` and :meth:`eval_vjp`; a field can
+        return faster, fused kernels with the same results.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (p,)
+        batch : int
+            B, the number of samples.
+
+        Returns
+        -------
+        SolverKernels
+        """
+        return generic_solver_kernels(self, theta, batch)
 
     def complex_step_safe(self):
         """True when f is analytic and :meth:`eval_f_complex` works, so complex-step differentiation is exact."""

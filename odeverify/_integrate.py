@@ -3,8 +3,10 @@
 The solver classes that ``solve_ivp`` drives (RK45, RK23, DOP853, Radau, BDF,
 LSODA) are stepped here directly, which gives what ``solve_ivp`` hides: the
 number of steps when output times are requested, a step budget, the time a
-failed solve reached, and the step interpolants for dense output. Failures
-become :class:`~odeverify.errors.IntegrationError` with the time reached and the
+failed solve reached, and the step interpolants for dense output. The
+in-house adaptive methods ``dopri5`` and ``tsit5`` (:mod:`odeverify._rk`) run
+behind the same :func:`integrate_span`. Failures become
+:class:`~odeverify.errors.IntegrationError` with the time reached and the
 solver's message.
 """
 
@@ -16,6 +18,7 @@ import numpy as np
 import scipy.integrate
 import scipy.sparse
 
+from ._rk import ADAPTIVE_TABLEAUX, RKFailure, ScipyDenseOutput, integrate_rk
 from ._validate import (
     IMPLICIT_METHODS,
     as_field,
@@ -55,6 +58,8 @@ class SpanResult:
     nsteps: int
     interpolants: list | None
     step_times: list | None
+    dense: object = None  # a StepwiseDenseOutput when dense=True
+    h_next: float | None = None  # the step size proposed next (in-house methods)
 
 
 def integrate_span(
@@ -71,13 +76,18 @@ def integrate_span(
     dense=False,
     max_steps=DEFAULT_MAX_STEPS,
     what="forward solve",
+    inplace=False,
+    groups=None,
+    first_step=None,
 ):
     """Integrate ``dy/dt = fun(t, y)`` from ``t_start`` to ``t_end``.
 
     Parameters
     ----------
     fun : callable
-        ``fun(t, y) -> dy/dt`` on flat arrays.
+        ``fun(t, y) -> dy/dt`` on flat arrays, or with ``inplace=True``
+        ``fun(t, y, out)`` writing dy/dt into ``out`` (faster for the
+        in-house methods, which preallocate their stages).
     t_start, t_end : float
     y0 : ndarray, shape (size,)
     method : str
@@ -90,16 +100,36 @@ def integrate_span(
         Times in ``[t_start, t_end]`` (in integration order) at which to
         report the state, interpolated with the step's dense output.
     dense : bool
-        Keep every step's interpolant (for an :class:`scipy.integrate.OdeSolution`).
+        Keep every step's interpolant: ``.dense`` of the result evaluates
+        the solution anywhere in the span (and the SciPy methods also give
+        ``.interpolants``, ``.step_times`` for an
+        :class:`scipy.integrate.OdeSolution`).
     max_steps : int
         Step budget; exceeding it raises :class:`IntegrationError`.
     what : str
         Name of the solve for error messages.
+    inplace : bool
+        ``fun`` has the signature ``fun(t, y, out)``.
+    groups : sequence of int, optional
+        Sizes of consecutive groups of components for a mixed error norm
+        (max over groups of each group's RMS); in-house methods only, the
+        SciPy methods use their plain RMS norm.
+    first_step : float, optional
+        First step size to try (in-house methods only); chosen by Hairer's
+        algorithm when None.
 
     Returns
     -------
     SpanResult
     """
+    if method in ADAPTIVE_TABLEAUX:
+        return _integrate_adaptive(
+            fun if inplace else _into(fun), t_start, t_end, y0, ADAPTIVE_TABLEAUX[method],
+            rtol=rtol, atol=atol, t_out=t_out, dense=dense, max_steps=max_steps, what=what,
+            groups=groups, first_step=first_step,
+        )
+    if inplace:
+        fun = _allocating(fun)
     solver_cls = _SOLVERS[method]
     kwargs = dict(rtol=rtol, atol=atol)
     if method in IMPLICIT_METHODS and jac is not None:
@@ -137,13 +167,9 @@ def integrate_span(
             if dense:
                 step_times.append(t_new)
             if nsteps >= max_steps and solver.status == "running":
-                hint = _blow_up_hint(solver, t_end)
+                hint = _blow_up_hint(solver.y, getattr(solver, "f", None), solver.t, t_end)
                 raise IntegrationError(
-                    f"the {what} took more than max_steps={max_steps} steps and reached only t = {float(solver.t)!r} "
-                    f"of [{t_start!r}, {t_end!r}]; "
-                    + (f"{hint}; " if hint else "")
-                    + "the problem may be stiff (try method='Radau' or 'BDF'), the tolerances too tight, "
-                    "or raise max_steps",
+                    _budget_message(what, max_steps, solver.t, t_start, t_end, hint),
                     t_reached=float(solver.t),
                     t_target=float(t_end),
                     solver_message="step budget exhausted",
@@ -161,27 +187,94 @@ def integrate_span(
         nsteps=nsteps,
         interpolants=interpolants,
         step_times=step_times,
+        dense=ScipyDenseOutput(step_times, interpolants) if dense else None,
     )
 
 
-def _blow_up_hint(solver, t_end):
-    """A sentence when the state or its rate of change looks like a finite-time blow-up."""
-    y = solver.y
+def _into(fun):
+    """``fun(t, y) -> dy`` as ``fun(t, y, out)``."""
+
+    def fun_into(t, y, out):
+        out[...] = fun(t, y)
+
+    return fun_into
+
+
+def _allocating(fun_into):
+    """``fun(t, y, out)`` as ``fun(t, y) -> dy`` (for the SciPy solvers)."""
+
+    def fun(t, y):
+        out = np.empty_like(y)
+        fun_into(t, y, out)
+        return out
+
+    return fun
+
+
+def _budget_message(what, max_steps, t_reached, t_start, t_end, hint):
+    return (
+        f"the {what} took more than max_steps={max_steps} steps and reached only t = {float(t_reached)!r} "
+        f"of [{t_start!r}, {t_end!r}]; "
+        + (f"{hint}; " if hint else "")
+        + "the problem may be stiff (try method='Radau' or 'BDF'), the tolerances too tight, "
+        "or raise max_steps"
+    )
+
+
+def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, dense, max_steps, what, groups, first_step):
+    """:func:`integrate_span` for the in-house methods of :mod:`odeverify._rk`."""
+    with np.errstate(all="ignore"):
+        try:
+            res = integrate_rk(
+                fun, t_start, t_end, y0, tableau, rtol=rtol, atol=atol, t_out=t_out, dense=dense,
+                max_steps=max_steps, groups=groups, first_step=first_step,
+            )
+        except RKFailure as exc:
+            hint = _blow_up_hint(exc.y, exc.f, exc.t, t_end)
+            if exc.budget:
+                message = _budget_message(what, max_steps, exc.t, t_start, t_end, hint)
+            else:
+                hints = [h for h in [hint] if h]
+                hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
+                message = (
+                    f"the {what} failed at t = {exc.t!r} (integrating from {t_start!r} to {t_end!r}): {exc}. "
+                    + "; ".join(hints)
+                )
+            raise IntegrationError(message, t_reached=exc.t, t_target=float(t_end), solver_message=str(exc)) from None
+    if not np.all(np.isfinite(res["y_at"])):
+        raise IntegrationError(
+            f"the {what} produced non-finite values at the output times", t_reached=float(t_end), t_target=float(t_end)
+        )
+    return SpanResult(
+        y_at=res["y_at"],
+        y_end=res["y_end"],
+        nfev=res["nfev"],
+        njev=0,
+        nlu=0,
+        nsteps=res["nsteps"],
+        interpolants=None,
+        step_times=None,
+        dense=res["dense"],
+        h_next=res["h_next"],
+    )
+
+
+def _blow_up_hint(y, fval, t, t_end):
+    """A sentence when the state ``y`` or its rate of change ``fval`` at ``t`` looks like a finite-time blow-up."""
     finite = np.isfinite(y)
     ymax = float(np.max(np.abs(y[finite]))) if np.any(finite) else float("inf")
-    fval = getattr(solver, "f", None)
     fmax = float(np.max(np.abs(fval))) if fval is not None and np.all(np.isfinite(fval)) else float("inf")
-    remaining = abs(t_end - solver.t)
+    remaining = abs(t_end - t)
     if not np.all(finite) or ymax > 1e10 or fmax * remaining > 1e8 * max(ymax, 1.0):
         return (
             f"|z| reached {ymax:.3g} and |dz/dt| {fmax:.3g}: the solution may blow up in finite time "
-            f"near t = {float(solver.t)!r}"
+            f"near t = {float(t)!r}"
         )
     return ""
 
 
 def _fail(what, solver, t_start, t_end, message):
-    hints = [h for h in [_blow_up_hint(solver, t_end)] if h]
+    hints = [h for h in [_blow_up_hint(solver.y, getattr(solver, "f", None), solver.t, t_end)] if h]
     hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
     raise IntegrationError(
         f"the {what} failed at t = {float(solver.t)!r} (integrating from {t_start!r} to {t_end!r}): "
@@ -276,9 +369,9 @@ class Solution:
         Right-hand side and Jacobian evaluations, LU decompositions, steps.
     method : str
     rtol, atol : float
-    sol : scipy.integrate.OdeSolution or None
-        Dense output over ``[ts[0], ts[-1]]`` when ``dense_output=True``;
-        use :meth:`__call__`.
+    sol : scipy.integrate.OdeSolution, odeverify._rk.RKDenseOutput or None
+        Dense output over ``[ts[0], ts[-1]]`` when ``dense_output=True``
+        (the latter for ``'dopri5'``, ``'tsit5'``); use :meth:`__call__`.
     """
 
     t: np.ndarray
@@ -331,9 +424,12 @@ def solve(
         ``ts[0]`` is the initial time.
     theta : array_like, shape (p,)
         Parameters (``None`` when the system has none).
-    method : {'DOP853', 'RK45', 'RK23', 'Radau', 'BDF', 'LSODA'}
-        A solver of :func:`scipy.integrate.solve_ivp`; implicit methods get
-        the analytic Jacobian (sparse block-diagonal for a batch).
+    method : {'DOP853', 'RK45', 'RK23', 'Radau', 'BDF', 'LSODA', 'dopri5', 'tsit5'}
+        A solver of :func:`scipy.integrate.solve_ivp` (implicit methods get
+        the analytic Jacobian, sparse block-diagonal for a batch), or one of
+        odeverify's own explicit 5(4) pairs, Dormand–Prince ``'dopri5'``
+        (the steps of SciPy's RK45) and Tsitouras ``'tsit5'``, which cost
+        far less Python time per step.
     rtol, atol : float
         Tolerances; ``atol`` may be an array of shape (n,).
     dense_output : bool
@@ -371,13 +467,9 @@ def solve(
     max_steps = check_positive_int(max_steps, "max_steps")
     B = z0_2d.shape[0]
     atol_flat = atol if np.ndim(atol) == 0 else np.tile(atol, B)
-
-    def fun(t, y):
-        return fld.eval_f(y.reshape(B, n), t, theta).reshape(-1)
-
     jac = forward_jacobian(fld, theta, B, n, method) if method in IMPLICIT_METHODS else None
     res = integrate_span(
-        fun,
+        fld.solver_kernels(theta, B).f,
         float(ts[0]),
         float(ts[-1]),
         z0_2d.reshape(-1),
@@ -388,13 +480,14 @@ def solve(
         t_out=ts,
         dense=dense_output,
         max_steps=max_steps,
+        inplace=True,
     )
     z = res.y_at.reshape(len(ts), B, n)
     if not batched:
         z = z[:, 0, :]
     sol = None
     if dense_output:
-        sol = scipy.integrate.OdeSolution(np.asarray(res.step_times), res.interpolants)
+        sol = res.dense if res.interpolants is None else scipy.integrate.OdeSolution(np.asarray(res.step_times), res.interpolants)
     return Solution(
         t=ts,
         z=z,

@@ -26,8 +26,8 @@ __all__ = [
     "check_positive_int",
 ]
 
-#: solver names accepted (those of scipy.integrate.solve_ivp)
-METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+#: solver names accepted: those of scipy.integrate.solve_ivp, then the in-house ones (odeverify._rk)
+METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA", "dopri5", "tsit5")
 #: implicit solvers, which use the analytic Jacobian
 IMPLICIT_METHODS = ("Radau", "BDF", "LSODA")
 #: adjoint modes
@@ -187,7 +187,7 @@ def check_ts(ts):
 
 
 def check_method(method) -> str:
-    """Normalise a solver name (case-insensitive) to SciPy's spelling."""
+    """Normalise a solver name (case-insensitive) to its spelling in :data:`METHODS`."""
     if not isinstance(method, str):
         raise InvalidTypeError(f"method must be a string, one of {', '.join(METHODS)}; got {type(method).__name__}")
     for m in METHODS:

@@ -41,9 +41,13 @@ def test_growth_all_four_gradients(growth, mode, x0, a, t0, T):
         assert got[key] == pytest.approx(want[key], rel=1e-8), key
 
 
+METHODS = ["DOP853", "dopri5", "tsit5"]  # SciPy's default and the in-house explicit pairs
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("decreasing", [False, True])
-def test_linear_system_intermediate_times(mode, decreasing):
+def test_linear_system_intermediate_times(method, mode, decreasing):
     rng = np.random.default_rng(3)
     A = np.array([[-0.3, 1.1, 0.2], [-0.9, -0.2, 0.4], [0.1, -0.5, -0.6]])
     z0 = np.array([1.0, -0.5, 0.8])
@@ -58,7 +62,8 @@ def test_linear_system_intermediate_times(mode, decreasing):
     def loss(zs):
         return anp.sum(c * zs) + 0.5 * anp.sum(zs**2)
 
-    res = ov.adjoint_gradients(sys_, z0, ts, A.ravel(), loss, mode=mode, rtol=1e-11, atol=1e-11)
+    res = ov.adjoint_gradients(sys_, z0, ts, A.ravel(), loss, mode=mode, method=method, rtol=1e-11, atol=1e-11)
+    assert res.method == method
     L, dz0, dA, dts = linear_reference(A, z0, ts, c)
     assert res.loss == pytest.approx(L, rel=1e-9)
     assert entry_rel_err(res.z0, dz0) < 1e-8
@@ -66,8 +71,9 @@ def test_linear_system_intermediate_times(mode, decreasing):
     assert entry_rel_err(res.t, dts) < 1e-8
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", MODES)
-def test_time_dependent_rhs(mode):
+def test_time_dependent_rhs(method, mode):
     # exercises the df/dt path: dL/dt0 needs the integral of a * df/dt
     sys_ = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"])
     k, w, x0 = 0.8, 2.5, 1.2
@@ -78,7 +84,7 @@ def test_time_dependent_rhs(mode):
     def loss(zs):
         return anp.sum(weights * zs[:, 0] ** 2)
 
-    res = ov.adjoint_gradients(sys_, [x0], ts, [k, w], loss, mode=mode, rtol=1e-11, atol=1e-11)
+    res = ov.adjoint_gradients(sys_, [x0], ts, [k, w], loss, mode=mode, method=method, rtol=1e-11, atol=1e-11)
     assert res.loss == pytest.approx(L, rel=1e-9)
     assert res.z0[0] == pytest.approx(dx0, rel=1e-8)
     assert entry_rel_err(res.theta, dth) < 1e-8
@@ -127,14 +133,20 @@ def test_stiff_van_der_pol(method):
     assert res.stats.njev_backward > 0  # the analytic Jacobian was used
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_batch_equals_samples(mode):
+def _lv_batch_problem():
     lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
     theta = np.array([1.2, 0.7, 0.9, 1.1])
     rng = np.random.default_rng(7)
     Z0 = rng.uniform(0.5, 2.0, size=(6, 2))
     ts = np.array([0.0, 0.5, 1.3, 2.0])
     target = rng.normal(size=(len(ts), 2))
+    return lv, theta, Z0, ts, target
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_equals_samples(method, mode):
+    lv, theta, Z0, ts, target = _lv_batch_problem()
 
     def loss_batch(zs):  # (T, B, n)
         return anp.sum((zs - target[:, None, :]) ** 2 * np.arange(1, 3))
@@ -142,7 +154,7 @@ def test_batch_equals_samples(mode):
     def loss_one(zs):  # (T, n)
         return anp.sum((zs - target) ** 2 * np.arange(1, 3))
 
-    kw = dict(mode=mode, rtol=1e-11, atol=1e-11)
+    kw = dict(mode=mode, method=method, rtol=1e-11, atol=1e-11)
     batch = ov.adjoint_gradients(lv, Z0, ts, theta, loss_batch, **kw)
     singles = [ov.adjoint_gradients(lv, z, ts, theta, loss_one, **kw) for z in Z0]
     assert batch.z0.shape == Z0.shape
@@ -198,3 +210,132 @@ def test_no_parameters():
     # d/dt0 of x(T) = -e^{-(T-t0)} + (x0 + 1 - t0) e^{-(T-t0)} at t0 = 0, x0 = 1
     assert res.t[0] == pytest.approx(np.exp(-1.0), rel=1e-8)
     assert res.t[1] == pytest.approx(1 - 2 * np.exp(-1.0), rel=1e-8)
+
+
+# ---------------------------------------------------------------------------- in-house solvers (dopri5, tsit5)
+from odeverify._field import AbstractVectorField  # noqa: E402
+
+FAST = ["dopri5", "tsit5"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mixed_norm_keeps_the_parameter_gradient_accurate_in_a_batch(mode, monkeypatch):
+    # dx/dt = k sin(w t) with L = sum_i c_i x(t_i): a is constant between the
+    # observation times, so all the backward error is in the quadrature of
+    # a_theta (and a_t). A batch of B equal samples has B*n error-free components
+    # of a: a plain RMS over the backward state would divide the a_theta error
+    # by sqrt(B n) and let it grow; the mixed norm (max over the groups z, a,
+    # a_theta, a_t) keeps it where one sample has it.
+    import odeverify._rk as rk
+
+    osc = ov.ODESystem.from_strings("x", "k w", ["k*sin(w*t)"])
+    k, w, x0 = 1.3, 6.0, 0.5
+    ts = np.array([0.0, 2.0, 4.0])
+    c = np.array([0.0, 1.0, -2.0])
+    g = (1 - np.cos(w * ts)) / w  # x(t) = x0 + k g(t)
+    exact = np.array([np.sum(c * g), np.sum(c * k * (ts * np.sin(w * ts) / w - g / w))])
+    B = 256
+
+    def errors():
+        kw = dict(mode=mode, method="tsit5", rtol=1e-6, atol=1e-9)
+        one = ov.adjoint_gradients(osc, [x0], ts, [k, w], lambda zs: anp.sum(c[:, None] * zs), **kw)
+        many = ov.adjoint_gradients(osc, np.full((B, 1), x0), ts, [k, w], lambda zs: anp.sum(c[:, None, None] * zs), **kw)
+        return rel_err(one.theta, exact), rel_err(many.theta / B, exact)
+
+    err_one, err_many = errors()
+    assert err_one < 1e-6 and err_many < 1e-6
+    assert err_many < 5 * err_one
+    # the same solve with a plain RMS norm: the batch dilutes the a_theta error
+    bounds = rk._group_bounds
+    monkeypatch.setattr(rk, "_group_bounds", lambda size, groups: bounds(size, None))
+    _, err_many_plain = errors()
+    assert err_many_plain > 3 * err_many
+
+
+class _HandWrittenLV(AbstractVectorField):
+    """Lotka-Volterra with hand-written VJPs: a field that is not an ODESystem."""
+
+    n_states, n_params = 2, 4
+
+    def eval_f(self, z, t, theta):
+        a, b, c, d = theta
+        x, y = z[:, 0], z[:, 1]
+        return np.stack([a * x - b * x * y, c * x * y - d * y], axis=1)
+
+    def eval_vjp(self, a_, z, t, theta, *, with_f=False):
+        a, b, c, d = theta
+        x, y = z[:, 0], z[:, 1]
+        p, q = a_[:, 0], a_[:, 1]
+        az = np.stack([p * (a - b * y) + q * c * y, -p * b * x + q * (c * x - d)], axis=1)
+        ath = np.array([np.sum(p * x), -np.sum(p * x * y), np.sum(q * x * y), -np.sum(q * y)])
+        return (self.eval_f(z, t, theta) if with_f else None), az, ath, 0.0
+
+    def f_autograd(self, z, t, theta):
+        a, b, c, d = theta
+        x, y = z[..., 0], z[..., 1]
+        return anp.stack([a * x - b * x * y, c * x * y - d * y], axis=-1)
+
+
+@pytest.mark.parametrize("method", FAST)
+@pytest.mark.parametrize("mode", MODES)
+def test_in_house_methods_with_a_field_that_is_not_an_odesystem(method, mode):
+    field = _HandWrittenLV()
+    lv, theta, Z0, ts, target = _lv_batch_problem()
+    loss = lambda zs: anp.sum((zs - target[:, None, :]) ** 2)  # noqa: E731
+    kw = dict(mode=mode, method=method, rtol=1e-10, atol=1e-10)
+    got = ov.adjoint_gradients(field, Z0, ts, theta, loss, **kw)
+    want = ov.adjoint_gradients(lv, Z0, ts, theta, loss, **kw)
+    assert rel_err(got.z0, want.z0) < 1e-8
+    assert rel_err(got.theta, want.theta) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["tsit5", "DOP853"])
+@pytest.mark.parametrize("mode", MODES)
+def test_jit_system_against_closed_forms(method, mode):
+    # ODESystem.jit(): numba kernels behind every solver, the same gradients
+    pytest.importorskip("numba")
+    sys_ = _forced_decay_jit()
+    k, w, x0 = 0.8, 2.5, 1.2
+    ts = np.array([0.3, 1.0, 1.7, 2.9])
+    weights = np.array([0.5, 1.0, -0.7, 2.0])
+    L, dx0, dth, dts = forced_decay_reference(k, w, x0, ts, weights)
+    X0 = np.array([[x0], [x0]])  # a batch of two equal samples: twice the gradients of theta and t
+    res = ov.adjoint_gradients(
+        sys_, X0, ts, [k, w], lambda zs: anp.sum(weights[:, None] * zs[:, :, 0] ** 2), mode=mode, method=method,
+        rtol=1e-11, atol=1e-11,
+    )
+    assert res.loss == pytest.approx(2 * L, rel=1e-9)
+    assert entry_rel_err(res.z0, [[dx0], [dx0]]) < 1e-8
+    assert entry_rel_err(res.theta, 2 * dth) < 1e-8
+    assert entry_rel_err(res.t, 2 * dts) < 1e-8
+    # tsit5 runs its step loop compiled: the same steps and numbers as the interpreted loop
+    plain = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"])
+    ref = ov.adjoint_gradients(
+        plain, X0, ts, [k, w], lambda zs: anp.sum(weights[:, None] * zs[:, :, 0] ** 2), mode=mode, method=method,
+        rtol=1e-11, atol=1e-11,
+    )
+    assert (res.stats.nsteps_forward, res.stats.nsteps_backward) == (ref.stats.nsteps_forward, ref.stats.nsteps_backward)
+    assert rel_err(res.theta, ref.theta) < 1e-12 and rel_err(res.t, ref.t) < 1e-12
+
+
+_JIT_CACHE = {}
+
+
+def _forced_decay_jit():
+    if "forced" not in _JIT_CACHE:
+        _JIT_CACHE["forced"] = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"]).jit()
+    return _JIT_CACHE["forced"]
+
+
+def test_jit_failures_become_integration_errors():
+    # the compiled step loop reports failures through status codes: same errors as the interpreted one
+    pytest.importorskip("numba")
+    from odeverify.errors import IntegrationError
+
+    sys_ = _forced_decay_jit()
+    loss = lambda zs: anp.sum(zs**2)  # noqa: E731
+    with pytest.raises(IntegrationError, match="max_steps=3"):
+        ov.adjoint_gradients(sys_, [1.0], [0.0, 5.0], [0.8, 2.5], loss, method="tsit5", rtol=1e-10, atol=1e-10, max_steps=3)
+    with pytest.raises(IntegrationError, match="infinite or NaN|too small") as info:
+        ov.solve(sys_, [1.0], [0.0, 10.0], [-400.0, 1.0], method="tsit5")  # x ~ exp(400 t) overflows near t = 1.8
+    assert 1.0 < info.value.t_reached < 2.0

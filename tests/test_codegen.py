@@ -44,3 +44,113 @@ def test_user_names_never_reach_generated_source():
     k = ArrayKernel([Group("z", tuple(s))], [("e", sp.Matrix([s[0] * s[1] + s[2]]))])
     assert "os" not in k.source.replace("_s", "")
     assert k(np.array([2.0, 3.0, 4.0]))[0][0] == 10.0
+
+
+# ---------------------------------------------------------------------------- fused solver kernels
+import warnings  # noqa: E402
+
+import autograd  # noqa: E402
+
+import odeverify as ov  # noqa: E402
+from odeverify._field import generic_solver_kernels  # noqa: E402
+
+_SYSTEMS = {
+    "lotka-volterra": ("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"]),
+    "time-dependent": ("x y", "k w", ["-k*x + sin(w*t)*y", "x*cos(t) - k*w*y/(1 + t**2)"]),
+    "no parameters": ("x", "", ["-x + t**2"]),
+    "parameter-only entries": ("x y", "a b", ["a*b + 1", "-a*x/b + exp(-b*t)"]),
+    "non-smooth": ("x y", "a", ["abs(x) - a*relu(y)", "heaviside(x - a)*y + sigmoid(a*x) + max(x, y)"]),
+    "unused state": ("x y z", "a", ["a*y", "-x", "2.5"]),
+}
+
+
+def _autograd_reference(system, Z, A, t, theta):
+    """f, a^T f_z per sample, and the batch sums of a^T f_theta and a^T f_t, by autograd of f_autograd."""
+    f = np.asarray(system.f_autograd(Z, t, theta))
+
+    def scalar(z_, t_, th_):
+        return autograd.numpy.sum(A * system.f_autograd(z_, t_, th_))
+
+    az = autograd.grad(scalar, 0)(Z, t, theta)
+    with warnings.catch_warnings():  # autograd warns when f does not depend on t or theta
+        warnings.simplefilter("ignore", UserWarning)
+        ath = autograd.grad(scalar, 2)(Z, t, theta) if len(theta) else np.zeros(0)
+        at = autograd.grad(scalar, 1)(Z, t, theta)
+    return f, az, ath, at
+
+
+@pytest.mark.parametrize("name", list(_SYSTEMS))
+@pytest.mark.parametrize("B", [1, 5])
+def test_solver_kernels_match_autograd(name, B):
+    system = ov.ODESystem.from_strings(*_SYSTEMS[name])
+    _check_kernels(system, B, 0.7, seed=B, generic=True)
+
+
+def _check_kernels(system, B, t, *, seed, generic=False):
+    """system.solver_kernels (and the generic ones) against autograd, in the three layouts."""
+    n, p = system.n_states, system.n_params
+    rng = np.random.default_rng(seed)
+    Z = rng.uniform(0.3, 1.5, size=(B, n)) * rng.choice([-1.0, 1.0], size=(B, n))
+    A = rng.normal(size=(B, n))
+    theta = rng.uniform(0.5, 2.0, size=p)
+    f, az, ath, at = _autograd_reference(system, Z, A, t, theta)
+    candidates = [system.solver_kernels(theta, B)]
+    if generic:
+        candidates.append(generic_solver_kernels(system, theta, B))
+    for kernels in candidates:
+        out = np.full(B * n, np.nan)
+        kernels.f(t, Z.ravel(), out)
+        np.testing.assert_allclose(out, f.ravel(), rtol=1e-13, atol=1e-14)
+        # backsolve layout: y = [z, a, a_theta, a_t]
+        y = np.concatenate([Z.ravel(), A.ravel(), rng.normal(size=p + 1)])
+        out = np.full_like(y, np.nan)
+        kernels.backward(t, y, out)
+        want = np.concatenate([f.ravel(), -az.ravel(), -np.atleast_1d(ath), [-at]])
+        np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-13)
+        # interpolated layout: z given, y = [a, a_theta, a_t]
+        y = np.concatenate([A.ravel(), rng.normal(size=p + 1)])
+        out = np.full_like(y, np.nan)
+        kernels.adjoint(t, Z.ravel(), y, out)
+        np.testing.assert_allclose(out, want[B * n :], rtol=1e-12, atol=1e-13)
+
+
+def test_solver_kernels_hoist_parameter_products():
+    lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
+    src = lv.numeric.source("solver")
+    # -b and -d are computed once per solve, in make(), not once per sample per call
+    setup = src.split("def f(")[0]
+    assert "_q0 = -" in setup
+    assert ".sum()" not in src  # batch sums are dots
+
+
+_JIT_SYSTEMS = ["time-dependent", "non-smooth", "unused state"]
+
+
+@pytest.fixture(scope="module")
+def jitted():
+    """ODESystems compiled once with numba (ODESystem.jit), by name."""
+    pytest.importorskip("numba")
+    return {name: ov.ODESystem.from_strings(*_SYSTEMS[name]).jit(warm_up=False) for name in _JIT_SYSTEMS}
+
+
+@pytest.mark.parametrize("name", _JIT_SYSTEMS)
+@pytest.mark.parametrize("B", [1, 4])
+def test_jit_solver_kernels_match_autograd(jitted, name, B):
+    _check_kernels(jitted[name], B, -0.4, seed=10 + B)
+
+
+def test_jit_without_numba_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_numba(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("no numba here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_numba)
+    lv = ov.ODESystem.from_strings("x", "a", ["a*x"])
+    with pytest.raises(ImportError, match="pip install numba"):
+        lv.jit()
+    assert "for _b in range(B)" in lv.numeric.source("solver_loop")  # the source needs no numba

@@ -20,7 +20,7 @@ def _exact(w, g, z0, t):
     return np.array([scipy.linalg.expm(A * ti) @ z0 for ti in t])
 
 
-@pytest.mark.parametrize("method", ["RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA"])
+@pytest.mark.parametrize("method", ["RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA", "dopri5", "tsit5"])
 def test_all_methods_match_matrix_exponential(linear, method):
     ts = np.linspace(0, 3, 7)
     z0 = np.array([1.0, -0.3])
@@ -39,7 +39,7 @@ def test_decreasing_times(linear):
     assert rel_err(sol.z, z_exact) < 1e-10
 
 
-@pytest.mark.parametrize("method", ["DOP853", "Radau", "LSODA"])
+@pytest.mark.parametrize("method", ["DOP853", "Radau", "LSODA", "tsit5"])
 def test_batch(linear, method):
     rng = np.random.default_rng(0)
     Z0 = rng.normal(size=(5, 2))
@@ -50,9 +50,10 @@ def test_batch(linear, method):
         assert rel_err(sol.z[:, b], _exact(1.2, 0.3, Z0[b], ts)) < 1e-7
 
 
-def test_dense_output(linear):
+@pytest.mark.parametrize("method", ["DOP853", "dopri5", "tsit5"])
+def test_dense_output(linear, method):
     ts = np.array([0.0, 2.0])
-    sol = ov.solve(linear, [1.0, 0.0], ts, [2.0, 0.1], dense_output=True, rtol=1e-11, atol=1e-12)
+    sol = ov.solve(linear, [1.0, 0.0], ts, [2.0, 0.1], method=method, dense_output=True, rtol=1e-11, atol=1e-12)
     tq = np.linspace(0, 2, 11)
     assert rel_err(sol(tq), _exact(2.0, 0.1, np.array([1.0, 0.0]), tq)) < 1e-8
     assert sol(0.5).shape == (2,)

@@ -23,7 +23,7 @@ def test_observed_order_on_exponential(name):
     # dz/dt = z on [0, 1]: the error falls as h^order (notes 2.2, 2.4-2.5)
     tab = TABLEAUX[name]
     f = lambda z, t: z  # noqa: E731
-    m = 16 if tab.order < 5 else 4
+    m = 16 if tab.order < 5 else 32 if tab.order < 7 else 4  # tsit5 reaches its asymptotic regime only below h = 1/16
     e1 = abs(odeint_fixed(f, np.array([1.0]), [0.0, 1.0], method=name, steps=m)[-1, 0] - np.e)
     e2 = abs(odeint_fixed(f, np.array([1.0]), [0.0, 1.0], method=name, steps=2 * m)[-1, 0] - np.e)
     assert round(np.log2(e1 / e2)) == tab.order
