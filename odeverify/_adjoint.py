@@ -11,14 +11,11 @@ from ._integrate import DEFAULT_MAX_STEPS, BlockJacobian, forward_jacobian, inte
 from ._loss import loss_and_jumps
 from ._validate import (
     IMPLICIT_METHODS,
-    as_field,
     check_method,
     check_mode,
     check_positive_int,
-    check_theta,
+    check_problem,
     check_tolerances,
-    check_ts,
-    check_z0,
 )
 from .errors import OdeverifyWarning
 
@@ -210,11 +207,8 @@ def adjoint_gradients(
     >>> bool(np.isclose(res.theta[0], 2 * np.e, rtol=1e-8))  # d/da of e^(2a) at a = 1/2
     True
     """
-    fld = as_field(system, z0, theta)
+    fld, z0_2d, batched, ts, theta = check_problem(system, z0, ts, theta)
     n, p = fld.n_states, fld.n_params
-    z0_2d, batched = check_z0(z0, n)
-    theta = check_theta(theta, p)
-    ts = check_ts(ts)
     if loss is None:
         from .errors import InvalidTypeError
 

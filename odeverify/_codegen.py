@@ -17,7 +17,6 @@ does not recurse too deeply.
 
 from __future__ import annotations
 
-import itertools
 import types
 from dataclasses import dataclass
 
@@ -26,7 +25,6 @@ import scipy.special
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ._functions import relu, sigmoid, softplus
 from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["Group", "ArrayKernel", "compile_function", "compile_solver_kernels", "CSE_MAX_NODES", "CHUNK"]

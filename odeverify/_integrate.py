@@ -21,13 +21,10 @@ import scipy.sparse
 from ._rk import ADAPTIVE_TABLEAUX, RKFailure, ScipyDenseOutput, integrate_rk
 from ._validate import (
     IMPLICIT_METHODS,
-    as_field,
     check_method,
     check_positive_int,
-    check_theta,
+    check_problem,
     check_tolerances,
-    check_ts,
-    check_z0,
 )
 from .errors import IntegrationError
 
@@ -457,11 +454,8 @@ def solve(
     >>> bool(abs(sol.z[-1, 0] - np.e) < 1e-10)
     True
     """
-    fld = as_field(system, z0, theta)
-    n, p = fld.n_states, fld.n_params
-    z0_2d, batched = check_z0(z0, n)
-    theta = check_theta(theta, p)
-    ts = check_ts(ts)
+    fld, z0_2d, batched, ts, theta = check_problem(system, z0, ts, theta)
+    n = fld.n_states
     method = check_method(method)
     rtol, atol = check_tolerances(rtol, atol, n)
     max_steps = check_positive_int(max_steps, "max_steps")

@@ -14,6 +14,7 @@ from ._field import AbstractVectorField
 from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
+    "check_problem",
     "METHODS",
     "MODES",
     "as_field",
@@ -112,6 +113,23 @@ def _check_finite(arr, argname):
         raise InvalidArgumentError(
             f"{argname}{where} = {float(arr[tuple(bad)])} is not finite; every entry of {argname} must be a finite number"
         )
+
+
+def check_problem(system, z0, ts, theta):
+    """Validate the mathematical arguments shared by every entry point.
+
+    Returns
+    -------
+    field : AbstractVectorField
+    z0 : ndarray, shape (B, n)
+    batched : bool
+        Whether ``z0`` was given as a batch.
+    ts : ndarray, shape (T,)
+    theta : ndarray, shape (p,)
+    """
+    fld = as_field(system, z0, theta)
+    z0_2d, batched = check_z0(z0, fld.n_states)
+    return fld, z0_2d, batched, check_ts(ts), check_theta(theta, fld.n_params)
 
 
 def check_z0(z0, n: int):

@@ -74,7 +74,7 @@ class Tableau:
 
     def check(self, tol=1e-14):
         """Verify the tableau's consistency conditions (row sums, order conditions up to order 4)."""
-        A, b, c = self.A, self.b, self.c
+        A, c = self.A, self.c
         if not np.allclose(np.triu(A), 0, atol=tol):
             raise InvalidArgumentError(f"{self.name}: A is not strictly lower triangular (not explicit)")
         if not np.allclose(A.sum(axis=1), c, atol=tol):

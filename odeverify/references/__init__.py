@@ -25,13 +25,10 @@ from ._sources import ForwardSensitivity as ForwardSensitivity
 
 def make_problem(system, z0, ts, theta, loss):
     """Validate inputs into a :class:`Problem` (as the public entry points do)."""
-    from .._validate import as_field, check_theta, check_ts, check_z0
+    from .._validate import check_problem
     from ..errors import InvalidTypeError
 
-    fld = as_field(system, z0, theta)
-    z0_2d, batched = check_z0(z0, fld.n_states)
-    theta = check_theta(theta, fld.n_params)
-    ts = check_ts(ts)
+    fld, z0_2d, batched, ts, theta = check_problem(system, z0, ts, theta)
     if not callable(loss):
         raise InvalidTypeError(f"loss must be a callable loss(zs) -> float, got {type(loss).__name__}")
     return Problem(fld, z0_2d, batched, ts, theta, loss)

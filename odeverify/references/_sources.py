@@ -21,7 +21,7 @@ from .._adjoint import BacksolveDriftWarning, adjoint_gradients
 from .._validate import check_method
 from ..errors import IntegrationError, InvalidArgumentError
 from ..tableaux import get_tableau, odeint_fixed
-from ._base import GradientEstimate, Problem, Reference
+from ._base import GradientEstimate, Reference
 
 __all__ = ["Adjoint", "ForwardSensitivity", "AutogradRK", "FiniteDifferences", "Exact"]
 
