@@ -739,27 +739,20 @@ class ArrayKernel:
         """Evaluate every block; returns a tuple of arrays (one per block)."""
         if check:
             args = self.check_args(args)
-        batch = self.batch_shape(args)
-        dtype = np.result_type(*args, np.float64)
-        vals = self._fun(*args)
-        results = []
-        for shape, entries in zip(self.block_shapes, self._entries):
-            out = np.zeros(batch + (int(np.prod(shape)),), dtype=dtype)
-            for idx, pos in entries:
-                out[..., idx] = vals[pos]
-            results.append(out.reshape(batch + shape))
-        return tuple(results)
+        return self._pack(self._fun(*args), self.batch_shape(args), np.result_type(*args, np.float64))
 
     def evaluate_complex(self, *args):
         """Like ``__call__`` but with complex-safe activation functions (for complex-step)."""
         if self._complex_fun is None:
             self._complex_fun = compile_function(self.groups, self._exprs, name=self.name, backend="complex", cse=self._cse)[0]
         args = self.check_args(args)
-        batch = self.batch_shape(args)
-        vals = self._complex_fun(*args)
+        return self._pack(self._complex_fun(*args), self.batch_shape(args), complex)
+
+    def _pack(self, vals, batch, dtype):
+        """The generated function's entries placed into one array per block (zeros elsewhere)."""
         results = []
         for shape, entries in zip(self.block_shapes, self._entries):
-            out = np.zeros(batch + (int(np.prod(shape)),), dtype=complex)
+            out = np.zeros(batch + (int(np.prod(shape)),), dtype=dtype)
             for idx, pos in entries:
                 out[..., idx] = vals[pos]
             results.append(out.reshape(batch + shape))
