@@ -2,7 +2,7 @@
 
 Generate many well-posed problems ``(system, z0, ts, theta, loss)`` and assert
 that a gradient is right on all of them; a failure shrinks to a small,
-readable counterexample (one state, two times, the loss at a single time).
+readable counterexample (one state, two times, z0 = 1, theta = 0).
 
 * :func:`time_grids` -- strictly monotone observation grids with a minimum gap;
 * :func:`ode_systems` -- random right-hand sides built from polynomials, trig
@@ -26,8 +26,12 @@ Conventions that make every drawn problem well-posed:
 * initial states have entries of magnitude in [0.1, 1.5] (never 0, so no
   solution is identically zero and no loss gradient vanishes at t0);
 * grids span at most a few time units by default;
-* no right-hand side is free of damping, so no solution is a polynomial in t
-  (which the solvers would integrate exactly, making a check trivial).
+* no right-hand side is free of damping, and problems whose solution the
+  solvers integrate exactly (z0 at an equilibrium) are rejected, since
+  :func:`odeverify.check_gradients` calls such a test trivial;
+* numbers come from fine lattices (z0 in steps of 0.1, theta of 1/16, times
+  of a twentieth of the span range), so counterexamples read well and shrink
+  in few steps.
 
 Shrinking goes towards one state, two times, the loss ``1/2 z(tN)^2``,
 z0 = 1, theta = 0 and the first entry of ``functions``.
@@ -69,11 +73,12 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess without 
         "pip install 'odeverify[hypothesis]' (or pip install hypothesis)"
     ) from exc
 
+from ._adjoint import adjoint_gradients
 from ._check import _integrated_exactly
 from ._field import AbstractVectorField
 from ._functions import sigmoid
 from ._system import ODESystem
-from .errors import InvalidArgumentError, InvalidTypeError
+from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError
 from .references import make_problem
 
 __all__ = [
@@ -274,7 +279,8 @@ def time_grids(*, min_size=2, max_size=5, span=(0.5, 2.0), start=(0.0, 1.0), min
         t0 = draw(_lattice(start_lo, start_hi))
         sign = -1.0 if draw(direction) else 1.0
         gaps = min_gap + (total - len(w) * min_gap) * w / w.sum()
-        return t0 + sign * np.concatenate([[0.0], np.cumsum(gaps)])
+        # rounded so that counterexamples read 0.0875, not 0.08749999999999997
+        return np.round(t0 + sign * np.concatenate([[0.0], np.cumsum(gaps)]), 12)
 
     return grids()
 
@@ -589,6 +595,11 @@ def mlp_fields(*, n_states=(1, 3), hidden_layers=(1, 2), width=(2, 8), activatio
             f"Expected a non-empty sequence of activation names but got activations={activations!r} "
             f"(type={type(activations).__name__})"
         )
+    for act in activations:
+        try:  # MLPField knows its activations: ask it now rather than at the first draw
+            cls((1, 1), activation=act)
+        except (ValueError, TypeError) as exc:
+            raise StrategyArgumentError(f"activations={tuple(activations)!r} contains {act!r}: {exc}") from None
     if time_input is not None:
         time_input = _check_bool(time_input, "time_input")
 
@@ -777,13 +788,26 @@ def _parameters(p):
     return st.lists(_lattice(-1.0, 1.0, steps=32), min_size=p, max_size=p)
 
 
+def _theta_gradient_vanishes(problem):
+    """True when dL/dθ is exactly zero (a loose adjoint solve: structural zeros are exact zeros)."""
+    if problem.system.n_params == 0:
+        return False
+    try:
+        res = adjoint_gradients(*problem, rtol=1e-6, atol=1e-9)
+    except IntegrationError:  # not ours to hide: the test will meet it
+        return False
+    return not np.any(res.theta)
+
+
 def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_alone=False):
     """Problems for a given system: draws ``z0``, ``ts``, ``theta`` and a loss.
 
-    Problems whose solution the solvers integrate exactly (a constant
-    solution: z0 at an equilibrium; or a polynomial one), for which
-    :func:`odeverify.check_gradients` would warn that the test is trivial,
-    are rejected (``hypothesis.assume``).
+    Two kinds of problem, for which :func:`odeverify.check_gradients` would
+    warn that the test is trivial, are rejected (``hypothesis.assume``):
+    those whose solution the solvers integrate exactly (a constant solution:
+    z0 at an equilibrium; or a polynomial one), and those whose dL/dθ is
+    identically zero although the loss looks past t0 (e.g. ``a*sin(a*t)``
+    at a = 0, where df/da = sin(a t) + a t cos(a t) vanishes).
 
     Parameters
     ----------
@@ -844,8 +868,10 @@ def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_
         else:
             th = np.array(draw(_parameters(p)), dtype=float)
         loss = draw(losses(len(ts), n, t0_alone=t0_alone, names=names if len(names) == n else None))
-        assume(_integrated_exactly(make_problem(system, z, ts, th, loss)) is None)
-        return Problem(system, z, ts, th, loss)
+        problem = Problem(system, z, ts, th, loss)
+        assume(_integrated_exactly(make_problem(*problem)) is None)
+        assume(loss.times == (0,) or not _theta_gradient_vanishes(problem))
+        return problem
 
     return build()
 

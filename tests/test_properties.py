@@ -15,6 +15,7 @@ import warnings
 import autograd
 import numpy as np
 import pytest
+import sympy
 from hypothesis import find, given, note, settings
 from hypothesis import strategies as st
 
@@ -60,7 +61,10 @@ def test_adjoint_in_both_modes_agrees_with_autograd_through_rk4_and_finite_diffe
 
 @given(S.problems(decreasing=None, n_times=(2, 5)), st.data())
 def test_generated_problems_pass_the_check_and_a_mutated_gradient_fails_it(problem, data):
-    refs = ov.compute_references(*problem, references=["forward", "fd"])
+    # forward sensitivities and finite differences, plus the tight adjoint as a tie-breaker when those two
+    # disagree (it cannot stand alone: it shares the candidate's derivation); without it, the thorough
+    # profile finds the false inconclusive of test_finite_differences_can_underestimate_their_error
+    refs = ov.compute_references(*problem, references=["forward", "fd", "adjoint"])
     result = ov.adjoint_gradients(*problem, **TIGHT)
     report = ov.check_gradients(*problem, candidate=result, references=refs)
     assert report.passed, str(report)
@@ -88,6 +92,21 @@ def test_generated_problems_pass_the_check_and_a_mutated_gradient_fails_it(probl
     failed = {int(np.ravel_multi_index(r.index, g.shape)) for r in mutated.failures if r.quantity == q}
     assert failed >= changed
     assert all(r.quantity == q for r in mutated.failures)
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness: the complex-step error estimate (two solver tolerances) "
+                   "can be ten times too small, so two right references 'disagree' and the check is inconclusive")
+def test_finite_differences_can_underestimate_their_error():
+    # found by the thorough profile: forward sensitivities give dL/da = -1.570560511e-4 (autograd through
+    # DOP853 and the adjoint agree to 2e-13), finite differences -1.570560546e-4, off by 3.5e-12, while
+    # estimating their own error at 3.5e-13
+    x, a, b, c = sympy.symbols("x a b c", real=True)
+    system = ov.ODESystem([x], [a, b, c], [a * sympy.tanh(2 * x) + b * x**2 + c * sympy.cos(2 * x) + x**3 + x])
+    loss = S.GeneratedLoss((1,), ((0, "square", 1.0),), 3, 1)
+    problem = (system, [-0.7], [0.0, -0.9625, -1.925], [0.5, -0.875, -0.6875], loss)
+    report = ov.check_gradients(*problem, candidate=ov.adjoint_gradients(*problem, **TIGHT),
+                                references=["forward", "fd"])
+    assert report.passed, str(report)
 
 
 def test_losses_at_t0_alone_are_flagged_trivial_yet_their_z0_gradient_is_checked():

@@ -155,7 +155,7 @@ def test_time_grids_shrink_to_two_uniform_times_from_zero():
 
 @given(S.time_grids(irregular=False, min_size=3, max_size=6))
 def test_regular_grids_are_uniform(ts):
-    np.testing.assert_allclose(np.diff(ts), np.diff(ts)[0], rtol=1e-12)
+    np.testing.assert_allclose(np.diff(ts), np.diff(ts)[0], atol=1e-11)  # times are rounded to 12 decimals
 
 
 # ---------------------------------------------------------------------------- systems
@@ -268,7 +268,13 @@ def test_mlp_fields_respect_their_options(data):
 
 
 @needs_mlp
-@given(st.deferred(lambda: S.problems(systems=S.mlp_fields())))  # built only when MLPField exists
+def test_mlp_fields_refuse_an_activation_mlpfield_lacks():
+    with pytest.raises(S.StrategyArgumentError, match=r"activations=\('tanh', 'relu'\) contains 'relu'"):
+        S.mlp_fields(activations=("tanh", "relu"))
+
+
+@needs_mlp
+@given(st.deferred(lambda: S.problems(systems=S.mlp_fields(width=(2, 4)))))  # built only when MLPField exists
 def test_mlp_problems_use_init_params_and_pass_the_check(problem):
     assert problem.theta.shape == (problem.system.n_params,)
     report = ov.check_gradients(*problem, references=["forward", "fd"])
@@ -336,6 +342,18 @@ def test_problems_at_an_equilibrium_are_rejected():
     with pytest.raises(NoSuchExample):
         find(strategy, lambda p: p.z0.tolist() == [1.0], settings=settings(max_examples=50, database=None))
     assert find(strategy, lambda p: True).z0.tolist() == [0.5]
+
+
+def test_problems_whose_parameter_gradient_vanishes_are_rejected():
+    # dx/dt = a*sin(a*t) - x at a = 0: df/da = sin(a t) + a t cos(a t) = 0 for every t, so dL/da = 0 exactly
+    x, a, t = sp.symbols("x a t", real=True)
+    system = ov.ODESystem([x], [a], [a * sp.sin(a * t) - x], t)
+    strategy = S.from_system(system, theta=st.sampled_from([[0.0], [0.5]]))
+    with pytest.raises(NoSuchExample):
+        find(strategy, lambda p: p.theta.tolist() == [0.0], settings=settings(max_examples=50, database=None))
+    # unless the loss is at t0 alone, where every parameter gradient vanishes by design
+    at_t0 = S.from_system(system, theta=st.just([0.0]), t0_alone=True)
+    assert find(at_t0, lambda p: True).loss.times == (0,)
 
 
 def test_from_system_with_your_own_strategies():
