@@ -50,13 +50,23 @@ def assert_close(got, want, rel, what):
 @examples(0.3)
 @given(S.problems(n_states=(1, 2), n_times=(2, 3), decreasing=None))
 def test_adjoint_in_both_modes_agrees_with_autograd_through_rk4_and_finite_differences(problem):
-    refs = ov.compute_references(*problem, references=[AutogradRK("rk4", target=1e-6), "fd"])
+    # explicit tolerances, entry by entry: rtol |reference| + atol * (largest entry of the quantity). Not
+    # check_gradients' consensus, which trusts each reference's own error estimate: the thorough profile found
+    # RK4's Richardson estimate five times too small (dL/dy0 off by 7.6e-9, estimated 1.6e-9), which makes the
+    # check inconclusive although both references are well within these tolerances
+    rk4, fd = ov.compute_references(*problem, references=[AutogradRK("rk4", target=1e-6), "fd"])
+    tolerances = {rk4.name: (1e-5, 1e-5), fd.name: (1e-7, 1e-7)}
     for mode in ("interpolated", "backsolve"):
-        result = ov.adjoint_gradients(*problem, mode=mode, **TIGHT)
-        report = ov.check_gradients(*problem, candidate=result, references=refs)
-        assert report.passed, str(report)
-        # both references agree with each other on every entry, not just one of them with the candidate
-        assert all(r.agreeing == r.available == 2 for r in report.rows), str(report)
+        result = ov.adjoint_gradients(*problem, mode=mode, **TIGHT).as_dict()
+        for ref in (rk4, fd):
+            rtol, atol = tolerances[ref.name]
+            for q, want in ref.values.items():
+                want, got = np.asarray(want), np.asarray(result[q])
+                tol = rtol * np.abs(want) + atol * scale(want)
+                assert np.all(np.abs(got - want) <= tol), (
+                    f"{mode} adjoint vs {ref.name}, dL/d{q}:\n adjoint   {got}\n reference {want}\n"
+                    f" |diff|    {np.abs(got - want)}\n tolerance {tol}"
+                )
 
 
 @given(S.problems(decreasing=None, n_times=(2, 5)), st.data())

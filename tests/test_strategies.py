@@ -356,6 +356,16 @@ def test_problems_whose_parameter_gradient_vanishes_are_rejected():
     assert find(at_t0, lambda p: True).loss.times == (0,)
 
 
+def test_problems_with_a_symmetric_cancellation_are_rejected():
+    # x and y follow the same equation from the same start, so x(tN) = y(tN) and dL/dtN = x f(x) - y f(y) = 0
+    # for L = x(tN)**2/2 - y(tN)**2/2; dL/dt0 = -dL/dtN too: the check could not see an error in the times
+    x, y, a = sp.symbols("x y a", real=True)
+    system = ov.ODESystem([x, y], [a], [a * sp.sin(x) - x, -y])
+    loss = S.GeneratedLoss((1,), ((0, "square", 1.0), (1, "square", -1.0)), 2, 2)
+    assert S._gradient_vanishes(S.Problem(system, np.array([1.0, 1.0]), np.array([0.0, 0.5]), np.zeros(1), loss))
+    assert not S._gradient_vanishes(S.Problem(system, np.array([1.0, 0.5]), np.array([0.0, 0.5]), np.zeros(1), loss))
+
+
 def test_from_system_with_your_own_strategies():
     logistic = ov.catalog.logistic().system  # dx/dt = r x (1 - x/K): positive rates keep it well-posed
     assert logistic.n_params == 2
