@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from importlib.metadata import entry_points
+
 import numpy as np
 import scipy.linalg
 import sympy as sp
@@ -90,3 +93,14 @@ def forced_decay_reference(k, w, x0, ts, weights):
         np.array([ev(sp.diff(L, K)), ev(sp.diff(L, W))]),
         np.array([ev(sp.diff(L, ti)) for ti in tsym]),
     )
+
+
+def plugin_autoloaded():
+    """True when pytest loads odeverify's plugin through its entry point (odeverify installed, as in CI).
+
+    From a source tree on PYTHONPATH (no entry point) the plugin has to be named: ``-p odeverify.pytest_plugin``
+    or ``pytest_plugins``; naming it as well as autoloading it would register it twice.
+    """
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(ep.value == "odeverify.pytest_plugin" for ep in entry_points(group="pytest11"))

@@ -1,0 +1,127 @@
+"""pytest plugin: the ``gradient_check`` fixture, the ``gradient_tolerance`` marker, hypothesis profiles.
+
+Installed with odeverify, pytest loads it through the ``pytest11`` entry
+point ``odeverify`` (disable it with ``-p no:odeverify``); from a source tree
+that is not installed, load it with ``-p odeverify.pytest_plugin`` or
+``pytest_plugins = ["odeverify.pytest_plugin"]`` in a top-level conftest.
+
+* ``gradient_check(system, z0, ts, theta, loss, *, candidate=None,
+  references=None, rtol=None, atol=None)`` runs
+  :func:`odeverify.testing.assert_gradients_close`: it returns the
+  :class:`~odeverify.GradientReport` when the check passes and raises an
+  AssertionError whose message is the report's table when it fails.
+* ``@pytest.mark.gradient_tolerance(rtol=..., atol=...)`` on a test, class or
+  module sets the fixture's tolerances (arguments given in the call win).
+* hypothesis profiles ``odeverify-ci`` (10 examples, no deadline,
+  derandomized, no example database: fast and reproducible) and
+  ``odeverify-thorough`` (300 examples, no deadline), selected with
+  ``pytest --hypothesis-profile=odeverify-ci``. They are registered under
+  their own names so that installing odeverify changes no other test's
+  settings; alias them in a conftest to use shorter names.
+
+Examples
+--------
+.. code-block:: python
+
+    import pytest
+    from odeverify import catalog
+
+    @pytest.mark.gradient_tolerance(rtol=1e-6)
+    def test_exponential(gradient_check):
+        gradient_check(*catalog.exponential().args(), references=["forward", "fd"])
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import pytest
+
+from .errors import InvalidArgumentError, InvalidTypeError
+
+__all__ = ["MARKER", "PROFILES", "gradient_check", "register_profiles"]
+
+#: the marker that sets the fixture's tolerances
+MARKER = "gradient_tolerance"
+#: the hypothesis profiles this plugin registers, with their settings
+PROFILES = {
+    # no "explain" phase: after shrinking it reruns the failing test dozens of times to say which parts
+    # of the example matter, which costs minutes when one run is a gradient check
+    "odeverify-ci": dict(
+        max_examples=10, deadline=None, derandomize=True, database=None, print_blob=True,
+        phases=("explicit", "reuse", "generate", "target", "shrink"),
+    ),
+    "odeverify-thorough": dict(max_examples=300, deadline=None),
+}
+
+
+def register_profiles():
+    """Register :data:`PROFILES` with hypothesis (nothing happens without hypothesis)."""
+    try:
+        from hypothesis import HealthCheck, Phase, settings
+    except ImportError:  # pragma: no cover - hypothesis is optional
+        return
+    for name, options in PROFILES.items():
+        options = dict(options)
+        if "phases" in options:
+            options["phases"] = [Phase[p] for p in options["phases"]]
+        # one gradient check takes 0.1-1 s: too slow for hypothesis's default health check
+        settings.register_profile(name, suppress_health_check=[HealthCheck.too_slow], **options)
+
+
+register_profiles()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(rtol=None, atol=None): tolerances of the gradient_check fixture "
+        "(see odeverify.check_gradients)",
+    )
+
+
+def _marker_tolerances(node):
+    marker = node.get_closest_marker(MARKER)
+    if marker is None:
+        return {}
+    if marker.args:
+        raise InvalidArgumentError(
+            f"@pytest.mark.{MARKER} takes keyword arguments only, e.g. @pytest.mark.{MARKER}(rtol=1e-6); "
+            f"got positional arguments {marker.args!r} on {node.nodeid}"
+        )
+    unknown = set(marker.kwargs) - {"rtol", "atol"}
+    if unknown:
+        raise InvalidArgumentError(
+            f"@pytest.mark.{MARKER} on {node.nodeid} got unknown arguments {sorted(unknown)}; it takes rtol and atol"
+        )
+    for key, value in marker.kwargs.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise InvalidTypeError(
+                f"@pytest.mark.{MARKER}({key}={value!r}) on {node.nodeid}: {key} must be a number"
+            )
+    return dict(marker.kwargs)
+
+
+@pytest.fixture
+def gradient_check(request):
+    """Assert that a gradient agrees with odeverify's references; tolerances from ``@pytest.mark.gradient_tolerance``.
+
+    Returns a function ``check(system, z0, ts, theta, loss, *, candidate=None,
+    references=None, rtol=None, atol=None) -> GradientReport`` (see
+    :func:`odeverify.check_gradients`); a failed check raises an
+    AssertionError whose message is the report's table.
+    """
+    from .testing import assert_gradients_close
+
+    defaults = _marker_tolerances(request.node)
+
+    def check(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None):
+        return assert_gradients_close(
+            system, z0, ts, theta, loss,
+            candidate=candidate,
+            references=references,
+            rtol=defaults.get("rtol") if rtol is None else rtol,
+            atol=defaults.get("atol") if atol is None else atol,
+        )
+
+    return check

@@ -1,0 +1,169 @@
+"""The pytest plugin (odeverify.pytest_plugin), run in fresh pytest sessions with pytester.
+
+The plugin arrives through its pytest11 entry point when odeverify is installed (CI) and with
+``-p odeverify.pytest_plugin`` from a source tree; ``run`` below picks the right one.
+"""
+
+import configparser
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import plugin_autoloaded
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a candidate that is right except for dL/dtheta, off by a relative 1e-3
+HEADER = '''
+import numpy as np
+import pytest
+import odeverify
+from odeverify import catalog
+
+PROBLEM = catalog.exponential()
+REFS = ["forward", "fd"]
+
+
+def off_by(rel):
+    def candidate(z0, ts, theta):
+        g = odeverify.adjoint_gradients(PROBLEM.system, z0, ts, theta, PROBLEM.loss, rtol=1e-10, atol=1e-10).as_dict()
+        g["theta"] = g["theta"] * (1 + rel)
+        return g
+    return candidate
+'''
+
+
+def run(pytester, *args, subprocess=False):
+    plugin = [] if plugin_autoloaded() else ["-p", "odeverify.pytest_plugin"]
+    if subprocess:
+        return pytester.runpytest_subprocess(*plugin, "-p", "no:cacheprovider", *args)
+    return pytester.runpytest_inprocess(*plugin, "-p", "no:cacheprovider", *args)
+
+
+@pytest.fixture
+def source_tree(monkeypatch):
+    # subprocesses import odeverify from this checkout (PYTHONPATH=. is relative to the old directory)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_fixture_returns_the_report_when_the_check_passes(pytester):
+    pytester.makepyfile(HEADER + '''
+def test_passes(gradient_check):
+    report = gradient_check(*PROBLEM.args(), candidate=off_by(0.0), references=REFS)
+    assert report.passed and "PASSED" in str(report)
+''')
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_a_failed_check_fails_with_the_report_table(pytester):
+    pytester.makepyfile(HEADER + '''
+def test_fails(gradient_check):
+    gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS)
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*check_gradients: FAILED — ∂L/∂θ[[]0[]] (a) is off by 0.1%*",
+        "E*quantity*candidate*reference*|diff|*tolerance*ratio*refs*status",
+        "E*∂L/∂x(t0)*ok",
+        "E*∂L/∂θ[[]0[]] (a)*FAIL",
+        "*AssertionError",
+    ])
+
+
+def test_the_marker_sets_the_tolerances_and_the_call_wins(pytester):
+    pytester.makepyfile(HEADER + '''
+@pytest.mark.gradient_tolerance(rtol=1e-2)
+def test_loose(gradient_check):
+    assert gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS).rtol == 1e-2
+
+def test_default(gradient_check):
+    gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS)
+
+@pytest.mark.gradient_tolerance(rtol=1e-2)
+def test_call_wins(gradient_check):
+    gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS, rtol=1e-5)
+
+@pytest.mark.gradient_tolerance(rtol=1e-2)
+class TestClass:
+    def test_inherits(self, gradient_check):
+        gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS)
+
+    @pytest.mark.gradient_tolerance(rtol=1e-6)
+    def test_closest_wins(self, gradient_check):
+        gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS)
+''')
+    result = run(pytester, "-rA")
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines_random([
+        "PASSED*test_loose", "PASSED*TestClass::test_inherits",
+        "FAILED*test_default*", "FAILED*test_call_wins*", "FAILED*TestClass::test_closest_wins*",
+    ])
+
+
+@pytest.mark.parametrize("marker, message", [
+    ("gradient_tolerance(1e-3)", "takes keyword arguments only"),
+    ("gradient_tolerance(rtol=1e-3, references=['fd'])", "unknown arguments ?'references'?; it takes rtol and atol"),
+    ("gradient_tolerance(rtol='tight')", "rtol must be a number"),
+])
+def test_a_misused_marker_is_an_error_naming_the_fix(pytester, marker, message):
+    pytester.makepyfile(HEADER + f'''
+@pytest.mark.{marker}
+def test_misused(gradient_check):
+    pass
+''')
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{message}*"])
+
+
+def test_the_marker_is_registered(pytester):
+    pytester.makepyfile(HEADER + '''
+@pytest.mark.gradient_tolerance(atol=1e-12)
+def test_marked():
+    pass
+''')
+    run(pytester, "--strict-markers").assert_outcomes(passed=1)
+    run(pytester, "--markers").stdout.fnmatch_lines(["@pytest.mark.gradient_tolerance(rtol=None, atol=None)*"])
+
+
+def test_the_hypothesis_profiles_are_selected_on_the_command_line(pytester, source_tree):
+    # in a subprocess: loading a profile changes hypothesis's global settings
+    pytester.makepyfile('''
+from hypothesis import given, settings, strategies as st
+
+def test_profile():
+    assert settings.default.max_examples == 10
+    assert settings.default.deadline is None
+    assert settings.default.derandomize is True
+    assert settings.default.database is None
+
+calls = []
+
+@given(st.integers())
+def test_runs_the_profiles_examples(i):
+    calls.append(i)
+
+def test_count():
+    assert len(calls) == 10
+''')
+    run(pytester, "--hypothesis-profile=odeverify-ci", subprocess=True).assert_outcomes(passed=3)
+
+
+def test_the_thorough_profile():
+    from hypothesis import HealthCheck, Phase, settings
+
+    thorough = settings.get_profile("odeverify-thorough")
+    assert thorough.max_examples == 300 and thorough.deadline is None and not thorough.derandomize
+    assert HealthCheck.too_slow in thorough.suppress_health_check
+    assert Phase.shrink in thorough.phases
+    assert Phase.explain not in settings.get_profile("odeverify-ci").phases
+
+
+def test_the_entry_point_is_declared():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    entries = [line.strip() for line in cfg["options.entry_points"]["pytest11"].strip().splitlines()]
+    assert entries == ["odeverify = odeverify.pytest_plugin"]
+    assert "hypothesis" in cfg["options.extras_require"]["hypothesis"]
