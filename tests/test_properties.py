@@ -10,7 +10,6 @@ differences, forward sensitivities (solve_ivp), matrix exponentials and their Fr
 (scipy.linalg.expm / expm_frechet, in tests/helpers.py), and autograd applied to the loss alone.
 """
 
-import warnings
 
 import autograd
 import numpy as np
