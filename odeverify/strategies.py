@@ -890,6 +890,8 @@ def problems(*, systems=None, n_states=(1, 3), n_times=(2, 4), decreasing=False,
         Batches of initial states (see :func:`from_system`).
     grids : SearchStrategy, optional
         Default :func:`time_grids` with ``n_times`` times (and ``decreasing``).
+        The default systems are damped in the direction of each drawn grid,
+        also when the grids are yours.
     t0_alone : bool
         Also draw losses at t0 alone (see :func:`from_system`).
 
@@ -912,18 +914,17 @@ def problems(*, systems=None, n_states=(1, 3), n_times=(2, 4), decreasing=False,
         _check_size_range(batch_size, "batch_size", minimum=1, maximum=_MAX_BATCH)
     t0_alone = _check_bool(t0_alone, "t0_alone")
     directions = [False, True] if decreasing is None else [decreasing]
-    # validated now, drawn from later: one (systems, grids) pair per direction of time
-    pairs = [
-        (
-            systems if systems is not None else ode_systems(n_states=n_states, n_params=(1, 3), decreasing=d),
-            grids if grids is not None else time_grids(min_size=t_lo, max_size=t_hi, decreasing=d),
-        )
-        for d in directions
-    ]
+    grid_strategy = grids if grids is not None else st.one_of(
+        *[time_grids(min_size=t_lo, max_size=t_hi, decreasing=d) for d in directions])
+    # validated now, drawn from later; the default systems are damped in the direction of the drawn grid
+    # (a system damped forwards blows up when integrated backwards), whoever made the grid
+    default_systems = {d: ode_systems(n_states=n_states, n_params=(1, 3), decreasing=d) for d in (False, True)}
 
     @st.composite
     def build(draw):
-        system_strategy, grid_strategy = draw(st.sampled_from(pairs))
-        return draw(from_system(draw(system_strategy), grids=grid_strategy, batch_size=batch_size, t0_alone=t0_alone))
+        ts = np.asarray(draw(grid_strategy), dtype=float)
+        backwards = len(ts) > 1 and bool(ts[-1] < ts[0])
+        system = draw(systems if systems is not None else default_systems[backwards])
+        return draw(from_system(system, grids=st.just(ts), batch_size=batch_size, t0_alone=t0_alone))
 
     return build()

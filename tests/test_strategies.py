@@ -198,6 +198,21 @@ def test_a_system_damped_forwards_blows_up_backwards_so_decreasing_grids_get_the
     assert np.all(np.isfinite(solve(backwards, [1.0], np.array([0.0, -1.0]), np.array([0.0]))))
 
 
+@settings(max_examples=max(20, settings.default.max_examples))
+@given(S.problems(n_states=(1, 3), grids=S.time_grids(min_size=3, max_size=5, span=(2.0, 3.0), decreasing=True)))
+def test_default_systems_follow_the_direction_of_a_grid_the_user_gives(problem):
+    # found from outside: problems(grids=time_grids(decreasing=True)) drew systems damped forwards, which
+    # blow up backwards. At theta = 0 every term vanishes and f = +-(k z + z^3): the damping must point
+    # towards decreasing t, so df/dz at z = 0 is +k > 0 on the diagonal.
+    system, z0, ts, theta, _ = problem
+    assert ts[-1] < ts[0]
+    at_zero = {s: 0 for s in [*system.states, *system.params]}
+    at_zero[system.time] = ts[0]
+    assert all(float(system.jac_z.subs(at_zero)[i, i]) > 0 for i in range(system.n_states))
+    zs = solve(system, z0, ts, theta)
+    assert np.all(np.isfinite(zs)) and np.max(np.abs(zs)) < 100
+
+
 def test_ode_systems_shrink_to_one_damped_state():
     x, a = sp.symbols("x a", real=True)
     system = find(S.ode_systems(), lambda s: True)
