@@ -102,7 +102,19 @@ def _marker_tolerances(node):
     return dict(marker.kwargs)
 
 
-@pytest.fixture
+_CURRENT_ITEM = pytest.StashKey()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # the session-scoped fixture reads the markers of the test that calls it, at call time; a misused
+    # marker is an error of the test's set-up, before the test runs
+    item.config.stash[_CURRENT_ITEM] = item
+    if "gradient_check" in getattr(item, "fixturenames", ()):
+        _marker_tolerances(item)
+
+
+@pytest.fixture(scope="session")
 def gradient_check(request):
     """Assert that a gradient agrees with odeverify's references; tolerances from ``@pytest.mark.gradient_tolerance``.
 
@@ -110,12 +122,18 @@ def gradient_check(request):
     references=None, rtol=None, atol=None) -> GradientReport`` (see
     :func:`odeverify.check_gradients`); a failed check raises an
     AssertionError whose message is the report's table.
+
+    The function holds no state, so the fixture is session-scoped and works
+    inside ``@given`` tests (hypothesis refuses function-scoped fixtures
+    there); the marker is read from the calling test at each call.
     """
     from .testing import assert_gradients_close
 
-    defaults = _marker_tolerances(request.node)
+    config = request.config
 
     def check(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None):
+        item = config.stash.get(_CURRENT_ITEM, None)
+        defaults = {} if item is None else _marker_tolerances(item)
         return assert_gradients_close(
             system, z0, ts, theta, loss,
             candidate=candidate,

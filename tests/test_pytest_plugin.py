@@ -167,3 +167,38 @@ def test_the_entry_point_is_declared():
     entries = [line.strip() for line in cfg["options.entry_points"]["pytest11"].strip().splitlines()]
     assert entries == ["odeverify = odeverify.pytest_plugin"]
     assert "hypothesis" in cfg["options.extras_require"]["hypothesis"]
+
+
+def test_the_fixture_works_inside_given_tests_and_reads_their_marker(pytester):
+    # found from outside: a function-scoped fixture fails hypothesis's health check inside @given
+    pytester.makepyfile(HEADER + '''
+from hypothesis import given, settings, strategies as st
+
+
+@settings(max_examples=3, deadline=None, database=None)
+@given(k=st.sampled_from([0.5, 1.0, 1.5]))
+def test_given_passes(gradient_check, k):
+    gradient_check(*catalog.exponential(a=k).args(), references=["forward", "fd"])
+
+
+@pytest.mark.gradient_tolerance(rtol=0.5)
+@settings(max_examples=3, deadline=None, database=None)
+@given(k=st.sampled_from([0.5, 1.0, 1.5]))
+def test_given_marker_loose(gradient_check, k):
+    problem = catalog.exponential(a=k)
+    exact = problem.exact_gradients()
+    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {"theta": 1.01 * exact["theta"]},
+                   references=REFS)
+
+
+@settings(max_examples=3, deadline=None, database=None)
+@given(k=st.sampled_from([0.5, 1.0, 1.5]))
+def test_given_default_tolerance_fails(gradient_check, k):
+    problem = catalog.exponential(a=k)
+    exact = problem.exact_gradients()
+    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {"theta": 1.01 * exact["theta"]},
+                   references=REFS)
+''')
+    result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED*test_given_default_tolerance_fails*"])
