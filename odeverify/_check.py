@@ -483,11 +483,13 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
                 if e not in members:
                     disagreements.setdefault(e[0].name, []).append(label)
             if rval is None:
-                note = (
-                    "the references disagree with each other"
-                    if len(members) < 2
-                    else "only sources sharing the adjoint derivation agree"
-                )
+                if len(entries) == 1:
+                    note = (f"only one reference ({entries[0][0].name}) computed it; a verdict needs two that "
+                            "agree: add another reference (e.g. 'fd' or 'forward')")
+                elif len(members) < 2:
+                    note = "the references disagree with each other"
+                else:
+                    note = "only sources sharing the adjoint derivation agree"
                 rows.append(
                     Row(q, idx, label, cval, None, None, None, None,
                         "inconclusive" if cval is not None else "not checked",
@@ -608,6 +610,8 @@ def _summary(rows, cand, passed):
         )
     if not fails and inconclusive:
         r = inconclusive[0]
+        if len(inconclusive) == 1:
+            return f"1 entry is inconclusive, {r.label}: {r.note}"
         return f"{len(inconclusive)} entries are inconclusive, e.g. {r.label}: {r.note}"
     if not fails:
         return "nothing could be checked"

@@ -174,6 +174,20 @@ def test_inconclusive_when_references_disagree():
     assert "inconclusive" in report.summary
 
 
+def test_one_reference_alone_is_inconclusive_and_says_what_to_add():
+    # one source cannot be cross-checked: even a right candidate gets no verdict, and the note says why
+    prob = catalog.logistic()
+    exact = prob.exact_gradients()
+    report = ov.check_gradients(*prob.args(), candidate={"theta": exact["theta"]}, references=["forward"])
+    assert not report.passed
+    theta_rows = [r for r in report.rows if r.quantity == "theta"]
+    assert {r.status for r in theta_rows} == {"inconclusive"}
+    assert all("only one reference (forward sensitivities) computed it" in r.note for r in theta_rows)
+    assert "add another reference" in report.summary
+    # a closed form is the truth on its own
+    assert ov.check_gradients(*prob.args(), candidate={"theta": exact["theta"]}, references=[prob.reference()]).passed
+
+
 def test_only_adjoint_references_are_not_enough():
     prob = catalog.exponential()
     with warnings.catch_warnings():
