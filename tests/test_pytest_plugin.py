@@ -181,23 +181,23 @@ def test_given_passes(gradient_check, k):
     gradient_check(*catalog.exponential(a=k).args(), references=["forward", "fd"])
 
 
+def check_one_percent_off(gradient_check, k):
+    problem = catalog.exponential(a=k)
+    exact = problem.exact_gradients()
+    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {"theta": 1.01 * exact["theta"]}, references=REFS)
+
+
 @pytest.mark.gradient_tolerance(rtol=0.5)
 @settings(max_examples=3, deadline=None, database=None)
 @given(k=st.sampled_from([0.5, 1.0, 1.5]))
 def test_given_marker_loose(gradient_check, k):
-    problem = catalog.exponential(a=k)
-    exact = problem.exact_gradients()
-    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {"theta": 1.01 * exact["theta"]},
-                   references=REFS)
+    check_one_percent_off(gradient_check, k)
 
 
 @settings(max_examples=3, deadline=None, database=None)
 @given(k=st.sampled_from([0.5, 1.0, 1.5]))
 def test_given_default_tolerance_fails(gradient_check, k):
-    problem = catalog.exponential(a=k)
-    exact = problem.exact_gradients()
-    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {"theta": 1.01 * exact["theta"]},
-                   references=REFS)
+    check_one_percent_off(gradient_check, k)
 ''')
     result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
