@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._integrate import DEFAULT_MAX_STEPS, BlockJacobian, forward_jacobian, integrate_span
+from ._integrate import DEFAULT_MAX_STEPS, BlockJacobian, forward_jacobian, integrate_intervals, integrate_span
 from ._loss import loss_and_jumps
 from ._validate import (
     IMPLICIT_METHODS,
@@ -279,64 +279,50 @@ def adjoint_gradients(
         groups = (Bn, Bn, p, 1)
         atol_b = np.concatenate([np.broadcast_to(atol_z, (Bn,)), np.full(Bn + p + 1, atol_a)])
 
+    # One sweep over the intervals ts[T-1] -> ... -> ts[0]. Interval k (from ts[i], i = T-1-k) starts
+    # from its predecessor's end plus the jumps at ts[i]: a += g_i and a_t -= dL/dt_i, with
+    # dL/dt_i = g_i . f(z(t_i), t_i); in backsolve mode z restarts from the forward state zs[i].
     t_grad = np.zeros(T)
-    a = g[T - 1].copy()
-    a_theta = np.zeros(p)
-    a_t = 0.0
-    drift = np.zeros(T - 1) if mode == "backsolve" else None
-    z0_rec = None
-    h_next = None  # in-house methods: each interval starts with the step size the last one proposed
     f_i = np.empty(Bn)
-    for i in range(T - 1, 0, -1):
+    for i in range(1, T):
         kernels.f(float(ts[i]), zs[i].reshape(-1), f_i)
-        dldt = float(np.dot(g[i].reshape(-1), f_i))
-        t_grad[i] = dldt
-        a_t -= dldt
-        y0 = np.empty(size)
-        if mode == "interpolated":
-            y0[:Bn] = a.reshape(-1)
-            y0[Bn : Bn + p] = a_theta
-            y0[-1] = a_t
-        else:
-            y0[:Bn] = zs[i].reshape(-1)
-            y0[Bn : 2 * Bn] = a.reshape(-1)
-            y0[2 * Bn : 2 * Bn + p] = a_theta
-            y0[-1] = a_t
-        bwd = integrate_span(
-            fun_backward,
-            float(ts[i]),
-            float(ts[i - 1]),
-            y0,
-            method=method,
-            rtol=rtol,
-            atol=atol_b,
-            jac=jac_backward,
-            max_steps=max_steps,
-            what=f"backward (adjoint) solve over [{ts[i - 1]!r}, {ts[i]!r}]",
-            inplace=True,
-            groups=groups,
-            first_step=h_next,
-        )
-        h_next = bwd.h_next
-        stats.nfev_backward += bwd.nfev
-        stats.njev_backward += bwd.njev
-        stats.nlu += bwd.nlu
-        stats.nsteps_backward += bwd.nsteps
-        y = bwd.y_end
-        if mode == "interpolated":
-            a = y[:Bn].reshape(B, n)
-            a_theta = y[Bn : Bn + p].copy()
-        else:
-            z_rec = y[:Bn].reshape(B, n)
-            drift[i - 1] = float(np.max(np.abs(z_rec - zs[i - 1])))
-            if i == 1:
-                z0_rec = z_rec
-            a = y[Bn : 2 * Bn].reshape(B, n)
-            a_theta = y[2 * Bn : 2 * Bn + p].copy()
-        a_t = float(y[-1])
-        if i == 1:
-            a_plus = a.copy()
-        a = a + g[i - 1]
+        t_grad[i] = float(np.dot(g[i].reshape(-1), f_i))
+    rows = np.arange(T - 1, 0, -1)  # i of interval k
+    a_off = 0 if mode == "interpolated" else Bn  # where a starts in y
+    keep = np.ones(size)
+    add = np.zeros((T - 1, size))
+    add[:, a_off : a_off + Bn] = g[rows].reshape(T - 1, Bn)
+    add[:, -1] = -t_grad[rows]
+    if mode == "backsolve":
+        keep[:Bn] = 0.0
+        add[:, :Bn] = zs[rows].reshape(T - 1, Bn)
+    Y_end, bstats = integrate_intervals(
+        fun_backward,
+        ts[::-1],
+        keep,
+        add,
+        method=method,
+        rtol=rtol,
+        atol=atol_b,
+        jac=jac_backward,
+        max_steps=max_steps,
+        what=lambda k: f"backward (adjoint) solve over [{ts[T - 2 - k]!r}, {ts[T - 1 - k]!r}]",
+        groups=groups,
+    )
+    stats.nfev_backward += bstats["nfev"]
+    stats.njev_backward += bstats["njev"]
+    stats.nlu += bstats["nlu"]
+    stats.nsteps_backward += bstats["nsteps"]
+    y = Y_end[-1]  # at t0, before the jump g_0
+    a_plus = y[a_off : a_off + Bn].reshape(B, n).copy()
+    a = a_plus + g[0]
+    a_theta = y[a_off + Bn : a_off + Bn + p].copy()
+    a_t = float(y[-1])
+    drift = z0_rec = None
+    if mode == "backsolve":
+        # drift[i - 1]: at ts[i - 1], the end of the interval from ts[i]
+        drift = np.max(np.abs(Y_end[:, :Bn] - zs[rows - 1].reshape(T - 1, Bn)), axis=1)[::-1].copy()
+        z0_rec = y[:Bn].reshape(B, n)
     t_grad[0] = a_t
     f0 = np.empty(Bn)
     kernels.f(float(ts[0]), z0_2d.reshape(-1), f0)

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.integrate
 import scipy.sparse
 
-from ._rk import ADAPTIVE_TABLEAUX, RKFailure, ScipyDenseOutput, integrate_rk
+from ._rk import ADAPTIVE_TABLEAUX, RKFailure, ScipyDenseOutput, integrate_rk, integrate_rk_intervals
 from ._validate import (
     IMPLICIT_METHODS,
     check_method,
@@ -227,17 +227,7 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
                 max_steps=max_steps, groups=groups, first_step=first_step,
             )
         except RKFailure as exc:
-            hint = _blow_up_hint(exc.y, exc.f, exc.t, t_end)
-            if exc.budget:
-                message = _budget_message(what, max_steps, exc.t, t_start, t_end, hint)
-            else:
-                hints = [h for h in [hint] if h]
-                hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
-                message = (
-                    f"the {what} failed at t = {exc.t!r} (integrating from {t_start!r} to {t_end!r}): {exc}. "
-                    + "; ".join(hints)
-                )
-            raise IntegrationError(message, t_reached=exc.t, t_target=float(t_end), solver_message=str(exc)) from None
+            raise _rk_error(exc, what, t_start, t_end, max_steps) from None
     if not np.all(np.isfinite(res["y_at"])):
         raise IntegrationError(
             f"the {what} produced non-finite values at the output times", t_reached=float(t_end), t_target=float(t_end)
@@ -254,6 +244,78 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
         dense=res["dense"],
         h_next=res["h_next"],
     )
+
+
+def _rk_error(exc, what, t_start, t_end, max_steps):
+    """The IntegrationError for an :class:`RKFailure` of the solve ``what`` over [t_start, t_end]."""
+    hint = _blow_up_hint(exc.y, exc.f, exc.t, t_end)
+    if exc.budget:
+        message = _budget_message(what, max_steps, exc.t, t_start, t_end, hint)
+    else:
+        hints = [h for h in [hint] if h]
+        hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
+        message = (
+            f"the {what} failed at t = {exc.t!r} (integrating from {t_start!r} to {t_end!r}): {exc}. "
+            + "; ".join(hints)
+        )
+    return IntegrationError(message, t_reached=exc.t, t_target=float(t_end), solver_message=str(exc))
+
+
+def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, max_steps=DEFAULT_MAX_STEPS,
+                        what=None, groups=None):
+    """Integrate over ``times[k] -> times[k + 1]`` for every k, restarting each interval from
+    ``keep * y_end(k - 1) + add[k]`` (interval 0 from ``add[0]``).
+
+    The backward sweep of the adjoint: ``add`` holds the jumps of the adjoint
+    at the observation times (and, in backsolve mode, the forward state that
+    restarts the reconstructed one, where ``keep`` is 0). The in-house methods
+    run every interval in one call (compiled by numba for a jitted system);
+    the SciPy methods one :func:`integrate_span` per interval. Each interval
+    has its own step budget, and starts with the step size the previous one
+    proposed (in-house methods).
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(t, y, out)``.
+    times : ndarray, shape (K + 1,)
+    keep : ndarray, shape (size,)
+    add : ndarray, shape (K, size)
+    method, rtol, atol, jac, max_steps, groups
+        As for :func:`integrate_span`.
+    what : callable, optional
+        ``what(k)``, the name of interval k's solve for error messages.
+
+    Returns
+    -------
+    Y_end : ndarray, shape (K, size)
+        The state at the end of each interval (before the next jump).
+    stats : dict
+        ``nfev``, ``njev``, ``nlu``, ``nsteps`` summed over the intervals.
+    """
+    times = np.asarray(times, dtype=float)
+    K = len(times) - 1
+    what = what or (lambda k: f"solve over [{times[k]!r}, {times[k + 1]!r}]")
+    if method in ADAPTIVE_TABLEAUX:
+        with np.errstate(all="ignore"):
+            try:
+                res = integrate_rk_intervals(fun, times, keep, add, ADAPTIVE_TABLEAUX[method], rtol=rtol, atol=atol,
+                                             max_steps=max_steps, groups=groups)
+            except RKFailure as exc:
+                k = exc.interval
+                raise _rk_error(exc, what(k), float(times[k]), float(times[k + 1]), max_steps) from None
+        stats = {"nfev": res["nfev"], "njev": 0, "nlu": 0, "nsteps": res["nsteps"]}
+        return res["Y_end"], stats
+    Y_end = np.empty((K, add.shape[1]))
+    stats = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
+    for k in range(K):
+        y0 = add[0].copy() if k == 0 else keep * Y_end[k - 1] + add[k]
+        span = integrate_span(fun, float(times[k]), float(times[k + 1]), y0, method=method, rtol=rtol, atol=atol,
+                              jac=jac, max_steps=max_steps, what=what(k), inplace=True, groups=groups)
+        Y_end[k] = span.y_end
+        for key in stats:
+            stats[key] += getattr(span, key)
+    return Y_end, stats
 
 
 def _blow_up_hint(y, fval, t, t_end):

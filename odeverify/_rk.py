@@ -348,6 +348,41 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
     return OK, t, Y[0].copy(), Y[1].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
 
 
+def _rk_intervals(fun, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err):
+    """:func:`_rk_loop` over consecutive intervals ``times[k] -> times[k+1]``, restarting each from
+    ``keep * y_end(previous) + add[k]`` (``y_end(-1) = 0``): the backward adjoint sweep in one call.
+
+    ``keep`` (size,) and ``add`` (K, size) express the jumps of the adjoint at the observation times
+    and the restart of a reconstructed state from the forward one. Each interval has its own step
+    budget; the step size proposed at the end of one starts the next (``h_abs <= 0``: Hairer's).
+
+    Returns ``(status, k, t, y, f, Y_end, nfev, nsteps, h_abs)``: ``Y_end[k]`` the state at the end of
+    interval k; on a failure ``k`` is the failed interval and ``t, y, f`` where it stopped.
+    """
+    K = times.shape[0] - 1
+    size = add.shape[1]
+    Y_end = np.zeros((K, size))
+    no_out = np.empty(0)
+    y = np.zeros(size)
+    nfev = 0
+    nsteps = 0
+    for k in range(K):
+        if k == 0:
+            y[:] = add[0]
+        else:
+            y[:] = keep * Y_end[k - 1] + add[k]
+        status, t, y_end, f, y_at, nf, ns, nr, h_abs, t_steps, R_all, n_dense = _rk_loop(
+            fun, args, times[k], times[k + 1], y, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends,
+            no_out, False, max_steps, h_abs, order_err, False,
+        )
+        nfev += nf
+        nsteps += ns
+        if status != OK:
+            return status, k, t, y_end, f, Y_end, nfev, nsteps, h_abs
+        Y_end[k] = y_end
+    return OK, K, times[K], y, y, Y_end, nfev, nsteps, h_abs
+
+
 class CompiledRHS:
     """A right-hand side compiled by numba: ``fn(args, t, y, out)`` with its ``args``.
 
@@ -379,10 +414,11 @@ def _compiled(name):
         import numba
 
         namespace = dict(globals())
-        for helper in ("_norm", "_interpolate", "_rk_loop"):
+        helpers = ("_norm", "_interpolate", "_rk_loop", "_rk_intervals")
+        for helper in helpers:
             fn = globals()[helper]
             namespace[helper] = numba.njit(_types.FunctionType(fn.__code__, namespace, helper, fn.__defaults__))
-        _COMPILED.update((k, namespace[k]) for k in ("_norm", "_interpolate", "_rk_loop"))
+        _COMPILED.update((k, namespace[k]) for k in helpers)
     return _COMPILED[name]
 
 
@@ -407,6 +443,26 @@ def compiled_loop(fn):
 
 
 _ENTRIES = {}
+
+
+def compiled_intervals(fn):
+    """:func:`_rk_intervals` compiled by numba for the right-hand side ``fn``, bound as a constant (see
+    :func:`compiled_loop`)."""
+    entry = _INTERVAL_ENTRIES.get(fn)
+    if entry is None:
+        import numba
+
+        loop = _compiled("_rk_intervals")
+
+        @numba.njit
+        def entry(fn_unused, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err):
+            return loop(fn, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err)
+
+        _INTERVAL_ENTRIES[fn] = entry
+    return entry
+
+
+_INTERVAL_ENTRIES = {}
 
 
 def _call_python(fun):
@@ -545,6 +601,54 @@ def integrate_rk(
         "h_next": float(h_abs),
         "dense": RKDenseOutput(t_steps[: n_dense + 1], R_all[:n_dense]) if dense else None,
     }
+
+
+def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_steps=100_000, groups=None):
+    """Integrate over consecutive intervals with jumps between them (see :func:`_rk_intervals`).
+
+    Parameters
+    ----------
+    fun : callable or CompiledRHS
+        As for :func:`integrate_rk` (real states only).
+    times : ndarray, shape (K + 1,)
+        Monotone; interval k is ``times[k] -> times[k + 1]``.
+    keep : ndarray, shape (size,)
+        Factor of the previous interval's end state in the next start.
+    add : ndarray, shape (K, size)
+        Added to the start of interval k (interval 0 starts at ``add[0]``).
+    tableau, rtol, atol, max_steps, groups
+        As for :func:`integrate_rk`; ``max_steps`` is each interval's budget.
+
+    Returns
+    -------
+    dict
+        ``Y_end`` (K, size), the states at the intervals' ends; ``nfev``, ``nsteps``.
+
+    Raises
+    ------
+    RKFailure
+        With ``.interval``, the index of the interval that failed.
+    """
+    W1, W0, Wd0, c = _step_matrices(tableau)
+    times = np.ascontiguousarray(times, dtype=float)
+    keep = np.ascontiguousarray(keep, dtype=float)
+    add = np.ascontiguousarray(add, dtype=float)
+    size = add.shape[1]
+    starts, ends = _group_bounds(size, None if groups is None else tuple(groups))
+    atol = np.full(size, atol) if np.ndim(atol) == 0 else np.ascontiguousarray(atol, dtype=float)
+    if isinstance(fun, CompiledRHS):
+        loop, fn, args = compiled_intervals(fun.fn), None, fun.args
+    else:
+        loop, fn, args = _rk_intervals, _call_python(fun), None
+    status, k, t, y, f, Y_end, nfev, nsteps, h_abs = loop(
+        fn, args, times, keep, add, W1, W0, Wd0, c, -1.0 / tableau.order, float(rtol), atol, starts, ends,
+        int(max_steps), -1.0, tableau.order - 1,
+    )
+    if status != OK:
+        exc = RKFailure(_MESSAGES[status], t, y, f, budget=status == BUDGET)
+        exc.interval = int(k)
+        raise exc
+    return {"Y_end": Y_end, "nfev": int(nfev), "nsteps": int(nsteps)}
 
 
 def dense_rhs_args(theta, dense):

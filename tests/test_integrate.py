@@ -106,3 +106,62 @@ def test_assembled_jacobians_match_finite_differences():
 def test_atol_per_state(linear):
     sol = ov.solve(linear, [1.0, 0.0], [0.0, 1.0], [1.0, 0.1], atol=[1e-12, 1e-10], rtol=1e-10)
     assert rel_err(sol.z, _exact(1.0, 0.1, np.array([1.0, 0.0]), [0.0, 1.0])) < 1e-8
+
+
+def _decay_into(t, y, out):
+    out[:] = -y
+
+
+def _square_into(t, y, out):
+    out[:] = y * y
+
+
+def _compiled(py_fun):
+    numba = pytest.importorskip("numba")
+    from odeverify._rk import CompiledRHS
+
+    body = numba.njit(py_fun)
+
+    @numba.njit
+    def fn(args, t, y, out):
+        body(t, y, out)
+
+    return CompiledRHS(fn, ())
+
+
+@pytest.mark.parametrize("method, compiled", [
+    ("tsit5", False), ("dopri5", False), ("DOP853", False), ("Radau", False),
+    ("tsit5", True), ("dopri5", True),  # numba right-hand sides run the in-house loop compiled
+])
+def test_intervals_restart_with_jumps_as_in_closed_form(method, compiled):
+    # dy/dt = -y over 3 -> 2 -> 0.5 -> 0: y_end(k) = (keep * y_end(k-1) + add[k]) e^{-(interval length)}
+    from odeverify._integrate import integrate_intervals
+    fun = _compiled(_decay_into) if compiled else _decay_into
+    times = np.array([3.0, 2.0, 0.5, 0.0])
+    keep = np.array([1.0, 0.0])
+    add = np.array([[1.0, 2.0], [0.5, -1.0], [-0.25, 4.0]])
+    Y_end, stats = integrate_intervals(fun, times, keep, add, method=method, rtol=1e-11, atol=1e-13)
+    growth = np.exp(np.abs(np.diff(times)))  # backwards in time dy/dt = -y grows: y(t - s) = y(t) e^s
+    expected = np.empty_like(add)
+    y = add[0]
+    for k in range(3):
+        if k:
+            y = keep * expected[k - 1] + add[k]
+        expected[k] = y * growth[k]
+    np.testing.assert_allclose(Y_end, expected, rtol=1e-9)
+    assert stats["nsteps"] > 3 and stats["nfev"] > stats["nsteps"]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_intervals_name_the_interval_that_fails(compiled):
+    # dy/dt = y^2 from y = 1 at t = 0 blows up at t = 1, inside the second interval [0.5, 2]
+    from odeverify._integrate import integrate_intervals
+    from odeverify.errors import IntegrationError
+
+    fun = _compiled(_square_into) if compiled else _square_into
+    times = np.array([0.0, 0.5, 2.0])
+    with pytest.raises(IntegrationError, match=r"the interval 1 solve failed at t = 1\.0.*from 0\.5 to 2\.0") as info:
+        integrate_intervals(fun, times, np.ones(1), np.array([[1.0], [0.0]]), method="tsit5", rtol=1e-8, atol=1e-8,
+                            what=lambda k: f"interval {k} solve")
+    assert 0.99 < info.value.t_reached < 1.01
+    assert info.value.t_target == 2.0
