@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._check import _candidate_values
+from ._validate import check_rng
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError, TrivialTestWarning
 from .references import QUANTITIES, make_problem
 
@@ -187,7 +188,7 @@ def taylor_test(
         ).as_dict()
     else:
         grads, _, _ = _candidate_values(candidate, problem)
-    rng = np.random.default_rng(seed)
+    rng = check_rng(seed)
     x = {"z0": problem.user_z0(problem.z0), "theta": problem.theta, "t": problem.ts}
     groups = [q for q in QUANTITIES if q in grads and np.size(x[q]) > 0]
     if not groups:

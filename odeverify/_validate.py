@@ -254,3 +254,23 @@ def check_positive_int(value, argname, *, minimum=1):
     if value < minimum:
         raise InvalidArgumentError(f"{argname}={value} must be at least {minimum}")
     return int(value)
+
+
+def check_rng(seed, argname="seed"):
+    """A ``numpy.random.Generator`` from ``seed``: None, a non-negative integer, or a Generator.
+
+    Raises
+    ------
+    InvalidTypeError, InvalidArgumentError
+        Naming ``argname`` and the value received.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise InvalidTypeError(
+            f"{argname} must be None, a non-negative integer or a numpy.random.Generator, got {_short(seed)}; "
+            f"e.g. {argname}=0"
+        )
+    if seed is not None and seed < 0:
+        raise InvalidArgumentError(f"{argname}={seed} is negative; pass a non-negative integer, e.g. {argname}=0")
+    return np.random.default_rng(seed)

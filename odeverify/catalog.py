@@ -33,6 +33,7 @@ import scipy.linalg
 import sympy as sp
 
 from ._system import ODESystem
+from ._validate import check_rng
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
 
 
 def _coefficients(T, n, seed):
-    rng = np.random.default_rng(seed)
+    rng = check_rng(seed)
     return rng.uniform(-1.0, 1.0, size=(T, n)), rng.uniform(0.5, 1.5, size=(T, n))
 
 

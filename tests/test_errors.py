@@ -162,3 +162,36 @@ def test_step_size_collapse_message():
     with pytest.raises(IntegrationError, match=r"failed at t = (0.99|1.0).*step size.*blow up in finite time") as info:
         ov.solve(blow, [0.0], [0.0, 5.0], rtol=1e-10, atol=1e-10)
     assert info.value.t_reached == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed, error, message", [
+    ("x", InvalidTypeError, "seed must be None, a non-negative integer or a numpy.random.Generator, got 'x'"),
+    (1.5, InvalidTypeError, "got 1.5"),
+    (True, InvalidTypeError, "got True"),
+    (-3, InvalidArgumentError, "seed=-3 is negative"),
+])
+def test_every_seed_is_validated_with_the_packages_errors(seed, error, message):
+    # found from outside: taylor_test(seed="x") raised numpy's own TypeError from SeedSequence
+    from odeverify import catalog, theory
+
+    prob = catalog.exponential()
+    calls = [
+        lambda: ov.taylor_test(*prob.args(), seed=seed),
+        lambda: catalog.exponential(seed=seed),
+        lambda: theory.MLP.random([2, 2, 2], seed=seed),
+        lambda: theory.gradient_norms_by_depth([1, 2], seed=seed),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
+    with pytest.raises(error, match=message.replace("seed", "rng")):
+        ov.MLPField((2, 3, 2)).init_params(seed)
+
+
+def test_a_generator_is_accepted_as_seed():
+    from odeverify import catalog
+
+    prob = catalog.exponential()
+    r1 = ov.taylor_test(*prob.args(), seed=np.random.default_rng(5))
+    r2 = ov.taylor_test(*prob.args(), seed=5)
+    np.testing.assert_array_equal(r1.rates, r2.rates)

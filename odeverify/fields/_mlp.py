@@ -32,6 +32,7 @@ import numpy as np
 import scipy.special
 
 from .._field import AbstractVectorField
+from .._validate import check_rng
 from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["MLPField", "ACTIVATIONS"]
@@ -268,10 +269,7 @@ class MLPField(AbstractVectorField):
         -------
         ndarray, shape (p,)
         """
-        if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-            rng = np.random.default_rng(rng)
-        if not isinstance(rng, np.random.Generator):
-            raise InvalidTypeError(f"rng must be a numpy.random.Generator or an integer seed, got {rng!r:.60}")
+        rng = check_rng(rng, "rng")
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (np.isfinite(scale) and scale > 0):
             raise InvalidArgumentError(f"scale={scale!r} must be a positive finite number")
         theta = np.empty(self.n_params)

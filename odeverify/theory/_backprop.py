@@ -28,7 +28,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 
-from .._validate import _as_float_array
+from .._validate import _as_float_array, check_rng
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ._table import table_lines
 
@@ -169,7 +169,7 @@ class MLP:
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise InvalidArgumentError(f"sizes={sizes} must list at least 2 positive layer widths")
-        rng = np.random.default_rng(seed)
+        rng = check_rng(seed)
         ws = [rng.normal(0.0, gain / np.sqrt(a), size=(b, a)) for a, b in zip(sizes[:-1], sizes[1:])]
         bs = [rng.normal(0.0, 0.1, size=b) for b in sizes[1:]]
         return cls(tuple(ws), tuple(bs), activation, residual, step)
@@ -661,7 +661,7 @@ def gradient_norms_by_depth(
     act = _activation(activation)
     out = {k: [] for k in ("plain", "residual", "euler", "plain_input", "residual_input", "euler_input")}
     for D in depths:
-        rng = np.random.default_rng(seed)
+        rng = check_rng(seed)
         x = rng.normal(size=(batch, n_in))
         y = rng.normal(size=(batch, n_out))
         net = MLP.random([n_in] + [width] * int(D) + [n_out], activation=act, gain=gain, seed=seed + 1)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._system import ODESystem
-from .._validate import _as_float_array, as_field, check_theta, check_ts, check_z0
+from .._validate import _as_float_array, as_field, check_rng, check_theta, check_ts, check_z0
 from ..errors import EnclosureError, InvalidArgumentError, InvalidTypeError
 from ._checks import check_state
 from ._interval import Encloser, hi, interval, is_finite, lo, point
@@ -213,7 +213,7 @@ def _sampled_lower(system, theta, box, t_span, samples, seed):
     """Largest difference quotient and Jacobian norm at random points (vectorized)."""
     if samples <= 0:
         return 0.0
-    rng = np.random.default_rng(seed)
+    rng = check_rng(seed)
     n = system.n_states
     lo_, hi_ = box[:, 0], box[:, 1]
     z = lo_ + (hi_ - lo_) * rng.random((samples, n))
