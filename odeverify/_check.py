@@ -626,7 +626,8 @@ def _summary(rows, cand, passed):
             )
     worst = max(fails, key=lambda r: r.ratio)
     c, r = worst.candidate, worst.reference
-    more = f" ({len(fails) - 1} other entries fail too)" if len(fails) > 1 else ""
+    others = len(fails) - 1
+    more = f" ({others} other {'entry fails' if others == 1 else 'entries fail'} too)" if others else ""
     if not np.isfinite(c):
         return f"{worst.label} is {c} in the candidate{more}"
     if c == 0.0 and r != 0.0:

@@ -221,8 +221,16 @@ def load_trajectories(path, *, id_column="traj", time_column="t", state_columns=
     path = Path(path)
     if not path.is_file():
         raise InvalidArgumentError(f"path={str(path)!r} is not a file")
-    with path.open(newline="") as fh:
-        lines = [(k, row) for k, row in enumerate(csv.reader(fh), start=1) if row and not row[0].lstrip().startswith("#")]
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            lines = [(k, row) for k, row in enumerate(csv.reader(fh), start=1) if row and not row[0].lstrip().startswith("#")]
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path.name} is not a UTF-8 text file (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+            "save it as CSV text in UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise DataError(f"{path.name} is not readable as CSV: {exc}") from None
     if not lines:
         raise DataError(f"{path.name} is empty; expected a header such as {id_column},{time_column},x,y")
     header_line, header = lines[0]

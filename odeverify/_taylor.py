@@ -211,6 +211,11 @@ def taylor_test(
     else:
         if isinstance(directions, dict):
             directions = [directions]
+        if isinstance(directions, (str, bytes)) or not isinstance(directions, (list, tuple)) or not directions:
+            raise InvalidTypeError(
+                f"directions must be None or a non-empty list of mappings such as [{{'theta': [1.0, 0.0]}}], "
+                f"got {directions!r:.60}"
+            )
         dirs, names = [], []
         for i, d in enumerate(directions):
             if not isinstance(d, dict) or not d or set(d) - set(QUANTITIES):

@@ -30,7 +30,7 @@ import numpy as np
 from ._adjoint import adjoint_gradients
 from ._data import TrajectoryData
 from ._integrate import solve
-from ._validate import as_field, check_method, check_mode, check_positive_int, check_theta, check_tolerances
+from ._validate import as_field, check_method, check_mode, check_positive_int, check_rng, check_theta, check_tolerances
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["fit", "FitResult", "FitProgress", "OPTIMIZERS"]
@@ -278,7 +278,7 @@ def fit(
                 f"theta0 is required for a {type(field).__name__} (only an MLPField has init_params); pass theta0 of "
                 "shape (p,)"
             )
-        theta0 = init(seed)
+        theta0 = init(check_rng(seed, "seed"))
     fld = as_field(field, data.y[0], theta0)
     theta0 = check_theta(theta0, fld.n_params).copy()
     _check_data(data, fld.n_states, for_training=True)

@@ -1,5 +1,7 @@
 """Bad input and failed solves give the package's own, clear errors."""
 
+from pathlib import Path
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -195,3 +197,29 @@ def test_a_generator_is_accepted_as_seed():
     r1 = ov.taylor_test(*prob.args(), seed=np.random.default_rng(5))
     r2 = ov.taylor_test(*prob.args(), seed=5)
     np.testing.assert_array_equal(r1.rates, r2.rates)
+
+
+def test_more_bad_inputs_found_from_outside(tmp_path):
+    from odeverify import theory
+    from odeverify.errors import DataError
+
+    binary = tmp_path / "traj.csv"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    with pytest.raises(DataError, match="traj.csv is not a UTF-8 text file"):
+        ov.load_trajectories(binary)
+    prob = ov.catalog.exponential()
+    with pytest.raises(InvalidTypeError, match="directions must be None or a non-empty list of mappings.*got 0"):
+        ov.taylor_test(*prob.args(), directions=0)
+    with pytest.raises(InvalidTypeError, match=r"sizes must be a sequence of integer layer widths.*\[2\.5, 2\]"):
+        theory.MLP.random([2.5, 2])  # was truncated to [2, 2] without a word
+    data = ov.load_trajectories(Path(__file__).resolve().parents[1] / "data" / "spiral.csv")
+    with pytest.raises(InvalidTypeError, match="seed must be None, a non-negative integer"):
+        ov.fit(ov.MLPField((2, 4, 2)), data, seed="a", steps=1)
+
+
+def test_the_summary_counts_other_failures_in_good_english():
+    prob = ov.catalog.exponential()
+    exact = prob.exact_gradients()
+    one_more = ov.check_gradients(*prob.args(), candidate={"theta": -exact["theta"], "z0": 2 * exact["z0"]},
+                                  references=[prob.reference()])
+    assert "(1 other entry fails too)" in one_more.summary

@@ -22,6 +22,7 @@ connection).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import autograd
@@ -166,6 +167,10 @@ class MLP:
             Scale of the weights (1 preserves the variance of a linear layer).
         seed : int
         """
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes
+        ):
+            raise InvalidTypeError(f"sizes must be a sequence of integer layer widths such as [2, 2, 2], got {sizes!r:.60}")
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise InvalidArgumentError(f"sizes={sizes} must list at least 2 positive layer widths")
