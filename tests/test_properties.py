@@ -61,7 +61,9 @@ def test_adjoint_in_both_modes_agrees_with_autograd_through_rk4_and_finite_diffe
             rtol, atol = tolerances[ref.name]
             for q, want in ref.values.items():
                 want, got = np.asarray(want), np.asarray(result[q])
-                tol = rtol * np.abs(want) + atol * scale(want)
+                # plus the reference's own error estimate: differences of a dense output in time can be off
+                # by more than 1e-7 relative (see the regression test below), and say so
+                tol = rtol * np.abs(want) + atol * scale(want) + 3 * np.asarray(ref.errors[q])
                 assert np.all(np.abs(got - want) <= tol), (
                     f"{mode} adjoint vs {ref.name}, dL/d{q}:\n adjoint   {got}\n reference {want}\n"
                     f" |diff|    {np.abs(got - want)}\n tolerance {tol}"
@@ -115,6 +117,22 @@ def test_finite_differences_error_estimate_covers_their_error():
     report = ov.check_gradients(*problem, candidate=ov.adjoint_gradients(*problem, **TIGHT),
                                 references=["forward", "fd"])
     assert report.passed, str(report)
+
+
+def test_finite_differences_in_time_state_the_dense_outputs_bias():
+    # regression, found by the thorough profile: differences of the dense output at tN gave dL/dtN off by
+    # 2.9e-8 (the solver's error at rtol 1e-12 varies from step to step) while Richardson claimed 8.8e-10.
+    # The truth here: forward sensitivities and autograd through DOP853 agree to 1e-12.
+    x, a, b, c, t = sympy.symbols("x a b c t", real=True)
+    from odeverify._functions import sigmoid as sig
+    rhs = (a * sympy.exp(-(b * sig(c * t) + t * sig(c * t * x + t)) ** 2) + b * t * x
+           + c * sympy.cos(t * sig(c * t * x) / 2) + x**3 + 2 * x)
+    system = ov.ODESystem([x], [a, b, c], [rhs], t)
+    problem = (system, [-1.5], [0.25, -0.4875, -1.225], [-0.1875, -0.625, -0.375],
+               lambda zs: -autograd.numpy.sum(zs**2) / 2)
+    fd, forward = ov.compute_references(*problem, references=["fd", "forward"])
+    truth = np.asarray(forward.values["t"])
+    assert np.all(np.abs(np.asarray(fd.values["t"]) - truth) <= np.asarray(fd.errors["t"]))
 
 
 def test_losses_at_t0_alone_are_flagged_trivial_yet_their_z0_gradient_is_checked():
