@@ -56,7 +56,6 @@ class SpanResult:
     interpolants: list | None
     step_times: list | None
     dense: object = None  # a StepwiseDenseOutput when dense=True
-    h_next: float | None = None  # the step size proposed next (in-house methods)
 
 
 def integrate_span(
@@ -75,7 +74,6 @@ def integrate_span(
     what="forward solve",
     inplace=False,
     groups=None,
-    first_step=None,
 ):
     """Integrate ``dy/dt = fun(t, y)`` from ``t_start`` to ``t_end``.
 
@@ -111,9 +109,6 @@ def integrate_span(
         Sizes of consecutive groups of components for a mixed error norm
         (max over groups of each group's RMS); in-house methods only, the
         SciPy methods use their plain RMS norm.
-    first_step : float, optional
-        First step size to try (in-house methods only); chosen by Hairer's
-        algorithm when None.
 
     Returns
     -------
@@ -123,7 +118,7 @@ def integrate_span(
         return _integrate_adaptive(
             fun if inplace else _into(fun), t_start, t_end, y0, ADAPTIVE_TABLEAUX[method],
             rtol=rtol, atol=atol, t_out=t_out, dense=dense, max_steps=max_steps, what=what,
-            groups=groups, first_step=first_step,
+            groups=groups,
         )
     if inplace:
         fun = _allocating(fun)
@@ -218,13 +213,13 @@ def _budget_message(what, max_steps, t_reached, t_start, t_end, hint):
     )
 
 
-def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, dense, max_steps, what, groups, first_step):
+def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, dense, max_steps, what, groups):
     """:func:`integrate_span` for the in-house methods of :mod:`odeverify._rk`."""
     with np.errstate(all="ignore"):
         try:
             res = integrate_rk(
                 fun, t_start, t_end, y0, tableau, rtol=rtol, atol=atol, t_out=t_out, dense=dense,
-                max_steps=max_steps, groups=groups, first_step=first_step,
+                max_steps=max_steps, groups=groups,
             )
         except RKFailure as exc:
             raise _rk_error(exc, what, t_start, t_end, max_steps) from None
@@ -242,7 +237,6 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
         interpolants=None,
         step_times=None,
         dense=res["dense"],
-        h_next=res["h_next"],
     )
 
 

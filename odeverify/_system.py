@@ -12,7 +12,7 @@ from ._codegen import ArrayKernel, Group, compile_solver_kernels, generate_solve
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
 from ._parse import MAX_NAMES, parse_expression, parse_names
-from ._rk import CompiledRHS, RKDenseOutput, compiled_dense_rhs, dense_rhs_args, integrate_rk
+from ._rk import CompiledRHS, RKDenseOutput, compiled_dense_rhs, dense_rhs_args, integrate_rk, integrate_rk_intervals
 from .tableaux import TSIT5
 from .errors import InvalidArgumentError, InvalidTypeError
 
@@ -582,8 +582,12 @@ class ODESystem(AbstractVectorField):
         kw = dict(rtol=1e-3, atol=1e-3, max_steps=1000)
         with np.errstate(all="ignore"):
             fwd = integrate_rk(kernels.f, 0.0, 1e-3, np.zeros(n), TSIT5, t_out=np.array([0.0, 1e-3]), dense=True, **kw)
-            integrate_rk(kernels.backward, 1e-3, 0.0, np.zeros(2 * n + p + 1), TSIT5, groups=(n, n, p, 1), first_step=1e-3, **kw)
-            integrate_rk(kernels.interpolated(fwd["dense"]), 1e-3, 0.0, np.zeros(n + p + 1), TSIT5, groups=(n, p, 1), first_step=1e-3, **kw)
+            # the backward sweep runs every interval in one call (odeverify._integrate.integrate_intervals)
+            times, size_b, size_i = np.array([1e-3, 0.0]), 2 * n + p + 1, n + p + 1
+            integrate_rk_intervals(kernels.backward, times, np.ones(size_b), np.zeros((1, size_b)), TSIT5,
+                                   groups=(n, n, p, 1), **kw)
+            integrate_rk_intervals(kernels.interpolated(fwd["dense"]), times, np.ones(size_i), np.zeros((1, size_i)),
+                                   TSIT5, groups=(n, p, 1), **kw)
 
 
 class _Numeric:

@@ -339,3 +339,15 @@ def test_jit_failures_become_integration_errors():
     with pytest.raises(IntegrationError, match="infinite or NaN|too small") as info:
         ov.solve(sys_, [1.0], [0.0, 10.0], [-400.0, 1.0], method="tsit5")  # x ~ exp(400 t) overflows near t = 1.8
     assert 1.0 < info.value.t_reached < 2.0
+
+
+def test_jit_compiles_the_loops_the_adjoint_calls():
+    # the backward sweep runs through compiled_intervals: jit() must compile that entry, not leave the
+    # compilation (about 10 s) to the first adjoint call
+    pytest.importorskip("numba")
+    from odeverify._rk import compiled_intervals, compiled_loop
+
+    sys_ = _forced_decay_jit()
+    kernels = sys_.solver_kernels(np.zeros(sys_.n_params), 1)
+    assert compiled_loop(kernels.f.fn).signatures
+    assert compiled_intervals(kernels.backward.fn).signatures

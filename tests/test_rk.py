@@ -92,7 +92,7 @@ def test_first_step_is_used():
         ev.append(t)
         out[:] = -y
 
-    integrate_span(fun, 0.0, 1.0, np.ones(1), method="dopri5", rtol=1e-6, atol=1e-9, inplace=True, first_step=0.01)
+    integrate_rk(fun, 0.0, 1.0, np.ones(1), DOPRI5, rtol=1e-6, atol=1e-9, first_step=0.01)
     assert ev[1] == pytest.approx(0.01 * DOPRI5.c[1])  # no starting-step probe before the first stage
 
 
