@@ -387,8 +387,8 @@ class FiniteDifferences(Reference):
             # (a sample of the error's size, not a bound, hence the factor).
             vz, vth = self._complex_grad(problem, self.rtol)
             runs = [self._complex_grad(problem, self.rtol * f) for f in (10, 100)]
-            ez = 2 * np.max([np.abs(vz - r[0]) for r in runs], axis=0) + 1e-14 * np.abs(vz)
-            eth = 2 * np.max([np.abs(vth - r[1]) for r in runs], axis=0) + 1e-14 * np.abs(vth)
+            ez = _spread(vz, [r[0] for r in runs]) + 1e-14 * np.abs(vz)
+            eth = _spread(vth, [r[1] for r in runs]) + 1e-14 * np.abs(vth)
         else:
             vz, ez = np.zeros_like(z0), np.zeros_like(z0)
             for idx in np.ndindex(*z0.shape):
@@ -414,20 +414,10 @@ class FiniteDifferences(Reference):
         # dL/dtN off by 2.9e-8 while Richardson claimed 8.8e-10: the solver's error varies from step to
         # step, and differences see its slope). That bias is estimated as twice the largest distance to
         # the same derivative from solves at 10 and 100 times the tolerance, as for the complex step.
-        for k, factor in enumerate((1.0, 10.0, 100.0)):
-            dense, zs = self._dense(problem, self._first_step(near[-1]), rtol=self.rtol * factor)
-            for i in range(1, len(ts)):
-
-                def L_obs(s, i=i, dense=dense, zs=zs):
-                    z = zs.copy()
-                    z[i] = dense(ts[i] + s).reshape(problem.B, problem.n)
-                    return float(problem.loss(problem.user_states(z)))
-
-                value, err = self._central(L_obs, near[i], noise)
-                if k == 0:
-                    vt[i], et[i] = value, err
-                else:
-                    et[i] = max(et[i], 2 * abs(vt[i] - value))
+        vd, ed = self._times_on_dense(problem, near, noise, self.rtol)
+        runs = [self._times_on_dense(problem, near, noise, self.rtol * f)[0] for f in (10, 100)]
+        vt[1:] = vd[1:]
+        et[1:] = np.maximum(ed, _spread(vd, runs))[1:]
         values = {"z0": problem.user_z0(vz), "theta": vth, "t": vt}
         errors = {"z0": problem.user_z0(ez), "theta": eth, "t": et}
         model = "central differences with Richardson extrapolation; error = |R_k - R_k+1| + noise/h"
@@ -441,8 +431,24 @@ class FiniteDifferences(Reference):
     def _first_step(scale):
         return 0.25 * scale if scale < 1.0 else 0.05 * scale
 
-    def _dense(self, problem, beyond, rtol=None):
-        """Dense output of one tight solve over [t0, tN + beyond] and the states at ts."""
+    def _times_on_dense(self, problem, near, noise, rtol):
+        """dL/dt_i for i >= 1 (entry 0 is left at 0) and their errors: central differences of the
+        observations on the dense output of one solve at ``rtol``."""
+        ts = problem.ts
+        dense, zs = self._dense(problem, self._first_step(near[-1]), rtol)
+        values, errors = np.zeros(len(ts)), np.zeros(len(ts))
+        for i in range(1, len(ts)):
+
+            def L_obs(s, i=i):
+                z = zs.copy()
+                z[i] = dense(ts[i] + s).reshape(problem.B, problem.n)
+                return float(problem.loss(problem.user_states(z)))
+
+            values[i], errors[i] = self._central(L_obs, near[i], noise)
+        return values, errors
+
+    def _dense(self, problem, beyond, rtol):
+        """Dense output of one solve at ``rtol`` over [t0, tN + beyond] and the states at ts."""
         from .._integrate import integrate_span
 
         fld, ts, th = problem.field, problem.ts, problem.theta
@@ -454,7 +460,7 @@ class FiniteDifferences(Reference):
 
         res = integrate_span(
             fun, float(ts[0]), float(ts[-1] + direction * 1.01 * beyond), problem.z0.reshape(-1),
-            method=self.method, rtol=rtol or self.rtol, atol=rtol or self.rtol, t_out=ts, dense=True,
+            method=self.method, rtol=rtol, atol=rtol, t_out=ts, dense=True,
         )
         sol = scipy.integrate.OdeSolution(np.asarray(res.step_times), res.interpolants)
         return sol, res.y_at.reshape(len(ts), B, n)
@@ -481,6 +487,12 @@ class FiniteDifferences(Reference):
         if not np.isfinite(best[0]):
             raise IntegrationError("finite differences failed: the perturbed solves did not succeed")
         return best
+
+
+def _spread(value, runs):
+    """Twice the largest distance from ``value`` to the same quantity computed in ``runs`` (at looser
+    tolerances): a sample of the solver's error in ``value``, not a bound, hence the factor."""
+    return 2 * np.max([np.abs(value - r) for r in runs], axis=0)
 
 
 def _bump(x, idx, s):
