@@ -14,8 +14,10 @@ that is not installed, load it with ``-p odeverify.pytest_plugin`` or
   module sets the fixture's tolerances (arguments given in the call win).
 * hypothesis profiles ``odeverify-ci`` (10 examples, no deadline,
   derandomized, no example database: fast and reproducible) and
-  ``odeverify-thorough`` (300 examples, no deadline), selected with
-  ``pytest --hypothesis-profile=odeverify-ci``. They are registered under
+  ``odeverify-thorough`` (300 examples, no deadline, randomized), selected with
+  ``pytest --hypothesis-profile=odeverify-ci``. Both derive from hypothesis's
+  ``default`` profile, whatever profile is loaded (hypothesis loads its own
+  derandomized ``ci`` profile when ``CI`` is set). They are registered under
   their own names so that installing odeverify changes no other test's
   settings; alias them in a conftest to use shorter names.
 
@@ -51,7 +53,8 @@ PROFILES = {
         max_examples=10, deadline=None, derandomize=True, database=None, print_blob=True,
         phases=("explicit", "reuse", "generate", "target", "shrink"),
     ),
-    "odeverify-thorough": dict(max_examples=300, deadline=None),
+    # explicit, not inherited: under CI hypothesis loads its own derandomized "ci" profile on import
+    "odeverify-thorough": dict(max_examples=300, deadline=None, derandomize=False),
 }
 
 
@@ -65,8 +68,13 @@ def register_profiles():
         options = dict(options)
         if "phases" in options:
             options["phases"] = [Phase[p] for p in options["phases"]]
-        # one gradient check takes 0.1-1 s: too slow for hypothesis's default health check
-        settings.register_profile(name, suppress_health_check=[HealthCheck.too_slow], **options)
+        # one gradient check takes 0.1-1 s: too slow for hypothesis's default health check.
+        # The parent is hypothesis's own "default" profile, not whatever profile is loaded now (with
+        # CI=true hypothesis loads its derandomized "ci" profile, which a nightly run must not inherit).
+        settings.register_profile(
+            name, parent=settings.get_profile("default"),
+            suppress_health_check=[HealthCheck.too_slow], **options,
+        )
 
 
 register_profiles()

@@ -161,6 +161,28 @@ def test_the_thorough_profile():
     assert Phase.explain not in settings.get_profile("odeverify-ci").phases
 
 
+def test_the_profiles_do_not_inherit_the_environments_profile():
+    # found by CI: with CI=true hypothesis loads its own derandomized "ci" profile on import, and a
+    # profile registered without a parent inherited it, so the nightly "thorough" run drew the same
+    # 300 examples every night
+    import subprocess
+    import sys
+
+    code = (
+        "from hypothesis import settings\n"
+        "assert settings.default.derandomize, 'the environment profile should be derandomized here'\n"
+        "import odeverify.pytest_plugin as p\n"
+        "p.register_profiles()\n"
+        "t = settings.get_profile('odeverify-thorough')\n"
+        "c = settings.get_profile('odeverify-ci')\n"
+        "print(t.derandomize, t.max_examples, c.derandomize, c.max_examples)\n"
+    )
+    env = dict(os.environ, CI="true", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "300", "True", "10"]
+
+
 def test_the_entry_point_is_declared():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
