@@ -18,7 +18,9 @@ import numpy as np
 import scipy.integrate
 import scipy.sparse
 
-from ._rk import ADAPTIVE_TABLEAUX, RKFailure, ScipyDenseOutput, integrate_rk, integrate_rk_intervals
+from ._rk import (
+    _MESSAGES, ADAPTIVE_TABLEAUX, F_NOT_FINITE, NOT_FINITE, RKFailure, ScipyDenseOutput, integrate_rk, integrate_rk_intervals,
+)
 from ._validate import (
     IMPLICIT_METHODS,
     check_method,
@@ -122,6 +124,7 @@ def integrate_span(
         )
     if inplace:
         fun = _allocating(fun)
+    fun = _Watched(fun)
     solver_cls = _SOLVERS[method]
     kwargs = dict(rtol=rtol, atol=atol)
     if method in IMPLICIT_METHODS and jac is not None:
@@ -135,17 +138,31 @@ def integrate_span(
         y_at[k] = y0
         k += 1
     with np.errstate(all="ignore"):
-        solver = solver_cls(fun, t_start, y0, t_end, **kwargs)
+        try:
+            solver = solver_cls(fun, t_start, y0, t_end, **kwargs)
+        except ValueError as exc:
+            if not _scipy_non_finite(exc):
+                raise
+            raise _undefined_at_start(what, fun, t_start, t_end, y0) from None
+        f0 = getattr(solver, "f", None)
+        if f0 is not None and not np.all(np.isfinite(f0)):
+            # SciPy's explicit methods loop forever on a NaN initial step size: stop before stepping
+            raise _undefined_at_start(what, fun, t_start, t_end, y0)
         interpolants = [] if dense else None
         step_times = [t_start] if dense else None
         nsteps = 0
         while solver.status == "running":
-            message = solver.step()
+            try:
+                message = solver.step()
+            except ValueError as exc:  # Radau/BDF: "array must not contain infs or NaNs" from their LU
+                if not _scipy_non_finite(exc):
+                    raise
+                _fail(what, solver, t_start, t_end, "the vector field or its Jacobian returned NaN or inf", fun)
             if solver.status == "failed":
-                _fail(what, solver, t_start, t_end, message)
+                _fail(what, solver, t_start, t_end, message, fun)
             nsteps += 1
             if not np.all(np.isfinite(solver.y)):
-                _fail(what, solver, t_start, t_end, "the state became infinite or NaN")
+                _fail(what, solver, t_start, t_end, "the state became infinite or NaN", fun)
             t_new = solver.t
             if k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
                 interp = solver.dense_output()
@@ -203,6 +220,21 @@ def _allocating(fun_into):
     return fun
 
 
+def _scipy_non_finite(exc):
+    return "infs or NaNs" in str(exc) or "must be finite" in str(exc)
+
+
+def _undefined_at_start(what, fun, t_start, t_end, y0):
+    f0 = fun(t_start, y0)
+    bad = np.flatnonzero(~np.isfinite(f0))
+    return IntegrationError(
+        f"the {what} cannot start: dz/dt at t = {float(t_start)!r} is NaN or inf in components "
+        f"{bad[:8].tolist()}{' ...' if bad.size > 8 else ''} (integrating from {t_start!r} to {t_end!r}). "
+        + _undefined_hint(y0, t_start),
+        t_reached=float(t_start), t_target=float(t_end), solver_message="non-finite vector field",
+    )
+
+
 def _budget_message(what, max_steps, t_reached, t_start, t_end, hint):
     return (
         f"the {what} took more than max_steps={max_steps} steps and reached only t = {float(t_reached)!r} "
@@ -242,14 +274,21 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
 
 def _rk_error(exc, what, t_start, t_end, max_steps):
     """The IntegrationError for an :class:`RKFailure` of the solve ``what`` over [t_start, t_end]."""
-    hint = _blow_up_hint(exc.y, exc.f, exc.t, t_end)
+    reason = str(exc)
+    moderate = np.all(np.isfinite(exc.y)) and np.max(np.abs(exc.y), initial=0.0) < 1e10
+    if reason == _MESSAGES[F_NOT_FINITE] and moderate:  # f NaN/inf at a moderate state: undefined, not a blow-up
+        hint = _undefined_hint(exc.y, exc.t)
+    else:
+        if reason == _MESSAGES[F_NOT_FINITE]:  # a huge state whose stages overflow: a blow-up
+            reason = _MESSAGES[NOT_FINITE] + " (the stages overflowed)"
+        hint = _blow_up_hint(exc.y, exc.f, exc.t, t_end)
     if exc.budget:
         message = _budget_message(what, max_steps, exc.t, t_start, t_end, hint)
     else:
         hints = [h for h in [hint] if h]
         hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
         message = (
-            f"the {what} failed at t = {exc.t!r} (integrating from {t_start!r} to {t_end!r}): {exc}. "
+            f"the {what} failed at t = {exc.t!r} (integrating from {t_start!r} to {t_end!r}): {reason}. "
             + "; ".join(hints)
         )
     return IntegrationError(message, t_reached=exc.t, t_target=float(t_end), solver_message=str(exc))
@@ -313,7 +352,10 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
 
 
 def _blow_up_hint(y, fval, t, t_end):
-    """A sentence when the state ``y`` or its rate of change ``fval`` at ``t`` looks like a finite-time blow-up."""
+    """A sentence when the state ``y`` or its rate of change ``fval`` at ``t`` looks like a finite-time blow-up,
+    or when ``fval`` is NaN/inf at a finite state (the vector field is undefined there)."""
+    if fval is not None and np.all(np.isfinite(y)) and not np.all(np.isfinite(fval)):
+        return _undefined_hint(y, t)
     finite = np.isfinite(y)
     ymax = float(np.max(np.abs(y[finite]))) if np.any(finite) else float("inf")
     fmax = float(np.max(np.abs(fval))) if fval is not None and np.all(np.isfinite(fval)) else float("inf")
@@ -326,8 +368,46 @@ def _blow_up_hint(y, fval, t, t_end):
     return ""
 
 
-def _fail(what, solver, t_start, t_end, message):
-    hints = [h for h in [_blow_up_hint(solver.y, getattr(solver, "f", None), solver.t, t_end)] if h]
+def _undefined_hint(y, t):
+    ymax = float(np.max(np.abs(y))) if np.size(y) else 0.0
+    return (
+        f"the state is finite there (max |z| = {ymax:.3g}) but dz/dt is not: the vector field is undefined or "
+        f"overflows at or near that state (a log or sqrt of a negative number, a division by zero, a power of a "
+        "negative base?); check the initial state, the parameters and the time span"
+    )
+
+
+class _Watched:
+    """``fun(t, y)`` that remembers the first (t, y) where it returned NaN or inf.
+
+    SciPy's solvers answer a NaN stage with ever smaller steps until "Required step size is less than
+    spacing between numbers" (or, for Radau/BDF, a ValueError from their LU): this says why.
+    """
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.bad = None
+
+    def __call__(self, t, y):
+        f = self.fun(t, y)
+        if self.bad is None and not np.isfinite(f).all():
+            self.bad = (float(t), np.array(y, copy=True))
+        return f
+
+
+def _fail(what, solver, t_start, t_end, message, fun=None):
+    bad = getattr(fun, "bad", None)
+    if bad is not None and np.all(np.isfinite(bad[1])) and np.max(np.abs(bad[1]), initial=0.0) < 1e10:
+        # the vector field went NaN/inf at a finite state: undefined there, not a blow-up
+        t_bad, y_bad = bad
+        raise IntegrationError(
+            f"the {what} failed at t = {float(solver.t)!r} (integrating from {t_start!r} to {t_end!r}): "
+            f"{str(message).rstrip('.')}. The vector field returned NaN or inf at t = {t_bad!r}; "
+            + _undefined_hint(y_bad, t_bad),
+            t_reached=float(solver.t), t_target=float(t_end), solver_message=str(message),
+        )
+    fval = getattr(solver, "f", None)
+    hints = [h for h in [_blow_up_hint(solver.y, fval, solver.t, t_end)] if h]
     hints.append("shorten the interval, check the parameters, or try a stiff method ('Radau', 'BDF')")
     raise IntegrationError(
         f"the {what} failed at t = {float(solver.t)!r} (integrating from {t_start!r} to {t_end!r}): "

@@ -211,7 +211,7 @@ def _interpolate(R, s, out):
 
 
 # status codes of _rk_loop
-OK, STEP_TOO_SMALL, NOT_FINITE, BUDGET = 0, 1, 2, 3
+OK, STEP_TOO_SMALL, NOT_FINITE, BUDGET, F_NOT_FINITE = 0, 1, 2, 3, 4
 
 
 def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
@@ -251,6 +251,8 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
         k += 1
     fun(args, t, Y[0], Y[1])
     nfev = 1
+    if not math.isfinite(abs(Y[1].sum())):  # f undefined at the start: no step size can help
+        return F_NOT_FINITE, t, Y[0].copy(), Y[1].copy(), y_at, nfev, 0, 0, h_abs, t_steps, R_all, n_dense
     if h_abs <= 0.0:  # Hairer's starting step size (Solving ODEs I, II.4), one more evaluation
         scale[:] = np.abs(Y[0]) * rtol + atol
         dd0 = _norm(np.abs(Y[0]) / scale, starts, ends)
@@ -275,9 +277,11 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
     while direction * (t_end - t) > 0:
         min_step = 10.0 * 2.220446049250313e-16 * max(abs(t), 1e-300)
         rejected = False
+        err_finite = True
         while True:  # attempts of one step
-            if h_abs < min_step:
-                return STEP_TOO_SMALL, t, Y[0].copy(), Y[1].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
+            if not h_abs >= min_step:  # (also a NaN step size)
+                status = STEP_TOO_SMALL if err_finite else F_NOT_FINITE
+                return status, t, Y[0].copy(), Y[1].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
             h = h_abs * direction
             t_new = t + h
             if direction * (t_new - t_end) >= 0:
@@ -305,9 +309,10 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
                 if rejected:
                     factor = min(1.0, factor)
                 break
-            if math.isfinite(err_norm):
+            err_finite = math.isfinite(err_norm)
+            if err_finite:
                 factor = max(MIN_FACTOR, SAFETY * err_norm**exponent)
-            else:
+            else:  # a NaN/inf stage: too large a step, or f undefined there (found out at the minimum step)
                 factor = MIN_FACTOR
             h_abs *= factor
             rejected = True
@@ -484,6 +489,7 @@ class RKFailure(Exception):
 _MESSAGES = {
     STEP_TOO_SMALL: "the step size became too small (the problem may be stiff or singular)",
     NOT_FINITE: "the state became infinite or NaN",
+    F_NOT_FINITE: "the vector field returned NaN or inf",
     BUDGET: "step budget exhausted",
 }
 
