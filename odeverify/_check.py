@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._adjoint import AdjointResult, adjoint_gradients
+from ._validate import _as_float_array
 from .errors import (
     HypothesisWarning,
     IntegrationError,
@@ -238,6 +241,11 @@ def _resolve_references(references, problem):
         references = DEFAULT_REFERENCES
     if isinstance(references, (str, Reference, GradientEstimate)):
         references = [references]
+    if not isinstance(references, (list, tuple)) or not references:
+        raise InvalidTypeError(
+            f"references must be None or a non-empty list of names ({', '.join(_REFERENCE_NAMES)}), Reference "
+            f"objects or GradientEstimate results, got {references!r:.60}; e.g. references=['forward', 'fd']"
+        )
     out = []
     for ref in references:
         if isinstance(ref, str):
@@ -256,11 +264,59 @@ def _resolve_references(references, problem):
     return out
 
 
+def _check_reused(est, problem, loss_now):
+    """Refuse a precomputed estimate that belongs to another problem (a false PASS otherwise)."""
+    shapes = problem.shapes()
+    for q, v in est.values.items():
+        if q not in shapes or np.shape(v) != shapes[q] or np.shape(est.errors.get(q, v)) != shapes[q]:
+            raise InvalidArgumentError(
+                f"references: the estimate {est.name!r} has {q!r} of shape {np.shape(v)}, but this problem's "
+                f"{q!r} has shape {shapes.get(q)}; it was computed for another problem. Compute the references "
+                "with compute_references(...) on the same system, z0, ts, theta and loss"
+            )
+    if est.inputs is not None:
+        here = (problem.user_z0(problem.z0), problem.ts, problem.theta)
+        for name, a, b in zip(("z0", "ts", "theta"), est.inputs, here):
+            if np.shape(a) != np.shape(b) or not np.array_equal(a, b):
+                raise InvalidArgumentError(
+                    f"references: the estimate {est.name!r} was computed at {name} = {_short(a)}, but this check "
+                    f"is at {name} = {_short(b)}; reused references must come from compute_references(...) on "
+                    "the same inputs"
+                )
+    if est.loss is not None:
+        value = loss_now()
+        if abs(est.loss - value) > 1e-4 * abs(value) + 1e-10:
+            raise InvalidArgumentError(
+                f"references: the estimate {est.name!r} has loss {est.loss!r}, but this problem's loss is "
+                f"{value!r}: it was computed for another system or loss. Compute the references with "
+                "compute_references(...) on the same system and loss"
+            )
+
+
+def _real(value, argname, example):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidTypeError(f"{argname} must be a real number, got {value!r:.60}; e.g. {example}")
+    return float(value)
+
+
+def _short(a, width=60):
+    text = np.array2string(np.asarray(a), precision=6, separator=", ", threshold=8)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _compute_all(refs, problem, explicit):
     estimates, status = [], {}
     n_inputs = problem.z0.size + problem.p + len(problem.ts)
+    loss_cache = []
+
+    def loss_now():
+        if not loss_cache:
+            loss_cache.append(problem.loss_value(rtol=1e-10, atol=1e-10))
+        return loss_cache[0]
+
     for ref in refs:
         if isinstance(ref, GradientEstimate):
+            _check_reused(ref, problem, loss_now)
             estimates.append(ref)
             continue
         why = ref.available(problem)
@@ -306,6 +362,15 @@ def _candidate_values(candidate, problem):
         values = candidate
         name = "given gradients"
     elif callable(candidate):
+        try:
+            inspect.signature(candidate).bind(problem.z0, problem.ts, problem.theta)
+        except TypeError:
+            raise InvalidTypeError(
+                f"candidate {name} cannot be called as candidate(z0, ts, theta): its signature is "
+                f"{inspect.signature(candidate)}; wrap it, e.g. lambda z0, ts, theta: ..."
+            ) from None
+        except ValueError:  # no signature to inspect (some builtins): call it and see
+            pass
         values = candidate(problem.user_z0(problem.z0).copy(), problem.ts.copy(), problem.theta.copy())
         if isinstance(values, AdjointResult):
             values = values.as_dict()
@@ -327,7 +392,7 @@ def _candidate_values(candidate, problem):
     for key, val in values.items():
         if val is None:
             continue
-        arr = np.asarray(val, dtype=float)
+        arr = _as_float_array(val, f"candidate gradient {key!r}")
         if arr.shape != shapes[key]:
             raise InvalidArgumentError(f"candidate gradient {key!r} has shape {arr.shape}, expected {shapes[key]}")
         out[key] = arr
@@ -440,11 +505,16 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
     """
     problem = make_problem(system, z0, ts, theta, loss)
     cand, cand_name, _ = _candidate_values(candidate, problem)
-    rtol_c = DEFAULT_RTOL if rtol is None else float(rtol)
+    rtol_c = DEFAULT_RTOL if rtol is None else _real(rtol, "rtol", "rtol=1e-5")
     if not (0 < rtol_c < 1):
-        raise InvalidArgumentError(f"rtol={rtol!r} must be in (0, 1)")
-    if atol is not None and not (float(atol) >= 0):
-        raise InvalidArgumentError(f"atol={atol!r} must be a non-negative number")
+        raise InvalidArgumentError(f"rtol={rtol!r} must be in (0, 1), e.g. rtol=1e-5")
+    if atol is not None:
+        atol = _real(atol, "atol", "atol=1e-8")
+        if not (0 <= atol < np.inf):
+            raise InvalidArgumentError(
+                f"atol={atol!r} must be a finite non-negative number (an infinite atol passes any gradient); "
+                "leave it None for the default derived from the references' scale"
+            )
     refs = _resolve_references(references, problem)
     estimates, ref_status = _compute_all(refs, problem, explicit=references is not None)
     report_warnings = []

@@ -48,6 +48,47 @@ def loss_and_jumps(loss, zs):
             f"{zs.shape}; write the loss with autograd.numpy (import autograd.numpy as np), take the states array "
             "as its only argument and return a scalar"
         ) from exc
+    val = _scalar(value)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.filterwarnings("ignore", message="Output seems independent of input")
+        grad = np.asarray(vjp(1.0), dtype=float)
+    if grad.shape != zs.shape:  # pragma: no cover - autograd guarantees this
+        raise LossError(f"the loss gradient has shape {grad.shape}, expected {zs.shape}")
+    if not np.all(np.isfinite(grad)):
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(grad))[0])
+        raise LossError(
+            f"the gradient of the loss with respect to the states is not finite at index {idx} "
+            "(e.g. sqrt or log at 0); the loss is not differentiable at these states"
+        )
+    return val, grad
+
+
+def loss_value(loss, zs):
+    """``loss(zs)`` as a float, with the same checks as :func:`loss_and_jumps` (no gradient).
+
+    Raises
+    ------
+    LossError
+        When the loss raises, or does not return a finite real scalar.
+    """
+    if not callable(loss):
+        raise InvalidTypeError(
+            f"loss must be a callable loss(zs) -> float written with autograd.numpy, got {type(loss).__name__}"
+        )
+    try:
+        value = loss(zs)
+    except LossError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code; reported with a fix
+        raise LossError(
+            f"loss raised {type(exc).__name__}: {exc} on states of shape {zs.shape}; take the states array as "
+            "its only argument and return a scalar"
+        ) from exc
+    return _scalar(value)
+
+
+def _scalar(value):
+    """The loss's return value as a finite real float, or a LossError saying what it is instead."""
     raw = getattr(value, "_value", value)
     if np.ndim(raw) != 0:
         raise LossError(
@@ -61,15 +102,4 @@ def loss_and_jumps(loss, zs):
         raise LossError(f"loss returned the complex number {val!r}; it must be real")
     if not np.isfinite(val):
         raise LossError(f"loss returned {val!r} at the solved states; it must be finite")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.filterwarnings("ignore", message="Output seems independent of input")
-        grad = np.asarray(vjp(1.0), dtype=float)
-    if grad.shape != zs.shape:  # pragma: no cover - autograd guarantees this
-        raise LossError(f"the loss gradient has shape {grad.shape}, expected {zs.shape}")
-    if not np.all(np.isfinite(grad)):
-        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(grad))[0])
-        raise LossError(
-            f"the gradient of the loss with respect to the states is not finite at index {idx} "
-            "(e.g. sqrt or log at 0); the loss is not differentiable at these states"
-        )
-    return val, grad
+    return val

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._check import _candidate_values
-from ._validate import check_rng
+from ._validate import _as_float_array, _check_finite, check_rng, check_tolerances
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError, TrivialTestWarning
 from .references import QUANTITIES, make_problem
 
@@ -180,6 +180,15 @@ def taylor_test(
     (True, 2)
     """
     problem = make_problem(system, z0, ts, theta, loss)
+    rtol, _ = check_tolerances(rtol, rtol, problem.n)
+    if rtol > 1e-3:
+        raise InvalidArgumentError(
+            f"rtol={rtol!r} is too loose for a Taylor test: the loss must be far more accurate than the "
+            "second-order residuals it measures; use rtol <= 1e-3 (the default is 1e-12)"
+        )
+    if steps is not None:
+        steps = _as_float_array(steps, "steps")
+        _check_finite(steps, "steps")
     if candidate is None:
         from ._adjoint import adjoint_gradients
 
@@ -222,7 +231,8 @@ def taylor_test(
                 raise InvalidTypeError(f"directions[{i}] must be a mapping with keys among 'z0', 'theta', 't'")
             dd = {}
             for q, v in d.items():
-                arr = np.asarray(v, dtype=float)
+                arr = _as_float_array(v, f"directions[{i}][{q!r}]")
+                _check_finite(arr, f"directions[{i}][{q!r}]")
                 if arr.shape != np.shape(x[q]):
                     raise InvalidArgumentError(f"directions[{i}][{q!r}] has shape {arr.shape}, expected {np.shape(x[q])}")
                 if q not in grads:

@@ -31,7 +31,36 @@ def make_problem(system, z0, ts, theta, loss):
     fld, z0_2d, batched, ts, theta = check_problem(system, z0, ts, theta)
     if not callable(loss):
         raise InvalidTypeError(f"loss must be a callable loss(zs) -> float, got {type(loss).__name__}")
-    return Problem(fld, z0_2d, batched, ts, theta, loss)
+    problem = Problem(fld, z0_2d, batched, ts, theta, loss)
+    _check_loss_is_scalar(problem)
+    return problem
+
+
+def _check_loss_is_scalar(problem):
+    """A loss returning an array fails here, by name, not deep inside autograd or a reference.
+
+    The loss is called once on states of the right shape (z0 repeated at every time); only a
+    non-scalar result is an error here: values are judged on the solved states, where it is used.
+    """
+    import warnings
+
+    import numpy as np
+
+    from ..errors import LossError
+
+    zs = np.repeat(problem.z0[None], len(problem.ts), axis=0)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            raw = problem.loss(problem.user_states(zs))
+    except Exception:  # noqa: BLE001 - reported where the loss is used on the solved states
+        return
+    raw = getattr(raw, "_value", raw)
+    if np.ndim(raw) != 0:
+        raise LossError(
+            f"loss returned an array of shape {np.shape(raw)} on states of shape {problem.user_states(zs).shape}, "
+            "not a scalar; reduce it, e.g. with np.sum(...)"
+        )
 
 
 def compute_reference(reference, system, z0, ts, theta, loss):

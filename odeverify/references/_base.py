@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._integrate import integrate_span
-from .._loss import loss_and_jumps
+from .._loss import loss_and_jumps, loss_value
 
 __all__ = ["GradientEstimate", "Reference", "Problem", "QUANTITIES"]
 
@@ -81,8 +81,7 @@ class Problem:
     def loss_value(self, z0_2d=None, ts=None, theta=None, *, rtol=1e-12, atol=1e-12, method="DOP853"):
         """L at the given inputs, from a forward solve at the given tolerances."""
         zs, _ = self.states(z0_2d, ts, theta, rtol=rtol, atol=atol, method=method)
-        value = self.loss(self.user_states(zs))
-        return float(getattr(value, "_value", value))
+        return loss_value(self.loss, self.user_states(zs))
 
     def jumps(self, zs):
         """``(L, dL/dzs)`` with ``zs`` of shape (T, B, n); the gradient has the same shape."""
@@ -113,6 +112,10 @@ class GradientEstimate:
         Anything the report should mention (a skipped quantity, a fallback).
     seconds : float
         Wall time of the computation.
+    inputs : tuple or None
+        ``(z0, ts, theta)`` the estimate was computed at (set by
+        :meth:`Reference.compute`); :func:`odeverify.check_gradients` refuses
+        to reuse an estimate for other inputs.
     """
 
     name: str
@@ -124,6 +127,7 @@ class GradientEstimate:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     exact: bool = False
+    inputs: tuple | None = None
 
 
 class Reference(abc.ABC):
@@ -142,6 +146,7 @@ class Reference(abc.ABC):
         start = time.perf_counter()
         est = self._compute(problem)
         est.seconds = time.perf_counter() - start
+        est.inputs = (problem.user_z0(problem.z0).copy(), problem.ts.copy(), problem.theta.copy())
         return est
 
     def __repr__(self):
