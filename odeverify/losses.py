@@ -46,9 +46,16 @@ def resolve_at(at, T: int, argname="at") -> np.ndarray:
     if isinstance(at, numbers.Integral) and not isinstance(at, bool):
         at = [at]
     try:
-        idx = [int(i) for i in at]
-    except (TypeError, ValueError):
+        entries = list(at)
+    except TypeError:
         raise InvalidTypeError(f"{argname} must be 'all', 'last', 'first' or a list of integers, got {at!r}") from None
+    for i in entries:  # 1.9 or True silently meaning index 1 would be a surprise
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise InvalidTypeError(
+                f"{argname} must be 'all', 'last', 'first' or a list of integer indices, got {at!r} "
+                f"(holding {i!r}); e.g. {argname}=[0, -1]"
+            )
+    idx = [int(i) for i in entries]
     if not idx:
         raise InvalidArgumentError(f"{argname} is empty; name at least one observation time")
     out = []
@@ -59,6 +66,12 @@ def resolve_at(at, T: int, argname="at") -> np.ndarray:
     if len(set(out)) != len(out):
         raise InvalidArgumentError(f"{argname} = {idx} names the same time twice")
     return np.array(sorted(out))
+
+
+def _weight(weight):
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not np.isfinite(weight):
+        raise InvalidTypeError(f"weight must be a finite real number, got {weight!r:.60}; e.g. weight=1.0")
+    return float(weight)
 
 
 class SquaredError:
@@ -94,7 +107,7 @@ class SquaredError:
             raise InvalidArgumentError("targets are all missing (NaN); give at least one observation")
         self.targets = np.where(self.mask, y, 0.0)
         self.at = at
-        self.weight = float(weight)
+        self.weight = _weight(weight)
 
     def __call__(self, zs):
         T = anp.shape(zs)[0]
@@ -119,7 +132,7 @@ class SquaredError:
 class ExpressionLoss:
     """A loss written as an expression of the states (and time), summed over times.
 
-    L = sum over i in ``at`` of expr(z(t_i), t_i), and over the batch.
+    L = weight * sum over i in ``at`` of expr(z(t_i), t_i), and over the batch.
 
     Parameters
     ----------
@@ -131,6 +144,8 @@ class ExpressionLoss:
         The observation times (the expression may use the time).
     at : {'all', 'last', 'first'} or sequence of int
         Default ``'last'``.
+    weight : float, optional
+        A factor on the whole sum (default 1).
 
     Examples
     --------
@@ -142,7 +157,7 @@ class ExpressionLoss:
     9.0
     """
 
-    def __init__(self, system, expression, ts, *, at="last"):
+    def __init__(self, system, expression, ts, *, at="last", weight=1.0):
         if not hasattr(system, "states") or not hasattr(system, "time"):
             raise InvalidTypeError("ExpressionLoss needs an ODESystem (for the state names)")
         symbols = {s.name: s for s in system.states}
@@ -155,6 +170,7 @@ class ExpressionLoss:
         self.ts = np.asarray(ts, dtype=float)
         self.at = at
         self.idx = resolve_at(at, len(self.ts))
+        self.weight = _weight(weight)
         self._kernel = ArrayKernel(
             [Group("z", system.states), Group("t", (system.time,), scalar=True)],
             [("value", sp.Matrix([self.expr]))],
@@ -166,7 +182,8 @@ class ExpressionLoss:
         t = self.ts[self.idx]
         if anp.ndim(zs) == 3:
             t = t[:, None]
-        return anp.sum(self._kernel.autograd(sel, t)[0])
+        value = anp.sum(self._kernel.autograd(sel, t)[0])
+        return value if self.weight == 1.0 else self.weight * value
 
     def __repr__(self):
-        return f"ExpressionLoss({self.text!r}, at={self.at!r})"
+        return f"ExpressionLoss({self.text!r}, at={self.at!r}" + (f", weight={self.weight!r})" if self.weight != 1.0 else ")")

@@ -16,11 +16,17 @@ A spec names the system, the inputs, a loss and the solver settings::
     targets = [[1.0, 1.0], [0.9, 1.2], [0.8, 1.5]]   # rows at the times in `at`
     # file = "../data/lotka_volterra.csv"  # instead of `targets`: columns t, x, y
     at = "all"                           # "all", "last", "first" or [indices]
+    weight = 1.0                         # optional factor on the loss (either kind)
 
     [solver]                             # optional
     method = "DOP853"
     mode = "interpolated"
     rtol = 1e-8
+    atol = 1e-8
+
+    [check]                              # optional, for `odeverify check`
+    references = ["forward", "fd"]       # default: every reference that applies
+    rtol = 1e-5                          # comparison tolerances
     atol = 1e-8
 
 Loss kinds:
@@ -176,10 +182,11 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
             raise _err(source, "ts", "missing; give the observation times")
         at = loss_table.get("at", "last")
         try:
-            loss = ExpressionLoss(system, loss_table["expression"], ts, at=at)
+            loss = ExpressionLoss(system, loss_table["expression"], ts, at=at, weight=loss_table.get("weight", 1.0))
         except OdeverifyError as exc:
             raise SpecError(f"{source}: loss: {exc}") from None
-        description = f"Σ {loss_table['expression']} at {at}"
+        weight = loss_table.get("weight", 1.0)
+        description = (f"{weight:g} × " if weight != 1.0 else "") + f"Σ {loss_table['expression']} at {at}"
     else:
         raise _err(source, "loss.kind", f"{kind!r} is not a loss kind; use 'squared_error' or 'expression'")
     solver = data.get("solver", {})
@@ -188,9 +195,11 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
     unknown = set(solver) - _SOLVER_KEYS
     if unknown:
         raise _err(source, f"solver.{sorted(unknown)[0]}", f"unknown key; known keys are {', '.join(sorted(_SOLVER_KEYS))}")
+    _check_solver_table(solver, source)
     check = data.get("check", {})
     if not isinstance(check, dict):
         raise _err(source, "check", "must be a table")
+    _check_check_table(check, source)
     return Problem(
         name=str(data.get("name", Path(source).stem)),
         system=system,
@@ -204,6 +213,46 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
         source=source,
         description=str(data.get("description", "")),
     )
+
+
+def _positive_number(table, key, source, prefix, example):
+    if key not in table:
+        return
+    v = table[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise _err(source, f"{prefix}.{key}", f"{v!r} is not a positive number; e.g. {key} = {example}")
+
+
+def _check_solver_table(solver, source):
+    """Types of [solver]; the values' ranges are checked by the functions that use them."""
+    for key in ("method", "mode"):
+        if key in solver and not isinstance(solver[key], str):
+            raise _err(source, f"solver.{key}", f"{solver[key]!r} is not a string; e.g. method = 'DOP853'")
+    _positive_number(solver, "rtol", source, "solver", "1e-8")
+    if "atol" in solver and isinstance(solver["atol"], list):
+        _number_array(solver["atol"], source, "solver.atol")
+    else:
+        _positive_number(solver, "atol", source, "solver", "1e-8")
+    if "max_steps" in solver and (isinstance(solver["max_steps"], bool) or not isinstance(solver["max_steps"], int)):
+        raise _err(source, "solver.max_steps", f"{solver['max_steps']!r} is not an integer; e.g. max_steps = 100000")
+
+
+def _check_check_table(check, source):
+    unknown = set(check) - {"references", "rtol", "atol"}
+    if unknown:
+        raise _err(source, f"check.{sorted(unknown)[0]}", "unknown key; known keys are atol, references, rtol")
+    _positive_number(check, "rtol", source, "check", "1e-5")
+    if "atol" in check:
+        v = check["atol"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise _err(source, "check.atol", f"{v!r} is not a finite non-negative number; e.g. atol = 1e-8")
+    if "references" in check:
+        refs = check["references"]
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise _err(
+                source, "check.references",
+                f"{refs!r} is not a non-empty list of names; e.g. references = ['forward', 'fd']",
+            )
 
 
 def _number_array(value, source, key, allow_nan=False):
@@ -249,6 +298,15 @@ def _read_csv(base_dir, name, system, source):
     if not path.is_file():
         raise _err(source, "loss.file", f"{path} does not exist")
     tname = system.time.name
+    try:
+        return _read_csv_rows(path, system, source, tname)
+    except UnicodeDecodeError as exc:
+        raise _err(source, "loss.file", f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise _err(source, "loss.file", f"{path} is not readable as CSV: {exc}") from None
+
+
+def _read_csv_rows(path, system, source, tname):
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         try:

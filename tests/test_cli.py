@@ -121,6 +121,17 @@ ts = [0.0, 1.0]
         (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\nmethod='Euler'\n", "method='Euler'"),
         (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\ntol=1\n", "solver.tol: unknown key"),
         (BASE.replace("z0 = [1.0]", 'z0 = ["one"]') + "[loss]\nkind='expression'\nexpression='x'\n", "not a number"),
+        # found from outside: each of these was a traceback with exit code 1, or silently misread
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\nrtol='tight'\n", "solver.rtol: 'tight'"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\natol=-1.0\n", "solver.atol: -1.0"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[solver]\nmax_steps=1.5\n", "max_steps: 1.5"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[check]\nrtol='loose'\n", "check.rtol: 'loose'"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[check]\natol='loose'\n", "check.atol: 'loose'"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[check]\natol=inf\n", "check.atol: inf"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\n[check]\nreferences=3\n", "check.references: 3"),
+        (BASE + "[loss]\nkind='squared_error'\ntargets=[[1.0], [2.0]]\nweight='big'\n", "weight must be a finite"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\nat=[1.9]\n", r"integer indices.*1\.9"),
+        (BASE + "[loss]\nkind='expression'\nexpression='x'\nat=[true]\n", r"integer indices.*True"),
     ],
 )
 def test_bad_specs_exit_2(tmp_path, capsys, text, match):
@@ -210,3 +221,21 @@ def test_taylor_command():
     assert "taylor_test: PASSED" in text and "direction theta" in text
     code, text = run(["taylor", str(EXAMPLES / "exponential.toml"), "--json"])
     assert code == 0 and json.loads(text)["passed"] is True
+
+
+def test_the_weight_of_an_expression_loss_is_applied(tmp_path):
+    # found from outside: weight was accepted and ignored for kind = 'expression'
+    path = write(tmp_path, BASE + "[loss]\nkind='expression'\nexpression='x'\nat='last'\nweight=10.0\n")
+    code, text = run(["gradients", path, "--json"])
+    assert code == 0
+    d = json.loads(text)
+    # L = 10 x(1) = 10 e (dx/dt = a x, a = 1, x0 = 1)
+    assert d["loss"] == pytest.approx(10 * np.e, rel=1e-7)
+    assert d["theta"][0] == pytest.approx(10 * np.e, rel=1e-6)  # d(10 e^a)/da at a = 1
+
+
+def test_a_non_utf8_csv_exit_2(tmp_path, capsys):
+    (tmp_path / "bin.csv").write_bytes(b"t,x\n0,1\n1,\xff\xfe\n")
+    path = write(tmp_path, BASE.replace("ts = [0.0, 1.0]\n", "") + "[loss]\nkind='squared_error'\nfile='bin.csv'\n")
+    code, _ = run(["gradients", path])
+    assert code == 2 and "not UTF-8" in capsys.readouterr().err
