@@ -92,7 +92,15 @@ class CallableField(AbstractVectorField):
                 f"the vector field {self.name} raised {type(exc).__name__}: {exc} when called with z of shape "
                 f"{np.shape(z)}, t = {_value(t)!r} and theta of shape {np.shape(theta)}; {_HINT}"
             ) from exc
-        shape = np.shape(_value(out))
+        raw = _value(out)
+        if np.iscomplexobj(raw) and not (np.iscomplexobj(_value(z)) or np.iscomplexobj(_value(t))
+                                         or np.iscomplexobj(_value(theta))):
+            # converting to float would drop the imaginary part: a wrong gradient with only a ComplexWarning
+            raise InvalidTypeError(
+                f"the vector field {self.name} returned complex values for real z, t and theta; f must be real "
+                "(split a complex system into real and imaginary parts as separate states)"
+            )
+        shape = np.shape(raw)
         if shape != np.shape(z):
             raise InvalidArgumentError(
                 f"the vector field {self.name} returned shape {shape} for z of shape {np.shape(z)}; {_HINT}"
