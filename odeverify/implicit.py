@@ -22,6 +22,9 @@ tutorial, ch. 1 and 4 (https://implicit-layers-tutorial.org/).
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
 from dataclasses import dataclass
 
 import autograd
@@ -96,6 +99,7 @@ class ImplicitLayer:
         self._gx = autograd.jacobian(g, 0)
         self._gy = autograd.jacobian(g, 1)
         self._kernel = None
+        self._traced = False
         self.n_x = None
         self.n_y = None
 
@@ -133,6 +137,7 @@ class ImplicitLayer:
                 "numbers for them (g.subs(...)) or list them in x"
             )
         layer = cls.__new__(cls)
+        layer._traced = True  # generated code, not a user function
         layer._g = layer._gx = layer._gy = None
         layer.n_x, layer.n_y = len(x), len(y)
         layer.equations = g
@@ -174,14 +179,40 @@ class ImplicitLayer:
         if self._kernel is not None:
             _, gx, gy = self._kernel(x, y)
             return gx, gy
+        if not self._traced:
+            self._check_traceable(x, y)
         gx = np.asarray(self._gx(x, y), dtype=float).reshape(len(y), len(x))
         gy = np.asarray(self._gy(x, y), dtype=float).reshape(len(y), len(y))
         return gx, gy
+
+    def _check_traceable(self, x, y):
+        """Once: g must keep autograd's trace (np.array of boxes gives zero Jacobians, not an error)."""
+        for argnum in (0, 1):
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Output seems independent of input")
+                    _, out = autograd.make_vjp(lambda *a: self._g(*a), argnum)(
+                        np.asarray(x, float), np.asarray(y, float)
+                    )
+            except Exception as exc:  # noqa: BLE001 - user code under autograd
+                raise InvalidTypeError(
+                    f"g could not be differentiated by autograd ({type(exc).__name__}: {exc}); write g with "
+                    "autograd.numpy (import autograd.numpy as np) and build arrays with np.stack, not np.array"
+                ) from exc
+            if isinstance(out, np.ndarray) and out.dtype == object:
+                raise InvalidTypeError(
+                    "g could not be differentiated by autograd: it returned an object array (a NumPy function such "
+                    "as np.array or np.asarray broke autograd's trace, which would give zero Jacobians); write g "
+                    "with autograd.numpy (import autograd.numpy as np) and build arrays with np.stack"
+                )
+        self._traced = True
 
     def _check_inputs(self, x, y0):
         x = np.atleast_1d(_as_float_array(x, "x"))
         y0 = np.atleast_1d(_as_float_array(y0, "y0"))
         for nm, v, n in (("x", x, self.n_x), ("y0", y0, self.n_y)):
+            if v.size == 0:
+                raise InvalidArgumentError(f"{nm} is empty; pass at least one number")
             if v.ndim != 1 or (n is not None and v.shape[0] != n):
                 want = f"({n},)" if n is not None else "1-dimensional"
                 raise InvalidArgumentError(f"{nm} has shape {v.shape}; pass shape {want}")
@@ -274,6 +305,12 @@ class ImplicitLayer:
         SingularJacobianError
             When dg/dy is singular at the solution.
         """
+        tol = _positive(tol, "tol", "1e-12", below_one=True)
+        singular_rtol = _positive(singular_rtol, "singular_rtol", "1e-4")
+        if not isinstance(method, str) or method not in _ROOT_METHODS:
+            raise InvalidArgumentError(
+                f"method={method!r} is not a method of scipy.optimize.root; use one of {', '.join(_ROOT_METHODS)}"
+            )
         x, y0 = self._check_inputs(x, y0)
         scale = max(1.0, float(np.max(np.abs(self.residual(x, y0)))))
         res = scipy.optimize.root(
@@ -330,6 +367,18 @@ class ImplicitLayer:
 
         defvjp(layer, vjp_maker)
         return layer
+
+
+_ROOT_METHODS = ("hybr", "lm", "broyden1", "broyden2", "anderson", "linearmixing", "diagbroyden",
+                 "excitingmixing", "krylov", "df-sane")
+
+
+def _positive(value, argname, example, *, below_one=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{argname}={value!r} must be a positive finite number, e.g. {argname}={example}")
+    if below_one and value >= 1:
+        raise InvalidArgumentError(f"{argname}={value!r} must be below 1, e.g. {argname}={example}")
+    return float(value)
 
 
 def _symbols(spec, argname):
@@ -410,6 +459,8 @@ def check_implicit(layer, x, y0, *, eps=1e-6, rtol=1e-6):
     """
     if not isinstance(layer, ImplicitLayer):
         raise InvalidTypeError(f"layer must be an ImplicitLayer, got {type(layer).__name__}")
+    eps = _positive(eps, "eps", "1e-6", below_one=True)
+    rtol = _positive(rtol, "rtol", "1e-6")
     sol = layer.solve(x, y0)
     x = sol.x
     fd = np.empty_like(sol.dy_dx)
