@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -331,8 +332,8 @@ def lipschitz(system, theta, box, *, t_span=None, z0=None, samples=1000, seed=0,
     >>> float(rep.upper), rep.picard_lindelof_interval   # |2x| <= 4; (2 - 1) / max x^2 = 1/4
     (4.0, (0.0, 0.25))
     """
-    fld = as_field(system)
-    if not isinstance(fld, ODESystem):
+    fld = system if isinstance(system, ODESystem) else None
+    if fld is None:
         raise InvalidTypeError(
             f"lipschitz needs a symbolic odeverify.ODESystem (it bounds the symbolic Jacobian), got "
             f"{type(system).__name__}; build the field with ODESystem.from_strings(...)"
@@ -433,6 +434,11 @@ def lipschitz(system, theta, box, *, t_span=None, z0=None, samples=1000, seed=0,
         t0, T = _picard_lindelof(f_range, box, z0, t_span)
         if T > 0:
             report.picard_lindelof_interval = (t0, t0 + T) if math.isfinite(T) else (t0, math.inf)
+        elif t_span is not None and t_span[1] == t_span[0]:
+            problems.append(
+                f"t_span = ({t_span[0]!r}, {t_span[1]!r}) has zero length, so the theorem gives no interval; "
+                "pass t_span=(t0, t1) with t1 > t0"
+            )
         else:
             problems.append(
                 "z0 lies on the boundary of the box where f points outwards, so the theorem gives no interval; "
@@ -475,7 +481,7 @@ def hypothesis_warnings(system, theta, z0, ts, *, radius=None) -> list:
     >>> [w.split(":")[0] for w in hypothesis_warnings(net, [1.0, 0.0], [0.05], [0.0, 1.0])]
     ['f uses relu, which is not differentiable everywhere', 'near z0 (box x ∈ [-0.05, 0.15], t ∈ [0, 1])']
     """
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     if not isinstance(fld, ODESystem):
         return []
     n = system.n_states
@@ -492,7 +498,7 @@ def hypothesis_warnings(system, theta, z0, ts, *, radius=None) -> list:
         )
     if radius is None:
         radius = 0.1 * max(1.0, float(np.max(np.abs(z0_2d))))
-    elif isinstance(radius, bool) or not (isinstance(radius, (int, float)) and radius > 0 and math.isfinite(radius)):
+    elif isinstance(radius, bool) or not (isinstance(radius, numbers.Real) and radius > 0 and math.isfinite(radius)):
         raise InvalidArgumentError(f"radius={radius!r} must be a positive finite number")
     box = np.stack([z0_2d.min(axis=0) - radius, z0_2d.max(axis=0) + radius], axis=1)
     t_span = (float(ts.min()), float(ts.max()))

@@ -38,8 +38,20 @@ def fit_order(h, errors):
     >>> float(round(fit_order([0.1, 0.05, 0.025], [1e-2, 2.5e-3, 6.25e-4]), 12))
     2.0
     """
-    h = np.asarray(h, float)
-    errors = np.asarray(errors, float)
+    h = _as_float_array(h, "h")
+    errors = _as_float_array(errors, "errors")
+    if h.ndim != 1 or h.shape != errors.shape:
+        raise InvalidArgumentError(
+            f"h and errors must be 1-D arrays of one length, got shapes {h.shape} and {errors.shape}"
+        )
+    if h.size < 2 or np.unique(h).size < 2:
+        raise InvalidArgumentError(f"fit_order needs at least two distinct step sizes, got h = {h.tolist()}")
+    for name, v in (("h", h), ("errors", errors)):
+        if not np.all(np.isfinite(v)) or np.any(v <= 0):
+            raise InvalidArgumentError(
+                f"every entry of {name} must be positive and finite (the fit is in log-log), got {v.tolist()}; "
+                "an error of exactly 0 carries no order: leave such points out"
+            )
     slope, _ = np.polyfit(np.log(h), np.log(errors), 1)
     return float(slope)
 
@@ -152,7 +164,7 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     >>> rep.rounded, rep.matches
     (2, True)
     """
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     n = fld.n_states
     z0 = check_state(z0, n)
     theta = check_theta(theta, fld.n_params)

@@ -24,7 +24,7 @@ from .._validate import _as_float_array, as_field, check_theta
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ..tableaux import odeint_fixed
 from ._checks import check_state, check_steps, check_t_span
-from ._order import fit_order
+from ._order import FLOOR_FACTOR, fit_order
 from ._table import table_lines
 
 __all__ = [
@@ -70,7 +70,7 @@ def neural_ode_system(n, hidden, *, activation="tanh", name=None):
     for nm, v in (("n", n), ("hidden", hidden)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise InvalidArgumentError(f"{nm}={v!r} must be a positive integer")
-    if activation not in _SYMPY_ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in _SYMPY_ACTIVATIONS:
         raise InvalidArgumentError(f"activation={activation!r} is not one of {', '.join(_SYMPY_ACTIVATIONS)}")
     sigma = _SYMPY_ACTIVATIONS[activation]
     z = sp.Matrix(sp.symbols(f"z0:{n}", real=True))
@@ -85,6 +85,13 @@ def neural_ode_system(n, hidden, *, activation="tanh", name=None):
 
 def pack_mlp_params(W1, b1, W2, b2):
     """theta for :func:`neural_ode_system`: ``[W1.ravel(), b1, W2.ravel(), b2]``, shape (2 n hidden + hidden + n,)."""
+    W1, b1 = _as_float_array(W1, "W1"), _as_float_array(b1, "b1")
+    W2, b2 = _as_float_array(W2, "W2"), _as_float_array(b2, "b2")
+    if W1.ndim != 2 or W2.shape != W1.shape[::-1] or b1.shape != (W1.shape[0],) or b2.shape != (W1.shape[1],):
+        raise InvalidArgumentError(
+            f"W1 {W1.shape}, b1 {b1.shape}, W2 {W2.shape}, b2 {b2.shape} do not fit together; expected W1 (hidden, n), "
+            "b1 (hidden,), W2 (n, hidden), b2 (n,)"
+        )
     return np.concatenate([np.ravel(W1), np.ravel(b1), np.ravel(W2), np.ravel(b2)]).astype(float)
 
 
@@ -181,6 +188,10 @@ def resnet_equals_euler(layers, x):
     if not layers or not all(callable(f) for f in layers):
         raise InvalidTypeError("layers must be a non-empty sequence of callables f_k(x)")
     x = _as_float_array(x, "x")
+    if x.size == 0 or x.ndim not in (1, 2):
+        raise InvalidArgumentError(f"x has shape {x.shape}; pass one state (n,) or a batch (B, n) with n >= 1")
+    if not np.all(np.isfinite(x)):
+        raise InvalidArgumentError(f"x holds NaN or inf ({np.array2string(x, threshold=6)}); pass finite numbers")
     N = len(layers)
     resnet = resnet_forward(x, layers)
     # ts = 0, 1, ..., N with one step per interval: h = 1.0 and t_k = k exactly
@@ -272,7 +283,7 @@ def resnet_convergence(system, z0, theta, t_span, loss, *, layers=(8, 16, 32, 64
     Inverse Problems 34 (2017); R. T. Q. Chen et al., "Neural Ordinary
     Differential Equations", NeurIPS 2018, §1.
     """
-    fld = as_field(system)
+    fld = as_field(system, z0, theta)
     z0 = check_state(z0, fld.n_states)
     theta = check_theta(theta, fld.n_params)
     t0, t1 = check_t_span(t_span)
@@ -299,6 +310,19 @@ def resnet_convergence(system, z0, theta, t_span, loss, *, layers=(8, 16, 32, 64
         grad_err.append(float(np.max(np.abs(g - g_ref)) / max(np.max(np.abs(g_ref)), 1e-300)))
     hs = (t1 - t0) / Ns
     out_err, grad_err = np.array(out_err), np.array(grad_err)
+    # errors at the floor set by the adjoint reference's tolerance and by rounding carry no order
+    # (e.g. Euler is exact for a constant f): refuse, as convergence_order does, not report order 0
+    scale = max(1.0, float(np.max(np.abs(z_T))))
+    floor_out = FLOOR_FACTOR * np.maximum(rtol * scale, Ns * np.finfo(float).eps * scale)
+    floor_grad = FLOOR_FACTOR * np.maximum(rtol, Ns * np.finfo(float).eps)
+    for what, err, floor in (("output", out_err, floor_out), ("gradient", grad_err, floor_grad)):
+        if int(np.sum(err > floor)) < 3:
+            raise InvalidArgumentError(
+                f"the ResNet's {what} errors {np.array2string(err, precision=2)} do not lie above the floor "
+                f"{float(np.max(floor)):.1e} set by the reference's tolerance (rtol={rtol:g}) and rounding at three "
+                f"or more layer counts: Euler is (nearly) exact for this problem (f constant along the solution?), "
+                "so there is no order to measure; use a problem with curvature, or fewer layers"
+            )
     return ResNetConvergence(
         layers=Ns.astype(int),
         h=np.abs(hs),
