@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,9 @@ class TrajectoryData:
 
     def trajectory(self, b):
         """``(times (k,), states (k, n))`` of trajectory index ``b``."""
+        B = self.n_trajectories
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or not -B <= b < B:
+            raise InvalidArgumentError(f"b={b!r} is not a trajectory index; the data hold {B} (0 to {B - 1})")
         rows = self.mask[:, b]
         return self.t[rows], self.y[rows, b]
 
@@ -135,7 +140,16 @@ class TrajectoryData:
         >>> data.mask[:, 0]
         array([ True, False,  True, False])
         """
-        ids = list(np.asarray(ids).tolist())
+        ids_arr = np.asarray(ids)
+        if ids_arr.ndim != 1:
+            raise InvalidArgumentError(
+                f"ids must be a 1-D sequence with one trajectory id per observation, got shape {ids_arr.shape}"
+            )
+        if ids_arr.dtype.kind == "f" and not np.all(np.isfinite(ids_arr)):
+            raise InvalidArgumentError("ids hold NaN or inf; every observation needs a trajectory id")
+        if ids_arr.dtype.kind not in "biufUS":
+            raise InvalidTypeError(f"ids must be integers or strings, got dtype {ids_arr.dtype}")
+        ids = list(ids_arr.tolist())
         n_rows = len(ids)
         try:
             t = np.asarray(t, dtype=float)
@@ -149,9 +163,13 @@ class TrajectoryData:
                 f"ids, t and y must have one row per observation: got {n_rows} ids, t of shape {t.shape}, "
                 f"y of shape {y.shape}; pass ids (N,), t (N,) and y (N, n)"
             )
+        if y.shape[1] == 0:
+            raise InvalidArgumentError("y has no state columns; pass y of shape (N, n) with n >= 1")
         names = tuple(state_names) if state_names is not None else tuple(f"z{i}" for i in range(y.shape[1]))
         if len(names) != y.shape[1]:
             raise InvalidArgumentError(f"state_names has {len(names)} names but y has {y.shape[1]} columns")
+        if not all(isinstance(nm, str) and nm for nm in names) or len(set(names)) != len(names):
+            raise InvalidArgumentError(f"state_names must be distinct non-empty strings, got {list(names)!r}")
         rows = [f"row {i}" for i in range(n_rows)]
         for i in range(n_rows):
             if not math.isfinite(t[i]):
@@ -218,11 +236,16 @@ def load_trajectories(path, *, id_column="traj", time_column="t", state_columns=
         header (ragged), an empty or non-numeric or non-finite cell (missing
         value), times not strictly increasing within a trajectory.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(
+            f"path must be a file name (str or pathlib.Path), got {type(path).__name__} {path!r:.60}; "
+            "e.g. load_trajectories('data/spiral.csv')"
+        )
     path = Path(path)
     if not path.is_file():
         raise InvalidArgumentError(f"path={str(path)!r} is not a file")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM (as Excel writes) is not a name
             lines = [(k, row) for k, row in enumerate(csv.reader(fh), start=1) if row and not row[0].lstrip().startswith("#")]
     except UnicodeDecodeError as exc:
         raise DataError(
@@ -233,6 +256,8 @@ def load_trajectories(path, *, id_column="traj", time_column="t", state_columns=
         raise DataError(f"{path.name} is not readable as CSV: {exc}") from None
     if not lines:
         raise DataError(f"{path.name} is empty; expected a header such as {id_column},{time_column},x,y")
+    if id_column == time_column:
+        raise InvalidArgumentError(f"id_column and time_column are both {id_column!r}; they must name two columns")
     header_line, header = lines[0]
     header = [h.strip() for h in header]
     for name in (id_column, time_column):
@@ -248,7 +273,19 @@ def load_trajectories(path, *, id_column="traj", time_column="t", state_columns=
     if state_columns is None:
         state_columns = [h for h in header if h not in (id_column, time_column)]
     else:
+        if isinstance(state_columns, str):
+            state_columns = [state_columns]
         state_columns = list(state_columns)
+        if not state_columns:
+            raise InvalidArgumentError("state_columns is empty; name at least one state column, or leave it None")
+        clash = [c for c in state_columns if c in (id_column, time_column)]
+        if clash:
+            raise InvalidArgumentError(
+                f"state_columns holds {clash[0]!r}, the {'id' if clash[0] == id_column else 'time'} column; "
+                "a state column must be another column"
+            )
+        if len(set(state_columns)) != len(state_columns):
+            raise InvalidArgumentError(f"state_columns = {state_columns!r} names a column twice")
         missing = [c for c in state_columns if c not in header]
         if missing:
             raise DataError(f"{path.name}: state column {missing[0]!r} is not in the header {','.join(header)}")
@@ -278,6 +315,8 @@ def load_trajectories(path, *, id_column="traj", time_column="t", state_columns=
                     row=k,
                 )
             try:
+                if "_" in text:  # float() reads "1_0" as 10: a typo, not a number in a data file
+                    raise ValueError
                 v = float(text)
             except ValueError:
                 raise DataError(f"{where}: column {col!r} = {text!r} is not a number", row=k) from None

@@ -155,6 +155,28 @@ class _Objective:
         return solve(self.fld, data.y[0], data.t, theta, **self.solver).z
 
 
+#: most Euler layers a model='resnet' fit builds
+MAX_RESNET_LAYERS = 100_000
+
+
+def _check_resnet_step(h, data):
+    """The layers that resnet_step implies must exist in number and reach past the initial time."""
+    t0, span = float(data.t[0]), float(data.t[-1] - data.t[0])
+    layers = span / h
+    if layers > MAX_RESNET_LAYERS:
+        raise InvalidArgumentError(
+            f"resnet_step={h!r} implies {layers:.3g} Euler layers over the data's time span {span:g}; at most "
+            f"{MAX_RESNET_LAYERS} are built: use resnet_step >= {span / MAX_RESNET_LAYERS:.3g}"
+        )
+    later = data.t[1:][np.any(data.mask[1:], axis=1)]  # observed times after t0
+    if later.size and np.all(np.rint((later - t0) / h) == 0):
+        raise InvalidArgumentError(
+            f"resnet_step={h!r} is so large that every observation after t0 = {t0:g} (the last at "
+            f"{float(later[-1]):g}) falls on layer 0, the initial state: the loss would not depend on theta. "
+            f"Use resnet_step <= {float(later[-1] - t0):.3g} (the data's span), e.g. a tenth of it"
+        )
+
+
 class _Stop(Exception):
     pass
 
@@ -282,6 +304,8 @@ def fit(
     fld = as_field(field, data.y[0], theta0)
     theta0 = check_theta(theta0, fld.n_params).copy()
     _check_data(data, fld.n_states, for_training=True)
+    if model == "resnet":
+        _check_resnet_step(resnet_step, data)
     method = check_method(method)
     mode = check_mode(mode)
     rtol, atol = check_tolerances(rtol, atol, fld.n_states)

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.special
 
 from .._field import AbstractVectorField
-from .._validate import check_rng
+from .._validate import _as_float_array, check_rng
 from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["MLPField", "ACTIVATIONS"]
@@ -243,8 +243,8 @@ class MLPField(AbstractVectorField):
             )
         theta = np.empty(self.n_params)
         for k, ((W, b), shape, (w0, b0, end)) in enumerate(zip(layers, self.layer_shapes, self._offsets), start=1):
-            W = np.asarray(W, dtype=float)
-            b = np.asarray(b, dtype=float)
+            W = _as_float_array(W, f"layers[{k - 1}] W")
+            b = _as_float_array(b, f"layers[{k - 1}] b")
             if W.shape != shape or b.shape != (shape[0],):
                 raise InvalidArgumentError(
                     f"layer {k} has W of shape {W.shape} and b of shape {b.shape}; expected {shape} and ({shape[0]},)"
@@ -317,6 +317,13 @@ class MLPField(AbstractVectorField):
             xs.append(X)
 
     def eval_f(self, z, t, theta):
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.n_states:
+            raise InvalidArgumentError(
+                f"z has shape {z.shape}; eval_f takes a batch of shape (B, {self.n_states})"
+            )
+        if np.shape(theta) != (self.n_params,):
+            raise InvalidArgumentError(f"theta has shape {np.shape(theta)}; expected ({self.n_params},)")
         return self._forward(z, t, self._unpack(theta))[0]
 
     def f_autograd(self, z, t, theta):
