@@ -11,7 +11,8 @@ that is not installed, load it with ``-p odeverify.pytest_plugin`` or
   :class:`~odeverify.GradientReport` when the check passes and raises an
   AssertionError whose message is the report's table when it fails.
 * ``@pytest.mark.gradient_tolerance(rtol=..., atol=...)`` on a test, class or
-  module sets the fixture's tolerances (arguments given in the call win).
+  module sets the fixture's tolerances; markers at several levels combine key
+  by key, the closest winning (arguments given in the call win over all).
 * hypothesis profiles ``odeverify-ci`` (10 examples, no deadline,
   derandomized, no example database: fast and reproducible) and
   ``odeverify-thorough`` (300 examples, no deadline, randomized), selected with
@@ -89,25 +90,28 @@ def pytest_configure(config):
 
 
 def _marker_tolerances(node):
-    marker = node.get_closest_marker(MARKER)
-    if marker is None:
-        return {}
-    if marker.args:
-        raise InvalidArgumentError(
-            f"@pytest.mark.{MARKER} takes keyword arguments only, e.g. @pytest.mark.{MARKER}(rtol=1e-6); "
-            f"got positional arguments {marker.args!r} on {node.nodeid}"
-        )
-    unknown = set(marker.kwargs) - {"rtol", "atol"}
-    if unknown:
-        raise InvalidArgumentError(
-            f"@pytest.mark.{MARKER} on {node.nodeid} got unknown arguments {sorted(unknown)}; it takes rtol and atol"
-        )
-    for key, value in marker.kwargs.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-            raise InvalidTypeError(
-                f"@pytest.mark.{MARKER}({key}={value!r}) on {node.nodeid}: {key} must be a number"
+    """The tolerances of every ``gradient_tolerance`` marker on ``node``, merged: a closer marker
+    (test over class over module) wins key by key, so rtol on the module and atol on the test combine."""
+    merged = {}
+    for marker in reversed(list(node.iter_markers(MARKER))):  # farthest first, closest last
+        if marker.args:
+            raise InvalidArgumentError(
+                f"@pytest.mark.{MARKER} takes keyword arguments only, e.g. @pytest.mark.{MARKER}(rtol=1e-6); "
+                f"got positional arguments {marker.args!r} on {node.nodeid}"
             )
-    return dict(marker.kwargs)
+        unknown = set(marker.kwargs) - {"rtol", "atol"}
+        if unknown:
+            raise InvalidArgumentError(
+                f"@pytest.mark.{MARKER} on {node.nodeid} got unknown arguments {sorted(unknown)}; it takes rtol and "
+                "atol"
+            )
+        for key, value in marker.kwargs.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise InvalidTypeError(
+                    f"@pytest.mark.{MARKER}({key}={value!r}) on {node.nodeid}: {key} must be a number"
+                )
+        merged.update(marker.kwargs)
+    return merged
 
 
 _CURRENT_ITEM = pytest.StashKey()

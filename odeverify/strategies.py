@@ -265,6 +265,13 @@ def time_grids(*, min_size=2, max_size=5, span=(0.5, 2.0), start=(0.0, 1.0), min
             f"Cannot fit max_size - 1 = {max_size - 1} gaps of min_gap={min_gap!r} in span={span!r}; "
             "lower max_size or min_gap, or widen the span"
         )
+    magnitude = max(abs(start_lo), abs(start_hi)) + span_hi
+    if min_gap < 1e-9 * max(1.0, magnitude):
+        # times are rounded to 12 decimals and float64 resolves ~16 digits: the gaps would vanish
+        raise StrategyArgumentError(
+            f"Invalid argument min_gap={min_gap!r}: times up to {magnitude:.3g} cannot resolve gaps below "
+            f"{1e-9 * max(1.0, magnitude):.3g}; raise min_gap or bring start closer to 0"
+        )
     irregular = _check_bool(irregular, "irregular")
     if decreasing is not None:
         decreasing = _check_bool(decreasing, "decreasing")
@@ -915,7 +922,9 @@ def problems(*, systems=None, n_states=(1, 3), n_times=(2, 4), decreasing=False,
     t0_alone = _check_bool(t0_alone, "t0_alone")
     directions = [False, True] if decreasing is None else [decreasing]
     grid_strategy = grids if grids is not None else st.one_of(
-        *[time_grids(min_size=t_lo, max_size=t_hi, decreasing=d) for d in directions])
+        # the default span (at least 0.5) holds t_hi - 1 gaps: narrower than 0.05 for many times
+        *[time_grids(min_size=t_lo, max_size=t_hi, decreasing=d, min_gap=min(0.05, 0.5 / (t_hi - 1)))
+          for d in directions])
     # validated now, drawn from later; the default systems are damped in the direction of the drawn grid
     # (a system damped forwards blows up when integrated backwards), whoever made the grid
     default_systems = {d: ode_systems(n_states=n_states, n_params=(1, 3), decreasing=d) for d in (False, True)}

@@ -102,6 +102,28 @@ class TestClass:
     ])
 
 
+def test_markers_at_several_levels_combine_key_by_key(pytester):
+    # found from outside: the closest marker replaced the others whole, dropping their other keys
+    pytester.makepyfile(HEADER + """
+pytestmark = pytest.mark.gradient_tolerance(rtol=1e-2)
+
+@pytest.mark.gradient_tolerance(atol=1e-9)
+def test_both(gradient_check):
+    report = gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS)
+    assert report.rtol == 1e-2
+    for r in report.rows:  # tolerance = rtol |reference| + atol + 3 (reference error)
+        atol = r.tolerance - 1e-2 * abs(r.reference) - 3 * r.ref_error
+        assert abs(atol - 1e-9) <= 1e-12 * max(1.0, abs(r.reference))
+
+@pytest.mark.gradient_tolerance(rtol=1e-6)
+def test_closest_rtol_wins(gradient_check):
+    gradient_check(*PROBLEM.args(), candidate=off_by(1e-3), references=REFS)
+""")
+    result = run(pytester, "-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random(["PASSED*test_both", "FAILED*test_closest_rtol_wins*"])
+
+
 @pytest.mark.parametrize("marker, message", [
     ("gradient_tolerance(1e-3)", "takes keyword arguments only"),
     ("gradient_tolerance(rtol=1e-3, references=['fd'])", "unknown arguments ?'references'?; it takes rtol and atol"),
