@@ -223,3 +223,216 @@ def test_the_summary_counts_other_failures_in_good_english():
     one_more = ov.check_gradients(*prob.args(), candidate={"theta": -exact["theta"], "z0": 2 * exact["z0"]},
                                   references=[prob.reference()])
     assert "(1 other entry fails too)" in one_more.summary
+
+
+# ---------------------------------------------------------------- found from outside (third session)
+@pytest.mark.parametrize("method", ["RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA", "dopri5", "tsit5"])
+@pytest.mark.parametrize(
+    "rhs,theta,where",
+    [(["log(x - a)"], [2.0], "at the start"), (["-a*sqrt(x)"], [3.0], "later: sqrt of a negative state")],
+)
+def test_a_vector_field_that_returns_nan_is_an_integration_error(method, rhs, theta, where):
+    # the explicit methods used to loop for ever on a NaN step size, Radau/BDF raised SciPy's ValueError
+    sys_ = ov.ODESystem.from_strings("x", "a", rhs)
+    with pytest.raises(IntegrationError) as info:
+        ov.solve(sys_, [1.0], [0.0, 1.0], theta, method=method)
+    message = str(info.value)
+    assert "NaN or inf" in message and "blow up" not in message, message
+    assert "undefined" in message, message
+
+
+def test_nan_from_the_vector_field_in_the_adjoint_and_the_check():
+    sys_ = ov.ODESystem.from_strings("x", "a", ["log(x - a)"])
+    for call in (ov.adjoint_gradients, ov.check_gradients, ov.taylor_test):
+        with pytest.raises(IntegrationError, match="NaN or inf"):
+            call(sys_, [1.0], [0.0, 1.0], [2.0], last_sq)
+
+
+def test_reused_references_must_belong_to_the_problem():
+    vdp = ov.ODESystem.from_strings("x y", "mu", ["y", "mu*(1 - x**2)*y - x"])
+    ts = [0.0, 0.5, 1.2]
+    refs = ov.compute_references(vdp, [1.0, 0.0], ts, [1.0], last_sq, references=["forward", "fd"])
+    good = ov.adjoint_gradients(vdp, [1.0, 0.0], ts, [1.0], last_sq, rtol=1e-11, atol=1e-11)
+    assert ov.check_gradients(vdp, [1.0, 0.0], ts, [1.0], last_sq, candidate=good, references=refs).passed
+    # the same shapes at other inputs: used to PASS a candidate that is wrong there
+    with pytest.raises(InvalidArgumentError, match=r"computed at z0 = \[1., 0.\]"):
+        ov.check_gradients(vdp, [2.0, 0.5], ts, [3.0], last_sq, candidate=good, references=refs)
+    # other times: used to raise a bare IndexError
+    with pytest.raises(InvalidArgumentError, match="computed for another problem"):
+        ov.check_gradients(vdp, [1.0, 0.0], ts + [2.0], [1.0], last_sq, references=refs)
+    # another system or loss at the same inputs
+    other = ov.ODESystem.from_strings("x y", "mu", ["y", "mu*(1 - x**2)*y - 2*x"])
+    with pytest.raises(InvalidArgumentError, match="another system or loss"):
+        ov.check_gradients(other, [1.0, 0.0], ts, [1.0], last_sq, references=refs)
+    with pytest.raises(InvalidArgumentError, match="another system or loss"):
+        ov.check_gradients(vdp, [1.0, 0.0], ts, [1.0], lambda zs: anp.sum(zs**3), references=refs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(atol=float("inf")), InvalidArgumentError, "infinite atol passes any gradient"),
+        (dict(atol="x"), InvalidTypeError, "atol must be a real number"),
+        (dict(atol=[1e-3, 1e-3]), InvalidTypeError, "atol must be a real number"),
+        (dict(rtol="x"), InvalidTypeError, "rtol must be a real number"),
+        (dict(references=5), InvalidTypeError, "references must be None or a non-empty list"),
+        (dict(references=[]), InvalidTypeError, "references must be None or a non-empty list"),
+        (dict(candidate={"theta": ["a"]}), InvalidTypeError, r"candidate gradient 'theta' must be numeric"),
+        (dict(candidate={"theta": [[1.0], [1.0, 2.0]]}), InvalidTypeError, "candidate gradient 'theta'"),
+        (dict(candidate=lambda z0: {}), InvalidTypeError, r"cannot be called as candidate\(z0, ts, theta\)"),
+    ],
+)
+def test_check_gradients_arguments(kwargs, error, match):
+    prob = ov.catalog.exponential()
+    with pytest.raises(error, match=match):
+        ov.check_gradients(*prob.args(), **{"references": ["forward", "fd"], **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(rtol=float("nan")), InvalidArgumentError, "rtol=nan"),  # used to hang
+        (dict(rtol=-1), InvalidArgumentError, "rtol=-1"),
+        (dict(rtol=0), InvalidArgumentError, "rtol=0"),
+        (dict(rtol=0.5), InvalidArgumentError, "too loose for a Taylor test"),
+        (dict(rtol="x"), InvalidTypeError, "rtol must be a positive number"),
+        (dict(steps="abc"), InvalidTypeError, "steps must be numeric"),
+        (dict(steps=[1e-1, np.nan, 1e-3]), InvalidArgumentError, r"steps\[1\] = nan"),
+        (dict(directions=[{"theta": [np.nan]}]), InvalidArgumentError, r"directions\[0\]\['theta'\]\[0\] = nan"),
+        (dict(directions=[{"theta": ["a"]}]), InvalidTypeError, r"directions\[0\]\['theta'\]"),
+    ],
+)
+def test_taylor_test_arguments(kwargs, error, match):
+    prob = ov.catalog.exponential()
+    with pytest.raises(error, match=match):
+        ov.taylor_test(*prob.args(), **kwargs)
+
+
+def test_a_vector_loss_is_a_loss_error_everywhere():
+    prob = ov.catalog.exponential()
+    system, z0, ts, theta, _ = prob.args()
+
+    def vector(zs):
+        return zs**2
+
+    for call in (
+        lambda: ov.compute_references(system, z0, ts, theta, vector),
+        lambda: ov.taylor_test(system, z0, ts, theta, vector, candidate={"z0": [1.0]}),
+        lambda: ov.check_gradients(system, z0, ts, theta, vector),
+    ):
+        with pytest.raises(LossError, match=r"not a scalar.*np.sum"):
+            call()
+
+
+def test_load_trajectories_needs_a_path():
+    with pytest.raises(InvalidTypeError, match="path must be a file name"):
+        ov.load_trajectories(3)
+
+
+def test_a_complex_vector_field_is_refused_not_truncated():
+    # found from outside: the imaginary part was dropped (a ComplexWarning) and dL/dθ came out 0
+    with pytest.raises(InvalidTypeError, match="returned complex values"):
+        ov.adjoint_gradients(lambda z, t, p: -p[0] * z * 1j, [0.0, 1.0], [0.0, 0.5, 1.0], [1.0], last_sq)
+
+
+def test_nan_vector_field_during_fit_is_the_documented_training_error():
+    data = ov.TrajectoryData.from_arrays([0, 0, 0], [0.0, 0.5, 1.0], [[1.0], [0.61], [0.37]])
+    model = ov.ODESystem.from_strings(states="x", params="a", rhs=["-sqrt(a)*x"])
+    with pytest.raises(IntegrationError, match="training failed at step 1.*NaN or inf"):
+        ov.fit(model, data, theta0=[2.0], optimizer="gd", learning_rate=200.0, steps=3)
+
+
+@pytest.mark.parametrize(
+    "step,match",
+    [(5.0, "falls on layer 0"), (1e-300, "Euler layers over the data's time span")],
+)
+def test_fit_resnet_step_must_make_sense_for_the_data(step, match):
+    data = ov.TrajectoryData.from_arrays([0, 0, 0], [0.0, 0.5, 1.0], [[1.0], [0.61], [0.37]])
+    with pytest.raises(InvalidArgumentError, match=match):
+        ov.fit(ov.MLPField((1, 4, 1)), data, model="resnet", resnet_step=step, steps=2)
+
+
+def test_an_implicit_layer_written_with_plain_numpy_is_named():
+    from odeverify.implicit import ImplicitLayer
+
+    # np.array of autograd boxes gives zero Jacobians: it was reported as a singular dg/dy
+    with pytest.raises(InvalidTypeError, match="np.array or np.asarray broke autograd's trace"):
+        ImplicitLayer(lambda x, y: np.array([y[0] ** 2 - x[0]])).solve([2.0], [1.0])
+    sol = ImplicitLayer(lambda x, y: y**2 - x).solve([2.0], [1.0])
+    assert sol.dy_dx[0, 0] == pytest.approx(1 / (2 * np.sqrt(2.0)), rel=1e-10)  # y = sqrt(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tol=-1.0), "tol=-1.0 must be a positive"),
+        (dict(tol=np.nan), "tol=nan"),
+        (dict(method="newton"), "not a method of scipy.optimize.root"),
+        (dict(singular_rtol=-1.0), "singular_rtol=-1.0"),
+    ],
+)
+def test_implicit_solve_arguments(kwargs, match):
+    from odeverify.implicit import ImplicitLayer
+
+    with pytest.raises(InvalidArgumentError, match=match):
+        ImplicitLayer(lambda x, y: y**2 - x).solve([2.0], [1.0], **kwargs)
+
+
+def test_theory_functions_take_plain_functions_and_refuse_exact_euler():
+    # found from outside: a plain f was refused with "z0 was not given" although z0 was given
+    rep = ov.theory.convergence_order(lambda z, t, p: -p[0] * z, [1.0], [0.5], (0.0, 1.0), "rk4")
+    assert rep.rounded == 4
+    conv = ov.theory.resnet_convergence(lambda z, t, p: -p[0] * z, [1.0], [0.5], (0.0, 1.0), lambda zs: zs[-1, 0] ** 2)
+    assert conv.output_order == pytest.approx(1.0, abs=0.1)
+    # Euler is exact for a constant f: order 0 was reported as if the theory failed
+    const = ov.ODESystem.from_strings(states="x", params="a", rhs=["a"])
+    with pytest.raises(InvalidArgumentError, match="no order to measure"):
+        ov.theory.resnet_convergence(const, [1.0], [2.0], (0.0, 1.0), lambda zs: zs[-1, 0] ** 2)
+
+
+@pytest.mark.parametrize(
+    "h,errors,match",
+    [
+        ([0.1, 0.05], [0.0, 1e-3], "an error of exactly 0 carries no order"),
+        ([-0.1, 0.05], [1.0, 2.0], "every entry of h must be positive"),
+        ([0.1, 0.05], [1.0], "one length"),
+        ([0.1], [1.0], "two distinct step sizes"),
+    ],
+)
+def test_fit_order_arguments(h, errors, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        ov.theory.fit_order(h, errors)
+
+
+def test_trajectory_data_arguments(tmp_path):
+    D = ov.TrajectoryData
+    for call, match in [
+        (lambda: D.from_arrays([0, 0], [0.0, 1.0], np.zeros((2, 0))), "no state columns"),
+        (lambda: D.from_arrays([0, 0], [0.0, 1.0], [[1, 1], [2, 2]], state_names=["x", "x"]), "distinct"),
+        (lambda: D.from_arrays([np.nan, np.nan], [0.0, 1.0], [[1.0], [2.0]]), "ids hold NaN"),
+        (lambda: D.from_arrays([[0], [0]], [0.0, 1.0], [[1.0], [2.0]]), "1-D sequence"),
+        (lambda: ov.load_trajectories(ROOT_DATA, state_columns=["x", "t"]), "'t', the time column"),
+        (lambda: ov.load_trajectories(ROOT_DATA, state_columns=["x", "x"]), "names a column twice"),
+        (lambda: ov.load_trajectories(ROOT_DATA, id_column="t"), "both 't'"),
+        (lambda: ov.load_trajectories(ROOT_DATA).trajectory(100), "b=100 is not a trajectory index"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=match):
+            call()
+    bom = tmp_path / "bom.csv"
+    bom.write_text("traj,t,x\n0,0,1\n0,1,2\n", encoding="utf-8-sig")  # as Excel saves CSV
+    assert ov.load_trajectories(bom).n_trajectories == 1
+    typo = tmp_path / "typo.csv"
+    typo.write_text("traj,t,x\n0,0,1\n0,1_0,2\n")
+    with pytest.raises(ov.errors.DataError, match="'1_0' is not a number"):
+        ov.load_trajectories(typo)
+
+
+ROOT_DATA = Path(__file__).resolve().parents[1] / "data" / "spiral.csv"
+
+
+def test_strategy_grids_resolve_their_gaps():
+    pytest.importorskip("hypothesis")
+    from odeverify.strategies import StrategyArgumentError, time_grids
+
+    with pytest.raises(StrategyArgumentError, match="cannot resolve gaps"):
+        time_grids(start=1e17)
