@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +84,31 @@ class Problem:
         zs, _ = self.states(z0_2d, ts, theta, rtol=rtol, atol=atol, method=method)
         return loss_value(self.loss, self.user_states(zs))
 
+    def fingerprint(self):
+        """f and the loss at fixed pseudo-random points near the inputs: what tells two problems apart.
+
+        Identical code (a fresh but equal lambda, a rebuilt system) gives the same values; another
+        system, parametrisation or loss almost surely does not. None where f or the loss fails there.
+        """
+        rng = np.random.default_rng(20261128)
+
+        def near(x):
+            return x * (1 + 0.01 * rng.standard_normal(x.shape)) + 0.01 * rng.standard_normal(x.shape)
+
+        z, th = near(self.z0), near(self.theta)
+        t = float(self.ts[0] + 0.37 * (self.ts[-1] - self.ts[0]))
+        zs = near(np.repeat(self.z0[None], len(self.ts), axis=0))
+        out = []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for compute in (lambda: self.field.eval_f(z, t, th), lambda: self.loss(self.user_states(zs))):
+                try:
+                    value = compute()
+                    out.append(np.array(getattr(value, "_value", value), dtype=float).ravel())
+                except Exception:  # noqa: BLE001 - no fingerprint where the user's code fails
+                    out.append(None)
+        return tuple(out)
+
     def jumps(self, zs):
         """``(L, dL/dzs)`` with ``zs`` of shape (T, B, n); the gradient has the same shape."""
         value, g = loss_and_jumps(self.loss, self.user_states(zs).copy())
@@ -116,6 +142,10 @@ class GradientEstimate:
         ``(z0, ts, theta)`` the estimate was computed at (set by
         :meth:`Reference.compute`); :func:`odeverify.check_gradients` refuses
         to reuse an estimate for other inputs.
+    fingerprint : tuple or None
+        f and the loss at fixed points near the inputs
+        (:meth:`Problem.fingerprint`): reuse for another system or loss is
+        refused.
     """
 
     name: str
@@ -128,6 +158,7 @@ class GradientEstimate:
     seconds: float = 0.0
     exact: bool = False
     inputs: tuple | None = None
+    fingerprint: tuple | None = None
 
 
 class Reference(abc.ABC):
@@ -147,6 +178,7 @@ class Reference(abc.ABC):
         est = self._compute(problem)
         est.seconds = time.perf_counter() - start
         est.inputs = (problem.user_z0(problem.z0).copy(), problem.ts.copy(), problem.theta.copy())
+        est.fingerprint = problem.fingerprint()
         return est
 
     def __repr__(self):

@@ -174,6 +174,10 @@ class ForwardSensitivity(Reference):
 _SAFETY = 4.0
 
 
+#: refinement of the autograd-through-RK reference stops before the steps of one solve exceed this
+MAX_AUTOGRAD_STEPS = 20_000
+
+
 class AutogradRK(Reference):
     r"""Discretise, then differentiate: autograd through a fixed-step Runge–Kutta solve.
 
@@ -244,15 +248,21 @@ class AutogradRK(Reference):
             _, coarse = self._gradients(problem, steps)
             loss, fine = self._gradients(problem, [2 * m for m in steps])
             err = {key: _SAFETY * np.abs(fine[key] - coarse[key]) / (2**q - 1) for key in fine}
+            # relative to each quantity's size, but at least a thousandth of the largest quantity's: a quantity
+            # that is identically zero (dL/dt of a conserved loss) must not demand ever finer steps
+            scale_all = max(float(np.max(np.abs(fine[key]), initial=0.0)) for key in fine)
             ratio = max(
-                float(np.max(err[key], initial=0.0)) / max(self.target * float(np.max(np.abs(fine[key]), initial=0.0)), _TINY)
+                float(np.max(err[key], initial=0.0))
+                / max(self.target * max(float(np.max(np.abs(fine[key]), initial=0.0)), 1e-3 * scale_all), _TINY)
                 for key in fine
             )
-            if ratio <= 1 or k == self.max_refinements:
+            capped = 2 * sum(steps) > MAX_AUTOGRAD_STEPS
+            if ratio <= 1 or k == self.max_refinements or capped:
                 if ratio > 1:
+                    why = (f"{2 * sum(steps)} steps (the cap is {MAX_AUTOGRAD_STEPS})" if capped
+                           else f"{self.max_refinements} refinements")
                     notes.append(
-                        f"Richardson error estimate still {ratio:.1f} times the target {self.target:g} "
-                        f"after {self.max_refinements} refinements"
+                        f"Richardson error estimate still {ratio:.1f} times the target {self.target:g} after {why}"
                     )
                 break
             # the error of G(h/2) scales as h^q: aim below the target in one refinement
