@@ -306,7 +306,7 @@ def adjoint_gradients(
         atol=atol_b,
         jac=jac_backward,
         max_steps=max_steps,
-        what=lambda k: f"backward (adjoint) solve over [{ts[T - 2 - k]!r}, {ts[T - 1 - k]!r}]",
+        what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
         groups=groups,
     )
     stats.nfev_backward += bstats["nfev"]

@@ -576,7 +576,9 @@ def compile_solver_kernels(*args, style, cse=None):
     code = compile(source, f"<odeverify-generated solver kernels{label}>", "exec")
     exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
     if style == "loop":
-        return tuple(numba.njit(namespace[k]) for k in ("f", "backward", "adjoint")), source
+        # error_model="numpy": x/0 gives inf or NaN (reported by the solver as an undefined vector field),
+        # as the NumPy kernels do, instead of numba's default ZeroDivisionError
+        return tuple(numba.njit(namespace[k], error_model="numpy") for k in ("f", "backward", "adjoint")), source
     return namespace["make"], source
 
 

@@ -158,6 +158,10 @@ def integrate_span(
                 if not _scipy_non_finite(exc):
                     raise
                 _fail(what, solver, t_start, t_end, "the vector field or its Jacobian returned NaN or inf", fun)
+            except RuntimeError as exc:  # BDF's sparse LU: "Factor is exactly singular" (NaN/inf entries, too)
+                if "singular" not in str(exc).lower():
+                    raise
+                _fail(what, solver, t_start, t_end, f"the Newton iteration matrix is singular ({exc})", fun)
             if solver.status == "failed":
                 _fail(what, solver, t_start, t_end, message, fun)
             nsteps += 1
@@ -225,6 +229,14 @@ def _scipy_non_finite(exc):
 
 
 def _undefined_at_start(what, fun, t_start, t_end, y0):
+    if not np.all(np.isfinite(y0)):
+        bad = np.flatnonzero(~np.isfinite(y0))
+        return IntegrationError(
+            f"the {what} cannot start: its initial state is NaN or inf in components {bad[:8].tolist()}"
+            f"{' ...' if bad.size > 8 else ''} at t = {float(t_start)!r}; for a backward (adjoint) solve this is the "
+            "loss gradient dL/dz at that time (an overflowing loss?) or a state that overflowed before it",
+            t_reached=float(t_start), t_target=float(t_end), solver_message="non-finite initial state",
+        )
     f0 = fun(t_start, y0)
     bad = np.flatnonzero(~np.isfinite(f0))
     return IntegrationError(
@@ -328,7 +340,7 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
     """
     times = np.asarray(times, dtype=float)
     K = len(times) - 1
-    what = what or (lambda k: f"solve over [{times[k]!r}, {times[k + 1]!r}]")
+    what = what or (lambda k: f"solve over [{float(times[k])!r}, {float(times[k + 1])!r}]")
     if method in ADAPTIVE_TABLEAUX:
         with np.errstate(all="ignore"):
             try:

@@ -12,7 +12,9 @@ from ._codegen import ArrayKernel, Group, compile_solver_kernels, generate_solve
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
 from ._parse import MAX_NAMES, parse_expression, parse_names
-from ._rk import CompiledRHS, RKDenseOutput, compiled_dense_rhs, dense_rhs_args, integrate_rk, integrate_rk_intervals
+from ._rk import (
+    CompiledRHS, RKDenseOutput, RKFailure, compiled_dense_rhs, dense_rhs_args, integrate_rk, integrate_rk_intervals,
+)
 from .tableaux import TSIT5
 from .errors import InvalidArgumentError, InvalidTypeError
 
@@ -578,16 +580,32 @@ class ODESystem(AbstractVectorField):
     def _warm_up(self):
         """Compile the step loop for each right-hand side (tiny solves; the loop is typed, not the values)."""
         n, p = self.n_states, self.n_params
-        kernels = self.solver_kernels(np.zeros(p), 1)
         kw = dict(rtol=1e-3, atol=1e-3, max_steps=1000)
+        # the first call compiles, whatever the solve's outcome: f may be undefined at the warm-up point
+        # (0/0 in a Michaelis-Menten rate at z = 0), which is no reason to fail
+        fwd = None
         with np.errstate(all="ignore"):
-            fwd = integrate_rk(kernels.f, 0.0, 1e-3, np.zeros(n), TSIT5, t_out=np.array([0.0, 1e-3]), dense=True, **kw)
+            for value in (0.0, 1.0, 0.5):
+                kernels = self.solver_kernels(np.full(p, value), 1)
+                try:
+                    fwd = integrate_rk(kernels.f, 0.0, 1e-3, np.full(n, value), TSIT5, t_out=np.array([0.0, 1e-3]),
+                                       dense=True, **kw)
+                    break
+                except RKFailure:
+                    continue
             # the backward sweep runs every interval in one call (odeverify._integrate.integrate_intervals)
             times, size_b, size_i = np.array([1e-3, 0.0]), 2 * n + p + 1, n + p + 1
-            integrate_rk_intervals(kernels.backward, times, np.ones(size_b), np.zeros((1, size_b)), TSIT5,
-                                   groups=(n, n, p, 1), **kw)
-            integrate_rk_intervals(kernels.interpolated(fwd["dense"]), times, np.ones(size_i), np.zeros((1, size_i)),
-                                   TSIT5, groups=(n, p, 1), **kw)
+            try:
+                integrate_rk_intervals(kernels.backward, times, np.ones(size_b), np.zeros((1, size_b)), TSIT5,
+                                       groups=(n, n, p, 1), **kw)
+            except RKFailure:
+                pass
+            if fwd is not None:  # otherwise the interpolated sweep compiles on its first use
+                try:
+                    integrate_rk_intervals(kernels.interpolated(fwd["dense"]), times, np.ones(size_i),
+                                           np.zeros((1, size_i)), TSIT5, groups=(n, p, 1), **kw)
+                except RKFailure:
+                    pass
 
 
 class _Numeric:
