@@ -151,7 +151,7 @@ def _candidate(problem, args):
     mode = kw.get("mode", "interpolated")
     adjoint.__name__ = (
         f"odeverify adjoint ({mode}, {kw.get('method', 'DOP853')}, rtol={kw.get('rtol', 1e-8):g}, "
-        f"atol={kw.get('atol', 1e-8):g})"
+        f"atol={np.array2string(np.asarray(kw.get('atol', 1e-8), dtype=float), precision=3)})"
     )
     return adjoint
 

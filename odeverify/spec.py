@@ -178,6 +178,8 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
     elif kind == "expression":
         if "expression" not in loss_table:
             raise _err(source, "loss.expression", "missing; e.g. expression = 'x**2'")
+        if not isinstance(loss_table["expression"], str):
+            raise _err(source, "loss.expression", f"{loss_table['expression']!r} is not a string; e.g. expression = 'x**2'")
         if ts is None:
             raise _err(source, "ts", "missing; give the observation times")
         at = loss_table.get("at", "last")
@@ -225,9 +227,9 @@ def _positive_number(table, key, source, prefix, example):
 
 def _check_solver_table(solver, source):
     """Types of [solver]; the values' ranges are checked by the functions that use them."""
-    for key in ("method", "mode"):
+    for key, example in (("method", "'DOP853'"), ("mode", "'interpolated'")):
         if key in solver and not isinstance(solver[key], str):
-            raise _err(source, f"solver.{key}", f"{solver[key]!r} is not a string; e.g. method = 'DOP853'")
+            raise _err(source, f"solver.{key}", f"{solver[key]!r} is not a string; e.g. {key} = {example}")
     _positive_number(solver, "rtol", source, "solver", "1e-8")
     if "atol" in solver and isinstance(solver["atol"], list):
         _number_array(solver["atol"], source, "solver.atol")

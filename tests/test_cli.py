@@ -239,3 +239,14 @@ def test_a_non_utf8_csv_exit_2(tmp_path, capsys):
     path = write(tmp_path, BASE.replace("ts = [0.0, 1.0]\n", "") + "[loss]\nkind='squared_error'\nfile='bin.csv'\n")
     code, _ = run(["gradients", path])
     assert code == 2 and "not UTF-8" in capsys.readouterr().err
+
+
+def test_check_with_an_atol_list_and_a_constant_loss(tmp_path):
+    # found from outside: atol = [..] crashed `check` (formatted with :g); a constant loss crashed the summary
+    path = write(tmp_path, BASE + "[loss]\nkind='expression'\nexpression='x**2'\n[solver]\natol=[1e-9]\n")
+    code, text = run(["check", path, "--references", "forward,fd"])
+    assert code == 0 and "PASSED" in text
+    path = write(tmp_path, BASE + "[loss]\nkind='expression'\nexpression='1'\n", name="const.toml")
+    with pytest.warns(Warning, match="identically zero"):
+        code, text = run(["check", path, "--references", "forward,fd"])
+    assert code == 0 and "exactly zero" in text

@@ -447,3 +447,86 @@ def test_strategy_grids_resolve_their_gaps():
 
     with pytest.raises(StrategyArgumentError, match="cannot resolve gaps"):
         time_grids(start=1e17)
+
+
+# ---------------------------------------------------------------- second outside round (third session)
+def test_a_constant_loss_gives_a_report_and_warnings_not_a_crash():
+    sys_ = ov.ODESystem.from_strings(states="x", params="a", rhs=["-a*x"])
+    with pytest.warns(ov.errors.TrivialTestWarning):
+        report = ov.check_gradients(sys_, [1.0], [0.0, 1.0], [1.0], lambda zs: 0.0 * zs[-1, 0],
+                                    references=["forward", "fd"])
+    assert "exactly zero" in report.summary and "shows nothing" in report.summary
+    assert any("identically zero" in w for w in report.warnings)
+
+
+@pytest.mark.filterwarnings("ignore::odeverify.errors.TrivialTestWarning")  # a zero quantity, on purpose
+def test_a_quantity_that_is_identically_zero_does_not_stall_the_autograd_reference():
+    # a conserved loss: dL/dt = 0; the Richardson refinement aimed at target * 0 and took minutes
+    from odeverify.references import AutogradRK
+
+    osc = ov.ODESystem.from_strings(states="x v", params="w", rhs=["v", "-w**2*x"])
+    args = (osc, [1.0, 0.5], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0] ** 2 + zs[-1, 1] ** 2)
+    est = ov.references.compute_reference(AutogradRK(), *args)
+    assert np.all(np.abs(est.values["t"]) < 1e-8)  # the conserved energy
+    assert not est.notes  # converged, not stopped by the cap
+    assert ov.check_gradients(*args, references=["forward", est]).passed
+
+
+@pytest.mark.filterwarnings("ignore::odeverify.errors.TrivialTestWarning")  # a zero quantity, on purpose
+def test_reuse_is_refused_for_another_loss_or_parametrisation_with_the_same_inputs():
+    sys_ = ov.ODESystem.from_strings(states="x y", params="a", rhs=["-a*x", "-y"])
+    c = float(np.exp(-1.0))
+
+    def loss(zs):
+        return (zs[-1, 0] - c) ** 2 + zs[-1, 1] ** 2
+
+    refs = ov.compute_references(sys_, [1.0, 1.0], [0.0, 1.0], [1.0], loss, references=["adjoint", "forward"])
+    good = ov.adjoint_gradients(sys_, [1.0, 1.0], [0.0, 1.0], [1.0], loss, rtol=1e-12, atol=1e-12)
+    # dL/da = 0 at this optimum: the old loss-value test let a loss 3x larger through (a false PASS)
+    with pytest.raises(InvalidArgumentError, match="the loss differs"):
+        ov.check_gradients(sys_, [1.0, 1.0], [0.0, 1.0], [1.0], lambda zs: 3 * loss(zs), candidate=good,
+                           references=refs)
+    # same loss value, another parametrisation (a**2 at a = 1)
+    squared = ov.ODESystem.from_strings(states="x y", params="a", rhs=["-a**2*x", "-y"])
+    with pytest.raises(InvalidArgumentError, match="the vector field differs"):
+        ov.check_gradients(squared, [1.0, 1.0], [0.0, 1.0], [1.0], loss, candidate=good, references=refs)
+    # the same problem rebuilt, with a fresh but equal loss and inputs as lists of ints: accepted
+    again = ov.ODESystem.from_strings(states="x y", params="a", rhs=["-a*x", "-y"])
+    assert ov.check_gradients(again, [1, 1], [0, 1], [1], lambda zs: (zs[-1, 0] - c) ** 2 + zs[-1, 1] ** 2,
+                              candidate=good, references=refs).passed
+
+
+def test_a_source_given_twice_counts_once():
+    sys_ = ov.ODESystem.from_strings(states="x", params="a", rhs=["-a*x"])
+    args = (sys_, [1.0], [0.0, 1.0], [1.0], last_sq)
+    first = ov.compute_references(*args, references=["adjoint", "forward"])
+    second = ov.compute_references(*args, references=["forward", "fd"])
+    assert ov.check_gradients(*args, references=first + second).passed  # used to raise numpy's ValueError
+    report = ov.check_gradients(*args, references=["forward", "forward", "fd"])
+    assert report.passed and any("given twice" in w for w in report.warnings)
+    forward = [e for e in first if e.name == "forward sensitivities"]
+    # one source twice is one source: no verdict (it used to PASS as "2/2")
+    assert not ov.check_gradients(*args, references=forward + forward).passed
+
+
+def test_bdf_singular_newton_matrix_is_an_integration_error():
+    sys_ = ov.ODESystem.from_strings(states="x", params="a", rhs=["-a + 0.001*sqrt(x)"])
+    with pytest.raises(IntegrationError, match="Newton iteration matrix is singular"):
+        ov.solve(sys_, [[5.0], [1.0]], [0.0, 3.0], [1.0], method="BDF")
+    grows = ov.ODESystem.from_strings(states="x", params="a", rhs=["sqrt(a)*x"])
+    with pytest.raises(IntegrationError):
+        ov.adjoint_gradients(grows, [1.0], [0.0, 1.0], [0.0], last_sq, method="BDF")
+
+
+@pytest.mark.slow
+def test_jit_divisions_by_zero_are_nan_not_zero_division_error():
+    pytest.importorskip("numba")
+    # the warm-up solved at z = 0, theta = 0, where this rate is 0/0: jit() itself failed
+    mm = ov.ODESystem.from_strings(states="x", params="vm k", rhs=["-vm*x/(k+x)"])
+    res_jit = ov.adjoint_gradients(mm.jit(), [1.0], [0.0, 1.0], [1.0, 0.5], last_sq, method="tsit5", rtol=1e-10,
+                                   atol=1e-10)
+    res = ov.adjoint_gradients(mm, [1.0], [0.0, 1.0], [1.0, 0.5], last_sq, method="tsit5", rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(res_jit.theta, res.theta, rtol=1e-9)
+    inv = ov.ODESystem.from_strings(states="x y", params="a", rhs=["-a", "1/x"]).jit(warm_up=False)
+    with pytest.raises(IntegrationError, match="NaN or inf"):
+        ov.solve(inv, [0.0, 0.0], [0.0, 1.0], [1.0], method="tsit5")
