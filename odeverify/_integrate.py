@@ -19,7 +19,8 @@ import scipy.integrate
 import scipy.sparse
 
 from ._rk import (
-    _MESSAGES, ADAPTIVE_TABLEAUX, F_NOT_FINITE, NOT_FINITE, RKFailure, ScipyDenseOutput, integrate_rk, integrate_rk_intervals,
+    _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKFailure, ScipyDenseOutput, integrate_rk,
+    integrate_rk_intervals,
 )
 from ._validate import (
     IMPLICIT_METHODS,
@@ -287,14 +288,13 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
 def _rk_error(exc, what, t_start, t_end, max_steps):
     """The IntegrationError for an :class:`RKFailure` of the solve ``what`` over [t_start, t_end]."""
     reason = str(exc)
-    moderate = np.all(np.isfinite(exc.y)) and np.max(np.abs(exc.y), initial=0.0) < 1e10
-    if reason == _MESSAGES[F_NOT_FINITE] and moderate:  # f NaN/inf at a moderate state: undefined, not a blow-up
+    if exc.status == F_NOT_FINITE and _moderate(exc.y):  # f NaN/inf at a moderate state: undefined there
         hint = _undefined_hint(exc.y, exc.t)
     else:
-        if reason == _MESSAGES[F_NOT_FINITE]:  # a huge state whose stages overflow: a blow-up
+        if exc.status == F_NOT_FINITE:  # a huge state whose stages overflow: a blow-up
             reason = _MESSAGES[NOT_FINITE] + " (the stages overflowed)"
         hint = _blow_up_hint(exc.y, exc.f, exc.t, t_end)
-    if exc.budget:
+    if exc.status == BUDGET:
         message = _budget_message(what, max_steps, exc.t, t_start, t_end, hint)
     else:
         hints = [h for h in [hint] if h]
@@ -366,7 +366,7 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
 def _blow_up_hint(y, fval, t, t_end):
     """A sentence when the state ``y`` or its rate of change ``fval`` at ``t`` looks like a finite-time blow-up,
     or when ``fval`` is NaN/inf at a finite state (the vector field is undefined there)."""
-    if fval is not None and np.all(np.isfinite(y)) and not np.all(np.isfinite(fval)):
+    if fval is not None and _moderate(y) and not np.all(np.isfinite(fval)):
         return _undefined_hint(y, t)
     finite = np.isfinite(y)
     ymax = float(np.max(np.abs(y[finite]))) if np.any(finite) else float("inf")
@@ -378,6 +378,11 @@ def _blow_up_hint(y, fval, t, t_end):
             f"near t = {float(t)!r}"
         )
     return ""
+
+
+def _moderate(y):
+    """A finite state far from overflow: where f returns NaN or inf, f is undefined, not blowing up."""
+    return bool(np.all(np.isfinite(y))) and float(np.max(np.abs(y), initial=0.0)) < 1e10
 
 
 def _undefined_hint(y, t):
@@ -409,7 +414,7 @@ class _Watched:
 
 def _fail(what, solver, t_start, t_end, message, fun=None):
     bad = getattr(fun, "bad", None)
-    if bad is not None and np.all(np.isfinite(bad[1])) and np.max(np.abs(bad[1]), initial=0.0) < 1e10:
+    if bad is not None and _moderate(bad[1]):
         # the vector field went NaN/inf at a finite state: undefined there, not a blow-up
         t_bad, y_bad = bad
         raise IntegrationError(

@@ -480,10 +480,10 @@ def _call_python(fun):
 class RKFailure(Exception):
     """Raised by :func:`integrate_rk`; the caller turns it into an IntegrationError."""
 
-    def __init__(self, message, t, y, f, *, budget=False):
-        super().__init__(message)
+    def __init__(self, status, t, y, f):
+        super().__init__(_MESSAGES[status])
+        self.status = status  # one of the status codes of _rk_loop
         self.t, self.y, self.f = float(t), y, f
-        self.budget = budget  # the step budget ran out
 
 
 _MESSAGES = {
@@ -597,7 +597,7 @@ def integrate_rk(
     )
     status, t, y, f, y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense = out
     if status != OK:
-        raise RKFailure(_MESSAGES[status], t, y, f, budget=status == BUDGET)
+        raise RKFailure(status, t, y, f)
     return {
         "y_at": y_at,
         "y_end": y,
@@ -651,7 +651,7 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
         int(max_steps), -1.0, tableau.order - 1,
     )
     if status != OK:
-        exc = RKFailure(_MESSAGES[status], t, y, f, budget=status == BUDGET)
+        exc = RKFailure(status, t, y, f)
         exc.interval = int(k)
         raise exc
     return {"Y_end": Y_end, "nfev": int(nfev), "nsteps": int(nsteps)}
