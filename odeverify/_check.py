@@ -264,7 +264,7 @@ def _resolve_references(references, problem):
     return out
 
 
-def _check_reused(est, problem, fingerprint_now):
+def _check_reused(est, problem):
     """Refuse a precomputed estimate that belongs to another problem (a false PASS otherwise)."""
     shapes = problem.shapes()
     for q, v in est.values.items():
@@ -284,7 +284,7 @@ def _check_reused(est, problem, fingerprint_now):
                     "the same inputs"
                 )
     if est.fingerprint is not None:
-        for what, a, b in zip(("the vector field", "the loss"), est.fingerprint, fingerprint_now()):
+        for what, a, b in zip(("the vector field", "the loss"), est.fingerprint, problem.fingerprint):
             if a is None or b is None:
                 continue
             if a.shape != b.shape or not np.allclose(a, b, rtol=1e-9, atol=1e-300, equal_nan=True):
@@ -295,27 +295,21 @@ def _check_reused(est, problem, fingerprint_now):
                 )
 
 
+def _short(a, width=60):
+    """An array as its values, ``[1., 0.]``, shortened (``_validate._short`` gives its repr)."""
+    text = np.array2string(np.asarray(a), precision=6, separator=", ", threshold=8)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _real(value, argname, example):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidTypeError(f"{argname} must be a real number, got {value!r:.60}; e.g. {example}")
     return float(value)
 
 
-def _short(a, width=60):
-    text = np.array2string(np.asarray(a), precision=6, separator=", ", threshold=8)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 def _compute_all(refs, problem, explicit):
     estimates, status = [], {}
     n_inputs = problem.z0.size + problem.p + len(problem.ts)
-    cache = []
-
-    def fingerprint_now():
-        if not cache:
-            cache.append(problem.fingerprint())
-        return cache[0]
-
     seen = set()
     for ref in refs:
         # one source counts once: the same reference twice would make its own agreement a consensus
@@ -325,7 +319,7 @@ def _compute_all(refs, problem, explicit):
             continue
         seen.add(name)
         if isinstance(ref, GradientEstimate):
-            _check_reused(ref, problem, fingerprint_now)
+            _check_reused(ref, problem)
             estimates.append(ref)
             continue
         why = ref.available(problem)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -84,11 +85,13 @@ class Problem:
         zs, _ = self.states(z0_2d, ts, theta, rtol=rtol, atol=atol, method=method)
         return loss_value(self.loss, self.user_states(zs))
 
+    @functools.cached_property
     def fingerprint(self):
         """f and the loss at fixed pseudo-random points near the inputs: what tells two problems apart.
 
         Identical code (a fresh but equal lambda, a rebuilt system) gives the same values; another
         system, parametrisation or loss almost surely does not. None where f or the loss fails there.
+        Computed once per problem (every reference computed for it carries the same one).
         """
         rng = np.random.default_rng(20261128)
 
@@ -144,7 +147,7 @@ class GradientEstimate:
         to reuse an estimate for other inputs.
     fingerprint : tuple or None
         f and the loss at fixed points near the inputs
-        (:meth:`Problem.fingerprint`): reuse for another system or loss is
+        (:attr:`Problem.fingerprint`): reuse for another system or loss is
         refused.
     """
 
@@ -178,7 +181,7 @@ class Reference(abc.ABC):
         est = self._compute(problem)
         est.seconds = time.perf_counter() - start
         est.inputs = (problem.user_z0(problem.z0).copy(), problem.ts.copy(), problem.theta.copy())
-        est.fingerprint = problem.fingerprint()
+        est.fingerprint = problem.fingerprint
         return est
 
     def __repr__(self):
