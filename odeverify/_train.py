@@ -21,7 +21,6 @@ The loss is the mean squared error over every observed state after t_0::
 from __future__ import annotations
 
 import math
-import numbers
 import time as _time
 from dataclasses import dataclass, field
 
@@ -30,7 +29,10 @@ import numpy as np
 from ._adjoint import adjoint_gradients
 from ._data import TrajectoryData
 from ._integrate import solve
-from ._validate import as_field, check_method, check_mode, check_positive_int, check_rng, check_theta, check_tolerances
+from ._validate import (
+    as_field, check_method, check_mode, check_positive_float, check_positive_int, check_rng, check_theta,
+    check_tolerances,
+)
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["fit", "FitResult", "FitProgress", "OPTIMIZERS"]
@@ -280,7 +282,7 @@ def fit(
     if model == "resnet":
         if resnet_step is None:
             raise InvalidArgumentError("model='resnet' needs resnet_step, the fixed step h of its Euler layers, e.g. 0.2")
-        resnet_step = _positive_float(resnet_step, "resnet_step")
+        resnet_step = check_positive_float(resnet_step, "resnet_step")
     elif resnet_step is not None:
         raise InvalidArgumentError("resnet_step is only used with model='resnet'; remove it or set model='resnet'")
     steps = check_positive_int(steps, "steps")
@@ -288,7 +290,7 @@ def fit(
         if learning_rate is not None:
             raise InvalidArgumentError("learning_rate is not used by optimizer='lbfgs' (it searches its own step)")
     else:
-        learning_rate = _DEFAULT_LR[optimizer] if learning_rate is None else _positive_float(learning_rate, "learning_rate")
+        learning_rate = _DEFAULT_LR[optimizer] if learning_rate is None else check_positive_float(learning_rate, "learning_rate")
     if callback is not None and not callable(callback):
         raise InvalidTypeError(f"callback must be callable, got {type(callback).__name__}")
     if print_every is not None:
@@ -450,15 +452,6 @@ def _lbfgs(evaluate, theta0, steps, history, report):
         message = f"stopped by the callback after {state['k']} iterations"
         theta = state["best"][1]
     return np.array(theta, dtype=float), state["n"], stopped, message
-
-
-def _positive_float(value, argname):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidTypeError(f"{argname} must be a positive number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"{argname}={value!r} must be a positive finite number")
-    return value
 
 
 def _check_data(data, n, *, for_training=False):

@@ -6,6 +6,7 @@ received and a fix.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -254,6 +255,19 @@ def check_positive_int(value, argname, *, minimum=1):
     if value < minimum:
         raise InvalidArgumentError(f"{argname}={value} must be at least {minimum}")
     return int(value)
+
+
+def check_positive_float(value, argname, *, example=None, below_one=False):
+    """A positive finite float (below 1 with ``below_one``), or an error naming ``argname`` and ``value``."""
+    hint = f", e.g. {argname}={example}" if example is not None else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidTypeError(f"{argname} must be a positive number, got {value!r}{hint}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"{argname}={value!r} must be a positive finite number{hint}")
+    if below_one and value >= 1:
+        raise InvalidArgumentError(f"{argname}={value!r} must be below 1{hint}")
+    return value
 
 
 def check_rng(seed, argname="seed"):

@@ -22,8 +22,6 @@ tutorial, ch. 1 and 4 (https://implicit-layers-tutorial.org/).
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -34,7 +32,7 @@ import sympy as sp
 
 from ._codegen import ArrayKernel, Group
 from ._parse import parse_expression, parse_names
-from ._validate import _as_float_array
+from ._validate import _as_float_array, check_positive_float
 from .errors import ConvergenceError, InvalidArgumentError, InvalidTypeError, SingularJacobianError
 
 __all__ = ["ImplicitLayer", "ImplicitSolution", "ImplicitCheck", "check_implicit"]
@@ -305,8 +303,8 @@ class ImplicitLayer:
         SingularJacobianError
             When dg/dy is singular at the solution.
         """
-        tol = _positive(tol, "tol", "1e-12", below_one=True)
-        singular_rtol = _positive(singular_rtol, "singular_rtol", "1e-4")
+        tol = check_positive_float(tol, "tol", example="1e-12", below_one=True)
+        singular_rtol = check_positive_float(singular_rtol, "singular_rtol", example="1e-4")
         if not isinstance(method, str) or method not in _ROOT_METHODS:
             raise InvalidArgumentError(
                 f"method={method!r} is not a method of scipy.optimize.root; use one of {', '.join(_ROOT_METHODS)}"
@@ -371,14 +369,6 @@ class ImplicitLayer:
 
 _ROOT_METHODS = ("hybr", "lm", "broyden1", "broyden2", "anderson", "linearmixing", "diagbroyden",
                  "excitingmixing", "krylov", "df-sane")
-
-
-def _positive(value, argname, example, *, below_one=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(f"{argname}={value!r} must be a positive finite number, e.g. {argname}={example}")
-    if below_one and value >= 1:
-        raise InvalidArgumentError(f"{argname}={value!r} must be below 1, e.g. {argname}={example}")
-    return float(value)
 
 
 def _symbols(spec, argname):
@@ -459,8 +449,8 @@ def check_implicit(layer, x, y0, *, eps=1e-6, rtol=1e-6):
     """
     if not isinstance(layer, ImplicitLayer):
         raise InvalidTypeError(f"layer must be an ImplicitLayer, got {type(layer).__name__}")
-    eps = _positive(eps, "eps", "1e-6", below_one=True)
-    rtol = _positive(rtol, "rtol", "1e-6")
+    eps = check_positive_float(eps, "eps", example="1e-6", below_one=True)
+    rtol = check_positive_float(rtol, "rtol", example="1e-6")
     sol = layer.solve(x, y0)
     x = sol.x
     fd = np.empty_like(sol.dy_dx)
