@@ -32,7 +32,7 @@ import numpy as np
 import scipy.special
 
 from .._field import AbstractVectorField
-from .._validate import _as_float_array, check_rng
+from .._validate import _as_float_array, check_positive_float, check_rng
 from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["MLPField", "ACTIVATIONS"]
@@ -270,8 +270,7 @@ class MLPField(AbstractVectorField):
         ndarray, shape (p,)
         """
         rng = check_rng(rng, "rng")
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (np.isfinite(scale) and scale > 0):
-            raise InvalidArgumentError(f"scale={scale!r} must be a positive finite number")
+        scale = check_positive_float(scale, "scale")
         theta = np.empty(self.n_params)
         for (out, inp), (w0, _, end) in zip(self.layer_shapes, self._offsets):
             bound = float(scale) / np.sqrt(inp)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._system import ODESystem
-from .._validate import _as_float_array, as_field, check_rng, check_theta, check_ts, check_z0
+from .._validate import _as_float_array, as_field, check_positive_float, check_rng, check_theta, check_ts, check_z0
 from ..errors import EnclosureError, InvalidArgumentError, InvalidTypeError
 from ._checks import check_state
 from ._interval import Encloser, hi, interval, is_finite, lo, point
@@ -498,8 +497,8 @@ def hypothesis_warnings(system, theta, z0, ts, *, radius=None) -> list:
         )
     if radius is None:
         radius = 0.1 * max(1.0, float(np.max(np.abs(z0_2d))))
-    elif isinstance(radius, bool) or not (isinstance(radius, numbers.Real) and radius > 0 and math.isfinite(radius)):
-        raise InvalidArgumentError(f"radius={radius!r} must be a positive finite number")
+    else:
+        radius = check_positive_float(radius, "radius")
     box = np.stack([z0_2d.min(axis=0) - radius, z0_2d.max(axis=0) + radius], axis=1)
     t_span = (float(ts.min()), float(ts.max()))
     where = (
