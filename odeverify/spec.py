@@ -187,8 +187,7 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
             loss = ExpressionLoss(system, loss_table["expression"], ts, at=at, weight=loss_table.get("weight", 1.0))
         except OdeverifyError as exc:
             raise SpecError(f"{source}: loss: {exc}") from None
-        weight = loss_table.get("weight", 1.0)
-        description = (f"{weight:g} × " if weight != 1.0 else "") + f"Σ {loss_table['expression']} at {at}"
+        description = (f"{loss.weight:g} × " if loss.weight != 1.0 else "") + f"Σ {loss_table['expression']} at {at}"
     else:
         raise _err(source, "loss.kind", f"{kind!r} is not a loss kind; use 'squared_error' or 'expression'")
     solver = data.get("solver", {})
