@@ -13,9 +13,7 @@ gradients are independent of every contender:
 * linear dz/dt = A z: exact, from scipy.linalg.expm / expm_frechet
   (tests/helpers.py: linear_reference).
 
-Rows of odeverify whose config ends in "jit" use ``ODESystem.jit()`` (the
-kernels compiled by numba; the compile time is in the note, like JAX's).
-Timings are medians over repeats; JAX is timed after compilation. A peer that
+odeverify runs Numba-free (whole-array NumPy work, no JIT). Timings are medians over repeats; JAX is timed after compilation. A peer that
 is missing from the environment is skipped with a note. Results are printed
 and written to benchmarks/results/peers-<date>[-label].{txt,json}.
 """
@@ -191,19 +189,10 @@ class Row:
 
 
 # ---------------------------------------------------------------------------- contenders
-def run_odeverify(prob, rtol, atol, repeats, methods, jit=False):
-    """odeverify rows; with ``jit`` the system's kernels are compiled by numba (ODESystem.jit) first."""
+def run_odeverify(prob, rtol, atol, repeats, methods):
+    """odeverify rows: every method in ``methods`` that odeverify knows, in both adjoint modes."""
     system = ov.ODESystem.from_strings(prob.states, prob.params, prob.rhs)
     note = ""
-    if jit:
-        if not hasattr(system, "jit"):
-            return []
-        try:
-            t0 = time.perf_counter()
-            system.jit()
-            note = f"ODESystem.jit(); compile {time.perf_counter() - t0:.1f} s"
-        except ImportError as exc:
-            return [Row(prob.name, "odeverify", "jit", None, None, None, note=str(exc))]
     rows = []
     known = set(getattr(ov._validate, "METHODS", ()))
     for method in methods:
@@ -221,7 +210,7 @@ def run_odeverify(prob, rtol, atol, repeats, methods, jit=False):
                 Row(
                     prob.name,
                     "odeverify",
-                    f"{method} {mode}" + (" jit" if jit else ""),
+                    f"{method} {mode}",
                     secs,
                     rel_err(res.z0, prob.ref_z0),
                     rel_err(res.theta, prob.ref_theta),
@@ -382,10 +371,6 @@ def summarise(rows):
             continue
         best = min(ours, key=lambda r: r.seconds)
         lines.append(f"{name}: fastest odeverify = {best.config} ({fmt_time(best.seconds)}, grad err {fmt_err(best.err)})")
-        plain = [r for r in ours if not r.config.endswith("jit")]
-        if plain and plain != ours:
-            bp = min(plain, key=lambda r: r.seconds)
-            lines.append(f"  fastest without numba = {bp.config} ({fmt_time(bp.seconds)}, grad err {fmt_err(bp.err)})")
         default = [r for r in ours if r.config == "DOP853 interpolated"]
         if torch_rows:
             tr = torch_rows[0]
@@ -450,14 +435,13 @@ def main(argv=None):
     for prob in problems:
         print(f"== {prob.name} ({prob.notes})", flush=True)
         rows += run_odeverify(prob, args.rtol, args.atol, reps, methods)
-        rows += run_odeverify(prob, args.rtol, args.atol, reps, ["dopri5", "tsit5"], jit=True)
         if args.only == "all":
             rows += run_torchdiffeq(prob, args.rtol, args.atol, 1 if (args.quick and prob.batched) else reps)
             rows += run_diffrax(prob, args.rtol, args.atol, reps)
         for line in table([r for r in rows if r.problem == prob.name])[2:]:
             print(line, flush=True)
     versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
-    for mod in ("torch", "torchdiffeq", "jax", "diffrax", "numba"):
+    for mod in ("torch", "torchdiffeq", "jax", "diffrax"):
         try:
             versions[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):

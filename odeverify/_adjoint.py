@@ -264,8 +264,6 @@ def adjoint_gradients(
         def fun_backward(t, y, out):
             kernels.adjoint(t, dense.at(t, z_buf), y, out)
 
-        if kernels.interpolated is not None:
-            fun_backward = kernels.interpolated(dense) or fun_backward
 
         jac_backward = _interpolated_jacobian(fld, theta, B, n, p, method, z_of) if implicit else None
         size = Bn + p + 1

@@ -352,10 +352,7 @@ def _body(exprs, cse, indent):
 def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj_t, *, style, cse=None):
     """Python source of the solver kernels of one ODE.
 
-    For ``style="batch"`` and ``style="scalar"`` the source defines
-    ``make(theta, B) -> (f, backward, adjoint)``; for ``style="loop"`` it
-    defines the three functions with ``theta`` as first argument and the
-    batch as an explicit loop over samples, for a JIT compiler (numba).
+    The source defines ``make(theta, B) -> (f, backward, adjoint)``.
 
     The kernels work on the flat arrays the solvers step, for one batch size
     B and one parameter vector (unpacked once, when ``make`` is called), and
@@ -377,11 +374,9 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
     f, adj, adj_theta, adj_t : sequence of sympy.Expr
         f (n), the adjoint right-hand sides -f_z^T a (n), -f_theta^T a (p)
         and -f_t^T a (1), per sample.
-    style : {'batch', 'scalar', 'loop'}
+    style : {'batch', 'scalar'}
         ``'batch'``: NumPy operations on strided views of the samples;
-        ``'scalar'``: NumPy scalars for B = 1, no slicing; ``'loop'``: plain
-        scalar code in a loop over the samples, accumulating the batch sums
-        (for :func:`compile_solver_kernels` with ``jit=True``).
+        ``'scalar'``: NumPy scalars for B = 1, no slicing.
     cse : bool or None
         See :func:`generate_source`.
 
@@ -403,12 +398,12 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
     def renamed(exprs):
         return [sp.sympify(e).xreplace(rename) for e in exprs]
 
-    batch, loop = style == "batch", style == "loop"
-    if style not in ("batch", "scalar", "loop"):
-        raise InvalidArgumentError(f"style={style!r} is not one of 'batch', 'scalar', 'loop'")
+    batch = style == "batch"
+    if style not in ("batch", "scalar"):
+        raise InvalidArgumentError(f"style={style!r} is not one of 'batch', 'scalar'")
     unpack_theta = f"{', '.join(f'_s{2 * n + j}' for j in range(p))}, = theta" if p else ""
-    lines = [] if loop else ["def make(theta, B):", f"    Bn = B * {n}", "    _ones = numpy.ones(B)"]
-    if p and not loop:
+    lines = ["def make(theta, B):", f"    Bn = B * {n}", "    _ones = numpy.ones(B)"]
+    if p:
         lines.append(f"    {unpack_theta}")
     printer = _Printer()
     per_solve = {}  # scalar subexpressions of theta only: computed once, in make()
@@ -418,8 +413,6 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
         """One kernel: ``sources`` maps input symbol -> (array name, offset in sample-major blocks)."""
         per_call = {}  # scalar subexpressions that depend on t: once per call
         per_call_syms = sp.numbered_symbols("_r", real=True)
-        if loop:  # no make(): every scalar is computed in the kernel
-            per_solve.clear()
 
         def scalar_symbol(e):
             table, fresh = (per_call, per_call_syms) if t_sym in e.free_symbols else (per_solve, per_solve_syms)
@@ -428,8 +421,6 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
             return table[e]
 
         exprs = [_hoist_scalars(e, per_sample, scalar_symbol) for e in exprs]
-        if loop:
-            return loop_kernel(name, args, exprs, sources, layout, per_call)
         body, reduced, depends, used = _body(exprs, cse, "        ")
         out_lines = [f"    def {name}({args}):"]
         for sym in sorted(used & per_sample, key=names.get):
@@ -450,42 +441,6 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
                     out_lines.append(f"        out[{pos}] = {batch_sum(e, depends)}")
         else:
             out_lines.append(f"        out[:] = ({''.join(printer.doprint(e) + ', ' for e in reduced)})")
-        return out_lines
-
-    def loop_kernel(name, args, exprs, sources, layout, per_call):
-        body, reduced, depends, used = _body(exprs, cse, "        ")
-        out_lines = [f"def {name}(theta, {args}):"]
-        if p:
-            out_lines.append(f"    {unpack_theta}")
-        out_lines.extend(f"    {sym} = {printer.doprint(e)}" for e, sym in per_solve.items())
-        # the number of samples from the length of the state
-        first = "z" if "z" in args else "y"
-        blocks = 2 if name == "backward" else 1
-        extra = 0 if name == "f" or first == "z" else p + 1
-        out_lines.append(f"    B = ({first}.shape[0] - {extra}) // {blocks * n}")
-        out_lines.append(f"    Bn = B * {n}")
-        if t_sym in used or per_call:
-            out_lines.append(f"    {t_sym} = numpy.float64(t)")
-        out_lines.extend(f"    {sym} = {printer.doprint(e)}" for e, sym in per_call.items())
-        sums = [(pos, e) for (kind, pos), e in zip(layout, reduced) if kind == "sum"]
-        for j, (pos, e) in enumerate(sums):
-            out_lines.append(f"    _acc{j} = 0.0" if depends(e) & per_sample else f"    _acc{j} = B * ({printer.doprint(e)})")
-        out_lines.append("    for _b in range(B):")
-        out_lines.append(f"        _i = _b * {n}")
-        for sym in sorted(used & per_sample, key=names.get):
-            array, offset = sources[sym]
-            out_lines.append(f"        {sym} = {array}[{offset} + _i]")
-        out_lines.extend(body)
-        j = 0
-        for (kind, pos), e in zip(layout, reduced):
-            if kind == "sample":
-                out_lines.append(f"        out[{pos} + _i] = {printer.doprint(e)}")
-            else:
-                if depends(e) & per_sample:
-                    out_lines.append(f"        _acc{j} += {printer.doprint(e)}")
-                j += 1
-        for j, (pos, e) in enumerate(sums):
-            out_lines.append(f"    out[{pos}] = _acc{j}")
         return out_lines
 
     def batch_sum(e, depends):
@@ -523,8 +478,6 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
         {**{rename[x]: ("z", f"{i}") for i, x in enumerate(states)}, **{rename[x]: ("y", f"{i}") for i, x in enumerate(adjoint)}},
         sample + [("sum", f"Bn + {j}") for j in range(p + 1)],
     )
-    if loop:
-        return "\n".join(lines) + "\n"
     setup = [f"    {sym} = {printer.doprint(e)}" for e, sym in per_solve.items()]
     lines[4 if p else 3 : 4 if p else 3] = setup
     lines.append("    return f, backward, adjoint")
@@ -560,75 +513,13 @@ def _hoist_inner(expr, per_sample, scalar_symbol):
 
 
 def compile_solver_kernels(*args, style, cse=None):
-    """Compile :func:`generate_solver_source`; returns ``(make or (f, backward, adjoint), source)``.
-
-    ``style="loop"`` compiles the three kernels with numba (imported here:
-    an optional dependency); the others return the ``make`` factory.
-    """
+    """Compile :func:`generate_solver_source`; returns ``(make, source)``."""
     source = generate_solver_source(*args, style=style, cse=cse)
-    label = {"batch": "", "scalar": " (B = 1)", "loop": " (numba)"}[style]
-    if style == "loop":
-        import numba
-
-        namespace = {"numpy": np, "_ops": _numba_ops()}
-    else:
-        namespace = _namespace("numpy")
+    label = {"batch": "", "scalar": " (B = 1)"}[style]
+    namespace = _namespace("numpy")
     code = compile(source, f"<odeverify-generated solver kernels{label}>", "exec")
     exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
-    if style == "loop":
-        # error_model="numpy": x/0 gives inf or NaN (reported by the solver as an undefined vector field),
-        # as the NumPy kernels do, instead of numba's default ZeroDivisionError
-        return tuple(numba.njit(namespace[k], error_model="numpy") for k in ("f", "backward", "adjoint")), source
     return namespace["make"], source
-
-
-_NUMBA_OPS = None
-
-
-def _numba_ops():
-    """The activation functions of the generated code, compiled with numba, as a module."""
-    global _NUMBA_OPS
-    if _NUMBA_OPS is None:
-        import math
-
-        import numba
-
-        @numba.njit
-        def sigmoid(x):
-            if x >= 0.0:
-                return 1.0 / (1.0 + math.exp(-x))
-            e = math.exp(x)
-            return e / (1.0 + e)
-
-        @numba.njit
-        def softplus(x):
-            return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-        @numba.njit
-        def relu(x):
-            return 0.0 if x < 0.0 else x
-
-        @numba.njit
-        def heaviside(x, h0):
-            if x > 0.0:
-                return 1.0
-            if x < 0.0:
-                return 0.0
-            return h0 if x == 0.0 else x
-
-        @numba.njit
-        def erf(x):
-            return math.erf(x)
-
-        @numba.njit
-        def where(cond, a, b):
-            return a if cond else b
-
-        module = types.ModuleType("odeverify_numba_ops")
-        for fn in (sigmoid, softplus, relu, heaviside, erf, where):
-            setattr(module, fn.__name__, fn)
-        _NUMBA_OPS = module
-    return _NUMBA_OPS
 
 
 def compile_function(groups, exprs, *, name="kernel", backend="numpy", cse=None):

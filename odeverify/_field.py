@@ -43,18 +43,11 @@ class SolverKernels:
         ``adjoint(t, z, y, out)`` with ``z`` (B*n,) given and ``y = [a,
         a_theta, a_t]`` of shape (B*n + p + 1,): ``out = [-a^T f_z, -sum_b
         a^T f_theta, -sum_b a^T f_t]`` (the interpolated-mode system).
-    interpolated : callable or None
-        Optional: ``interpolated(dense)`` with the forward solve's dense
-        output returns ``fun(t, y, out)``, the interpolated-mode system with
-        z taken from ``dense`` (or None to let the caller combine
-        ``adjoint`` with ``dense``); compiled kernels use it to keep the
-        lookup of z in compiled code.
     """
 
     f: object
     backward: object
     adjoint: object
-    interpolated: object = None
 
 
 def generic_solver_kernels(field, theta, batch):

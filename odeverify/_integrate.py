@@ -314,7 +314,7 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
     The backward sweep of the adjoint: ``add`` holds the jumps of the adjoint
     at the observation times (and, in backsolve mode, the forward state that
     restarts the reconstructed one, where ``keep`` is 0). The in-house methods
-    run every interval in one call (compiled by numba for a jitted system);
+    run every interval in one call;
     the SciPy methods one :func:`integrate_span` per interval. Each interval
     has its own step budget, and starts with the step size the previous one
     proposed (in-house methods).

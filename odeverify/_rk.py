@@ -16,10 +16,9 @@ costs time on small and batched problems, not in the mathematics:
 * dense output is the method's own continuous extension (quartic, so
   interpolation keeps the 4th order of the error estimate), and repeated
   evaluations at monotone times find their step without a search;
-* the step loop :func:`_rk_loop` is plain Python on NumPy arrays that numba
-  can compile unchanged: for a right-hand side compiled by numba (a
-  :class:`CompiledRHS`, from :meth:`odeverify.ODESystem.jit`) the whole loop
-  runs as machine code, with the same steps and the same numbers.
+* the step loop :func:`_rk_loop` is plain Python on NumPy arrays (no JIT):
+  its cost per step is the stage kernels plus a fixed number of array
+  operations, whatever the batch size.
 
 The step-size controller is the standard one (Hairer, Nørsett & Wanner,
 §II.4): ``h_new = h * min(10, max(0.2, 0.9 * err^(-1/5)))``, no growth right
@@ -44,13 +43,11 @@ from .tableaux import DOPRI5, TSIT5
 
 __all__ = [
     "ADAPTIVE_TABLEAUX",
-    "CompiledRHS",
     "ErrorNorm",
     "RKDenseOutput",
     "StepwiseDenseOutput",
-    "compiled_dense_rhs",
-    "dense_rhs_args",
     "integrate_rk",
+    "integrate_rk_intervals",
 ]
 
 #: the adaptive methods by name
@@ -214,10 +211,10 @@ def _interpolate(R, s, out):
 OK, STEP_TOO_SMALL, NOT_FINITE, BUDGET, F_NOT_FINITE = 0, 1, 2, 3, 4
 
 
-def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
-    """The adaptive step loop: plain Python, or the same source compiled by numba (:func:`compiled_loop`).
+def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
+    """The adaptive step loop.
 
-    ``fun(args, t, y, out)`` writes dy/dt into ``out``. Every linear
+    ``fun(t, y, out)`` writes dy/dt into ``out``. Every linear
     combination of a step is one dot with ``Y = [y, k_1, ..., k_s]``: with
     ``W = h * W1 + W0``, rows ``0..s-1`` of ``W`` give the stage inputs, row
     ``s`` the error estimate, rows ``s+1..`` (with ``Wd0``) the dense output's
@@ -249,7 +246,7 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
     while k < n_out and t_out[k] == t:
         y_at[k] = Y[0]
         k += 1
-    fun(args, t, Y[0], Y[1])
+    fun(t, Y[0], Y[1])
     nfev = 1
     if not math.isfinite(abs(Y[1].sum())):  # f undefined at the start: no step size can help
         return F_NOT_FINITE, t, Y[0].copy(), Y[1].copy(), y_at, nfev, 0, 0, h_abs, t_steps, R_all, n_dense
@@ -260,7 +257,7 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
         h0 = 1e-6 if (dd0 < 1e-5 or dd1 < 1e-5) else 0.01 * dd0 / dd1
         h0 = min(h0, interval)
         y_stage[:] = Y[0] + (h0 * direction) * Y[1]
-        fun(args, t + h0 * direction, y_stage, err)
+        fun(t + h0 * direction, y_stage, err)
         nfev += 1
         dd2 = _norm(np.abs(err - Y[1]) / scale, starts, ends) / h0
         if dd1 <= 1e-15 and dd2 <= 1e-15:
@@ -292,7 +289,7 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
             for i in range(1, s):
                 target = y_new if i == s - 1 else y_stage  # the last stage is taken at y_new (FSAL)
                 np.dot(W[i, : i + 1], Y[: i + 1], target)  # y + h sum_j a_ij k_j
-                fun(args, t + c[i] * h, target, Y[i + 1])
+                fun(t + c[i] * h, target, Y[i + 1])
             nfev += s - 1
             np.dot(W[s], Y, err)  # h sum_j (b_j - b_err_j) k_j
             abs_new = np.abs(y_new)
@@ -353,7 +350,7 @@ def _rk_loop(fun, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, star
     return OK, t, Y[0].copy(), Y[1].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
 
 
-def _rk_intervals(fun, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err):
+def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err):
     """:func:`_rk_loop` over consecutive intervals ``times[k] -> times[k+1]``, restarting each from
     ``keep * y_end(previous) + add[k]`` (``y_end(-1) = 0``): the backward adjoint sweep in one call.
 
@@ -377,7 +374,7 @@ def _rk_intervals(fun, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, a
         else:
             y[:] = keep * Y_end[k - 1] + add[k]
         status, t, y_end, f, y_at, nf, ns, nr, h_abs, t_steps, R_all, n_dense = _rk_loop(
-            fun, args, times[k], times[k + 1], y, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends,
+            fun, times[k], times[k + 1], y, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends,
             no_out, False, max_steps, h_abs, order_err, False,
         )
         nfev += nf
@@ -386,95 +383,6 @@ def _rk_intervals(fun, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, a
             return status, k, t, y_end, f, Y_end, nfev, nsteps, h_abs
         Y_end[k] = y_end
     return OK, K, times[K], y, y, Y_end, nfev, nsteps, h_abs
-
-
-class CompiledRHS:
-    """A right-hand side compiled by numba: ``fn(args, t, y, out)`` with its ``args``.
-
-    :func:`integrate_rk` runs its step loop compiled by numba for such a
-    right-hand side (no Python per step); anywhere else it is called as
-    ``rhs(t, y, out)``.
-    """
-
-    def __init__(self, fn, args):
-        self.fn = fn
-        self.args = args
-
-    def __call__(self, t, y, out):
-        self.fn(self.args, t, y, out)
-
-
-_COMPILED = {}
-
-
-def _compiled(name):
-    """A function of this module compiled by numba, its calls to the other helpers compiled too.
-
-    The same code object runs with globals in which ``_norm`` and
-    ``_interpolate`` are the compiled versions: one source for both paths.
-    """
-    if not _COMPILED:
-        import types as _types
-
-        import numba
-
-        namespace = dict(globals())
-        helpers = ("_norm", "_interpolate", "_rk_loop", "_rk_intervals")
-        for helper in helpers:
-            fn = globals()[helper]
-            namespace[helper] = numba.njit(_types.FunctionType(fn.__code__, namespace, helper, fn.__defaults__))
-        _COMPILED.update((k, namespace[k]) for k in helpers)
-    return _COMPILED[name]
-
-
-def compiled_loop(fn):
-    """:func:`_rk_loop` compiled by numba for the right-hand side ``fn`` (a numba function).
-
-    ``fn`` is bound as a constant of a small compiled entry point, so that a
-    call does not type a function object (about 15 us per call otherwise).
-    """
-    entry = _ENTRIES.get(fn)
-    if entry is None:
-        import numba
-
-        loop = _compiled("_rk_loop")
-
-        @numba.njit
-        def entry(fn_unused, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
-            return loop(fn, args, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx)
-
-        _ENTRIES[fn] = entry
-    return entry
-
-
-_ENTRIES = {}
-
-
-def compiled_intervals(fn):
-    """:func:`_rk_intervals` compiled by numba for the right-hand side ``fn``, bound as a constant (see
-    :func:`compiled_loop`)."""
-    entry = _INTERVAL_ENTRIES.get(fn)
-    if entry is None:
-        import numba
-
-        loop = _compiled("_rk_intervals")
-
-        @numba.njit
-        def entry(fn_unused, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err):
-            return loop(fn, args, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err)
-
-        _INTERVAL_ENTRIES[fn] = entry
-    return entry
-
-
-_INTERVAL_ENTRIES = {}
-
-
-def _call_python(fun):
-    def call(args, t, y, out):
-        fun(t, y, out)
-
-    return call
 
 
 class RKFailure(Exception):
@@ -541,10 +449,9 @@ def integrate_rk(
 
     Parameters
     ----------
-    fun : callable or CompiledRHS
+    fun : callable
         ``fun(t, y, out)`` writes dy/dt into ``out`` (shape of ``y``); it
-        must not keep references to ``y`` or ``out``. A :class:`CompiledRHS`
-        with a real state runs the step loop compiled by numba.
+        must not keep references to ``y`` or ``out``.
     t_start, t_end : float
     y0 : ndarray, shape (size,)
         Real or complex.
@@ -586,12 +493,8 @@ def integrate_rk(
     atol = np.full(size, atol) if np.ndim(atol) == 0 else np.ascontiguousarray(atol, dtype=float)
     t_out = np.ascontiguousarray(t_out, dtype=float).reshape(-1)
     cplx = dtype.kind == "c"
-    if isinstance(fun, CompiledRHS) and not cplx:
-        loop, fn, args = compiled_loop(fun.fn), None, fun.args
-    else:
-        loop, fn, args = _rk_loop, _call_python(fun), None
-    out = loop(
-        fn, args, float(t_start), float(t_end), y0, W1, W0, Wd0, c, -1.0 / tableau.order,
+    out = _rk_loop(
+        fun, float(t_start), float(t_end), y0, W1, W0, Wd0, c, -1.0 / tableau.order,
         float(rtol), atol, starts, ends, t_out, bool(dense), int(max_steps),
         -1.0 if first_step is None else abs(float(first_step)), tableau.order - 1, cplx,
     )
@@ -614,7 +517,7 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
 
     Parameters
     ----------
-    fun : callable or CompiledRHS
+    fun : callable
         As for :func:`integrate_rk` (real states only).
     times : ndarray, shape (K + 1,)
         Monotone; interval k is ``times[k] -> times[k + 1]``.
@@ -642,12 +545,8 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
     size = add.shape[1]
     starts, ends = _group_bounds(size, None if groups is None else tuple(groups))
     atol = np.full(size, atol) if np.ndim(atol) == 0 else np.ascontiguousarray(atol, dtype=float)
-    if isinstance(fun, CompiledRHS):
-        loop, fn, args = compiled_intervals(fun.fn), None, fun.args
-    else:
-        loop, fn, args = _rk_intervals, _call_python(fun), None
-    status, k, t, y, f, Y_end, nfev, nsteps, h_abs = loop(
-        fn, args, times, keep, add, W1, W0, Wd0, c, -1.0 / tableau.order, float(rtol), atol, starts, ends,
+    status, k, t, y, f, Y_end, nfev, nsteps, h_abs = _rk_intervals(
+        fun, times, keep, add, W1, W0, Wd0, c, -1.0 / tableau.order, float(rtol), atol, starts, ends,
         int(max_steps), -1.0, tableau.order - 1,
     )
     if status != OK:
@@ -655,40 +554,3 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
         exc.interval = int(k)
         raise exc
     return {"Y_end": Y_end, "nfev": int(nfev), "nsteps": int(nsteps)}
-
-
-def dense_rhs_args(theta, dense):
-    """The ``args`` of a :func:`compiled_dense_rhs` function: theta and the forward dense output as arrays."""
-    asc = np.ascontiguousarray(dense._asc_arr)
-    t0 = np.asarray(dense._t0, dtype=float)
-    h = np.asarray(dense._h, dtype=float)
-    R = np.ascontiguousarray(dense._R)
-    z = np.empty(R.shape[2])
-    seg = np.zeros(1, dtype=np.int64)  # the cached ascending segment
-    return (theta, asc, t0, h, R, z, seg, 1 if dense._reverse else 0)
-
-
-def compiled_dense_rhs(kernel):
-    """``rhs(args, t, y, out) = kernel(theta, t, z(t), y, out)`` compiled by numba, z from a forward dense output.
-
-    ``args`` come from :func:`dense_rhs_args`; the segment holding ``t`` is
-    looked up from the cached one (backward times move monotonically).
-    """
-    import numba
-
-    interpolate = _compiled("_interpolate")
-
-    @numba.njit
-    def rhs(args, t, y, out):
-        theta, asc, t0, h, R, z, seg, reverse = args
-        nseg = asc.shape[0] - 1
-        j = seg[0]
-        if not (asc[j] <= t <= asc[j + 1]):
-            j = np.searchsorted(asc, t, side="right") - 1
-            j = min(max(j, 0), nseg - 1)
-            seg[0] = j
-        i = nseg - 1 - j if reverse else j
-        interpolate(R[i], (t - t0[i]) / h[i], z)
-        kernel(theta, t, z, y, out)
-
-    return rhs

@@ -8,14 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from ._codegen import ArrayKernel, Group, compile_solver_kernels, generate_solver_source
+from ._codegen import ArrayKernel, Group, compile_solver_kernels
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
 from ._parse import MAX_NAMES, parse_expression, parse_names
-from ._rk import (
-    CompiledRHS, RKDenseOutput, RKFailure, compiled_dense_rhs, dense_rhs_args, integrate_rk, integrate_rk_intervals,
-)
-from .tableaux import TSIT5
 from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["ODESystem"]
@@ -506,106 +502,9 @@ class ODESystem(AbstractVectorField):
         code without slicing.
         """
         theta = np.ascontiguousarray(theta, dtype=float)
-        if self.numeric._jit is not None:
-            f, backward, adjoint, dense_rhs = self.numeric._jit
-
-            def interpolated(dense):
-                if isinstance(dense, RKDenseOutput):
-                    return CompiledRHS(dense_rhs, dense_rhs_args(theta, dense))
-                return None
-
-            return SolverKernels(
-                CompiledRHS(f, theta), CompiledRHS(backward, theta), functools.partial(adjoint, theta), interpolated
-            )
         make = self.numeric._solver_factory("batch" if batch > 1 else "scalar")
         with np.errstate(all="ignore"):
             return SolverKernels(*make(theta, int(batch)))
-
-    def jit(self, *, warm_up=True):
-        """Compile the solver kernels with numba; returns the system.
-
-        After ``system.jit()`` every solve and adjoint of this system calls
-        machine code for f and the adjoint products instead of NumPy
-        operations: on a batch of states a kernel call costs about as much as
-        its arithmetic, not one NumPy call per operation. With the in-house
-        methods ``'dopri5'`` and ``'tsit5'`` the whole step loop runs
-        compiled too, so a step costs about a microsecond instead of tens.
-        Compilation takes seconds (once per system and process), like a JAX
-        jit. Needs the optional dependency numba (``pip install
-        odeverify[jit]``).
-
-        Parameters
-        ----------
-        warm_up : bool
-            Compile the step loops now (by solving a tiny problem forward,
-            backward and in interpolated mode) instead of at first use.
-
-        Returns
-        -------
-        ODESystem
-            ``self``, for chaining.
-
-        Raises
-        ------
-        ImportError
-            When numba is not installed.
-
-        Examples
-        --------
-        >>> import numpy as np, odeverify as ov
-        >>> lv = ov.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
-        >>> lv = lv.jit()  # doctest: +SKIP
-        >>> res = ov.adjoint_gradients(lv, np.ones((512, 2)), np.linspace(0, 5, 11), [1.5, 1, 1, 3],
-        ...                            lambda zs: (zs**2).sum(), method="tsit5")  # doctest: +SKIP
-        """
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "ODESystem.jit() needs numba, an optional dependency: pip install numba (or odeverify[jit])"
-            ) from None
-        kernels, _ = self.numeric._loop_kernels()
-        # compile now, for float64 arrays (the only kernels the solvers call)
-        n, p = self.n_states, self.n_params
-        theta = np.ones(p)
-        with np.errstate(all="ignore"):
-            kernels[0](theta, 0.5, np.ones(n), np.empty(n))
-            kernels[1](theta, 0.5, np.ones(2 * n + p + 1), np.empty(2 * n + p + 1))
-            kernels[2](theta, 0.5, np.ones(n), np.ones(n + p + 1), np.empty(n + p + 1))
-        self.numeric._jit = (*kernels, compiled_dense_rhs(kernels[2]))
-        if warm_up:
-            self._warm_up()
-        return self
-
-    def _warm_up(self):
-        """Compile the step loop for each right-hand side (tiny solves; the loop is typed, not the values)."""
-        n, p = self.n_states, self.n_params
-        kw = dict(rtol=1e-3, atol=1e-3, max_steps=1000)
-        # the first call compiles, whatever the solve's outcome: f may be undefined at the warm-up point
-        # (0/0 in a Michaelis-Menten rate at z = 0), which is no reason to fail
-        fwd = None
-        with np.errstate(all="ignore"):
-            for value in (0.0, 1.0, 0.5):
-                kernels = self.solver_kernels(np.full(p, value), 1)
-                try:
-                    fwd = integrate_rk(kernels.f, 0.0, 1e-3, np.full(n, value), TSIT5, t_out=np.array([0.0, 1e-3]),
-                                       dense=True, **kw)
-                    break
-                except RKFailure:
-                    continue
-            # the backward sweep runs every interval in one call (odeverify._integrate.integrate_intervals)
-            times, size_b, size_i = np.array([1e-3, 0.0]), 2 * n + p + 1, n + p + 1
-            try:
-                integrate_rk_intervals(kernels.backward, times, np.ones(size_b), np.zeros((1, size_b)), TSIT5,
-                                       groups=(n, n, p, 1), **kw)
-            except RKFailure:
-                pass
-            if fwd is not None:  # otherwise the interpolated sweep compiles on its first use
-                try:
-                    integrate_rk_intervals(kernels.interpolated(fwd["dense"]), times, np.ones(size_i),
-                                           np.zeros((1, size_i)), TSIT5, groups=(n, p, 1), **kw)
-                except RKFailure:
-                    pass
 
 
 class _Numeric:
@@ -620,7 +519,6 @@ class _Numeric:
     def __init__(self, system: ODESystem):
         self._system = system
         self._kernels = {}
-        self._jit = None  # numba-compiled solver kernels after ODESystem.jit()
 
     def _kernel(self, kind) -> ArrayKernel:
         k = self._kernels.get(kind)
@@ -734,21 +632,13 @@ class _Numeric:
             list(s.adjoint_t_rhs),
         )
 
-    def _loop_kernels(self):
-        """The numba-compiled ``(f, backward, adjoint)`` (see :meth:`ODESystem.jit`) and their source."""
-        self._solver_factory("loop")
-        return self._kernels[("solver", "loop")]
-
     def source(self, kind="vjp") -> str:
         """The generated Python source of one kernel (for inspection).
 
         ``kind="solver"`` gives the fused batch kernels the solvers call
-        (``"solver_scalar"`` their B = 1 variant, ``"solver_loop"`` the
-        source that :meth:`ODESystem.jit` compiles).
+        (``"solver_scalar"`` their B = 1 variant).
         """
-        styles = {"solver": "batch", "solver_scalar": "scalar", "solver_loop": "loop"}
-        if kind == "solver_loop":
-            return generate_solver_source(*self._solver_args(), style="loop")
+        styles = {"solver": "batch", "solver_scalar": "scalar"}
         if kind in styles:
             self._solver_factory(styles[kind])
             return self._kernels[("solver", styles[kind])][1]

@@ -123,34 +123,3 @@ def test_solver_kernels_hoist_parameter_products():
     assert ".sum()" not in src  # batch sums are dots
 
 
-_JIT_SYSTEMS = ["time-dependent", "non-smooth", "unused state"]
-
-
-@pytest.fixture(scope="module")
-def jitted():
-    """ODESystems compiled once with numba (ODESystem.jit), by name."""
-    pytest.importorskip("numba")
-    return {name: ov.ODESystem.from_strings(*_SYSTEMS[name]).jit(warm_up=False) for name in _JIT_SYSTEMS}
-
-
-@pytest.mark.parametrize("name", _JIT_SYSTEMS)
-@pytest.mark.parametrize("B", [1, 4])
-def test_jit_solver_kernels_match_autograd(jitted, name, B):
-    _check_kernels(jitted[name], B, -0.4, seed=10 + B)
-
-
-def test_jit_without_numba_is_a_clear_error(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_numba(name, *args, **kwargs):
-        if name == "numba":
-            raise ImportError("no numba here")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_numba)
-    lv = ov.ODESystem.from_strings("x", "a", ["a*x"])
-    with pytest.raises(ImportError, match="pip install numba"):
-        lv.jit()
-    assert "for _b in range(B)" in lv.numeric.source("solver_loop")  # the source needs no numba

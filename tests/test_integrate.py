@@ -116,27 +116,11 @@ def _square_into(t, y, out):
     out[:] = y * y
 
 
-def _compiled(py_fun):
-    numba = pytest.importorskip("numba")
-    from odeverify._rk import CompiledRHS
-
-    body = numba.njit(py_fun)
-
-    @numba.njit
-    def fn(args, t, y, out):
-        body(t, y, out)
-
-    return CompiledRHS(fn, ())
-
-
-@pytest.mark.parametrize("method, compiled", [
-    ("tsit5", False), ("dopri5", False), ("DOP853", False), ("Radau", False),
-    ("tsit5", True), ("dopri5", True),  # numba right-hand sides run the in-house loop compiled
-])
-def test_intervals_restart_with_jumps_as_in_closed_form(method, compiled):
+@pytest.mark.parametrize("method", ["tsit5", "dopri5", "DOP853", "Radau"])
+def test_intervals_restart_with_jumps_as_in_closed_form(method):
     # dy/dt = -y over 3 -> 2 -> 0.5 -> 0: y_end(k) = (keep * y_end(k-1) + add[k]) e^{-(interval length)}
     from odeverify._integrate import integrate_intervals
-    fun = _compiled(_decay_into) if compiled else _decay_into
+    fun = _decay_into
     times = np.array([3.0, 2.0, 0.5, 0.0])
     keep = np.array([1.0, 0.0])
     add = np.array([[1.0, 2.0], [0.5, -1.0], [-0.25, 4.0]])
@@ -152,13 +136,12 @@ def test_intervals_restart_with_jumps_as_in_closed_form(method, compiled):
     assert stats["nsteps"] > 3 and stats["nfev"] > stats["nsteps"]
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_intervals_name_the_interval_that_fails(compiled):
+def test_intervals_name_the_interval_that_fails():
     # dy/dt = y^2 from y = 1 at t = 0 blows up at t = 1, inside the second interval [0.5, 2]
     from odeverify._integrate import integrate_intervals
     from odeverify.errors import IntegrationError
 
-    fun = _compiled(_square_into) if compiled else _square_into
+    fun = _square_into
     times = np.array([0.0, 0.5, 2.0])
     with pytest.raises(IntegrationError, match=r"the interval 1 solve failed at t = 1\.0.*from 0\.5 to 2\.0") as info:
         integrate_intervals(fun, times, np.ones(1), np.array([[1.0], [0.0]]), method="tsit5", rtol=1e-8, atol=1e-8,
