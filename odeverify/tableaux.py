@@ -49,10 +49,20 @@ class Tableau:
     b_err : ndarray, shape (s,), or None
         Weights of an embedded solution of order ``order - 1`` (for error
         estimates), when the method has one.
-    P : ndarray, shape (s, d), or None
+    P : ndarray, shape (s + e, d), or None
         Continuous extension (dense output): within a step,
         ``z(t + theta h) = z + h sum_j b_j(theta) k_j`` with
-        ``b_j(theta) = sum_m P[j, m] theta^(m + 1)``, so ``P.sum(axis=1) == b``.
+        ``b_j(theta) = sum_m P[j, m] theta^(m + 1)``, so ``P.sum(axis=1) == b``
+        (over the first s rows). Rows past the s-th weight the ``e`` extra
+        stages of ``A_extra`` (DOP853's order-7 interpolant needs three).
+    E : ndarray, shape (2, s), or None
+        The two error estimators of DOP853 (Hairer's ``err5`` and ``err3``
+        weights) instead of ``b_err``: the step's error norm is
+        ``|err5|^2 / sqrt(|err5|^2 + 0.01 |err3|^2)`` (scaled RMS norms).
+    A_extra : ndarray, shape (e, s + e), or None
+        Stage coefficients of the extra stages that only the dense output
+        evaluates (on ``[k_1, ..., k_s, extra_1, ...]``).
+    c_extra : ndarray, shape (e,), or None
     """
 
     name: str
@@ -62,6 +72,9 @@ class Tableau:
     order: int
     b_err: np.ndarray | None = None
     P: np.ndarray | None = None
+    E: np.ndarray | None = None
+    A_extra: np.ndarray | None = None
+    c_extra: np.ndarray | None = None
 
     @property
     def stages(self) -> int:
@@ -230,16 +243,90 @@ TSIT5 = _t(
 )
 
 
-def _dop853():
-    # Dormand & Prince's 12-stage, eighth-order method (Hairer, Nørsett,
-    # Wanner, section II.10), with the coefficients SciPy's DOP853 uses.
-    from scipy.integrate._ivp import dop853_coefficients as d
+def _rows(r, c, entries):
+    """A dense (r, c) array from ``{row: {column: value}}``."""
+    out = np.zeros((r, c))
+    for i, row in entries.items():
+        for j, v in row.items():
+            out[i, j] = v
+    return out
 
-    s = d.N_STAGES
-    return Tableau("dop853", np.array(d.A[:s, :s], dtype=float), np.array(d.B, dtype=float), np.array(d.C[:s], dtype=float), 8)
+
+# Dormand & Prince's 12-stage, eighth-order method DOP853 (Hairer, Nørsett & Wanner, §II.10, and
+# Hairer's Fortran code dop853.f): nodes, stage coefficients (rows 12 and 13-15: the weights b, then the
+# three extra stages of the dense output), the two error estimators (err5, err3) and the dense output's
+# D rows. The same doubles as SciPy's dop853_coefficients (tests/test_tableaux.py checks that), written
+# out here so that odeverify's own DOP853 needs no SciPy import.
+_DOP853_C = np.array([0.0, 0.05260015195876773, 0.0789002279381516, 0.1183503419072274, 0.2816496580927726, 0.3333333333333333, 0.25, 0.3076923076923077, 0.6512820512820513, 0.6, 0.8571428571428571, 1.0, 1.0, 0.1, 0.2, 0.7777777777777778])
+_DOP853_A = _rows(16, 16, {
+    1: {0: 0.05260015195876773},
+    2: {0: 0.0197250569845379, 1: 0.0591751709536137},
+    3: {0: 0.02958758547680685, 2: 0.08876275643042054},
+    4: {0: 0.2413651341592667, 2: -0.8845494793282861, 3: 0.924834003261792},
+    5: {0: 0.037037037037037035, 3: 0.17082860872947386, 4: 0.12546768756682242},
+    6: {0: 0.037109375, 3: 0.17025221101954405, 4: 0.06021653898045596, 5: -0.017578125},
+    7: {0: 0.03709200011850479, 3: 0.17038392571223998, 4: 0.10726203044637328, 5: -0.015319437748624402, 6: 0.008273789163814023},
+    8: {0: 0.6241109587160757, 3: -3.3608926294469414, 4: -0.868219346841726, 5: 27.59209969944671, 6: 20.154067550477894, 7: -43.48988418106996},
+    9: {0: 0.47766253643826434, 3: -2.4881146199716677, 4: -0.590290826836843, 5: 21.230051448181193, 6: 15.279233632882423, 7: -33.28821096898486, 8: -0.020331201708508627},
+    10: {0: -0.9371424300859873, 3: 5.186372428844064, 4: 1.0914373489967295, 5: -8.149787010746927, 6: -18.52006565999696, 7: 22.739487099350505, 8: 2.4936055526796523, 9: -3.0467644718982196},
+    11: {0: 2.273310147516538, 3: -10.53449546673725, 4: -2.0008720582248625, 5: -17.9589318631188, 6: 27.94888452941996, 7: -2.8589982771350235, 8: -8.87285693353063, 9: 12.360567175794303, 10: 0.6433927460157636},
+    12: {0: 0.054293734116568765, 5: 4.450312892752409, 6: 1.8915178993145003, 7: -5.801203960010585, 8: 0.3111643669578199, 9: -0.1521609496625161, 10: 0.20136540080403034, 11: 0.04471061572777259},
+    13: {0: 0.056167502283047954, 6: 0.25350021021662483, 7: -0.2462390374708025, 8: -0.12419142326381637, 9: 0.15329179827876568, 10: 0.00820105229563469, 11: 0.007567897660545699, 12: -0.008298},
+    14: {0: 0.03183464816350214, 5: 0.028300909672366776, 6: 0.053541988307438566, 7: -0.05492374857139099, 10: -0.00010834732869724932, 11: 0.0003825710908356584, 12: -0.00034046500868740456, 13: 0.1413124436746325},
+    15: {0: -0.42889630158379194, 5: -4.697621415361164, 6: 7.683421196062599, 7: 4.06898981839711, 8: 0.3567271874552811, 12: -0.0013990241651590145, 13: 2.9475147891527724, 14: -9.15095847217987},
+})
+_DOP853_E = _rows(2, 13, {
+    0: {0: 0.01312004499419488, 5: -1.2251564463762044, 6: -0.4957589496572502, 7: 1.6643771824549864, 8: -0.35032884874997366, 9: 0.3341791187130175, 10: 0.08192320648511571, 11: -0.022355307863886294},
+    1: {0: -0.18980075407240762, 5: 4.450312892752409, 6: 1.8915178993145003, 7: -5.801203960010585, 8: -0.4226823213237919, 9: -0.1521609496625161, 10: 0.20136540080403034, 11: 0.02265179219836082},
+})
+_DOP853_D = _rows(4, 16, {
+    0: {0: -8.428938276109013, 5: 0.5667149535193777, 6: -3.0689499459498917, 7: 2.38466765651207, 8: 2.117034582445028, 9: -0.871391583777973, 10: 2.2404374302607883, 11: 0.6315787787694688, 12: -0.08899033645133331, 13: 18.148505520854727, 14: -9.194632392478356, 15: -4.436036387594894},
+    1: {0: 10.427508642579134, 5: 242.28349177525817, 6: 165.20045171727028, 7: -374.5467547226902, 8: -22.113666853125306, 9: 7.733432668472264, 10: -30.674084731089398, 11: -9.332130526430229, 12: 15.697238121770845, 13: -31.139403219565178, 14: -9.35292435884448, 15: 35.81684148639408},
+    2: {0: 19.985053242002433, 5: -387.0373087493518, 6: -189.17813819516758, 7: 527.8081592054236, 8: -11.57390253995963, 9: 6.8812326946963, 10: -1.0006050966910838, 11: 0.7777137798053443, 12: -2.778205752353508, 13: -60.19669523126412, 14: 84.32040550667716, 15: 11.99229113618279},
+    3: {0: -25.69393346270375, 5: -154.18974869023643, 6: -231.5293791760455, 7: 357.6391179106141, 8: 93.40532418362432, 9: -37.45832313645163, 10: 104.0996495089623, 11: 29.8402934266605, 12: -43.53345659001114, 13: 96.32455395918828, 14: -39.17726167561544, 15: -149.72683625798564},
+})
+
+# the order-7 interpolant F0..F6 of dop853.f (F0 = dy, F1 = h f0 - dy, F2 = 2 dy - h (f1 + f0),
+# F3..F6 = h D k), evaluated as y0 + x(F0 + (1-x)(F1 + x(F2 + (1-x)(F3 + ...)))), in the power basis:
+# P_k(x) is the polynomial F_k multiplies, and the dense output's theta^(m+1) rows are sum_k P_k[m+1] F_k.
+def _dop853_dense_rows():
+    poly = np.polynomial.Polynomial
+    x, omx = poly([0.0, 1.0]), poly([1.0, -1.0])
+    factors = [x, x * omx, x**2 * omx, x**2 * omx**2, x**3 * omx**2, x**3 * omx**3, x**4 * omx**3]
+    M = np.zeros((7, 8))
+    for k, p in enumerate(factors):
+        M[k, : len(p.coef)] = p.coef
+    b = _DOP853_A[12, :12]
+    G = np.zeros((7, 16))  # F_k / h as weights of [k_1..k_12, f(y_new), extra_1..extra_3]
+    G[0, :12] = b
+    G[1] = -G[0]
+    G[1, 0] += 1.0
+    G[2] = 2 * G[0]
+    G[2, 12] -= 1.0
+    G[2, 0] -= 1.0
+    G[3:] = _DOP853_D
+    return (M[:, 1:].T @ G).T  # (16, 7): like P, row j weights k_j, column m the power theta^(m+1)
+
+
+def _dop853():
+    s = 12
+    return Tableau("dop853", _DOP853_A[:s, :s].copy(), _DOP853_A[s, :s].copy(), _DOP853_C[:s].copy(), 8)
+
+
+def _dop853_fsal():
+    # the same method with f(y_new) as a 13th stage (weight 0): the first-same-as-last form the adaptive
+    # loop steps, with the two error estimators and the three extra stages of the dense output
+    s = 13
+    b = np.append(_DOP853_A[12, :12], 0.0)
+    return Tableau(
+        "dop853", _DOP853_A[:s, :s].copy(), b, _DOP853_C[:s].copy(), 8,
+        P=_dop853_dense_rows(), E=_DOP853_E.copy(), A_extra=_DOP853_A[s:, :].copy(), c_extra=_DOP853_C[s:].copy(),
+    )
 
 
 DOP853 = _dop853()
+#: DOP853 in first-same-as-last form with its error estimators and dense output, for adaptive stepping
+DOP853_ADAPTIVE = _dop853_fsal()
 
 #: the methods by name
 TABLEAUX = {t.name: t for t in (EULER, MIDPOINT, HEUN, RALSTON, KUTTA3, RK4, RK38, DOPRI5, TSIT5, DOP853)}

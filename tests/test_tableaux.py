@@ -63,3 +63,43 @@ def test_bad_arguments():
         odeint_fixed(lambda z, t: z, np.ones(1), [0, 1])
     with pytest.raises(InvalidArgumentError, match="positive integer"):
         odeint_fixed(lambda z, t: z, np.ones(1), [0, 1], steps=0)
+
+
+def test_dop853_coefficients_are_scipys_doubles():
+    # odeverify writes DOP853's coefficients out (no SciPy import for its own DOP853); they must be the
+    # same doubles as SciPy's dop853_coefficients, which come from Hairer's dop853.f
+    from scipy.integrate._ivp import dop853_coefficients as d
+
+    from odeverify.tableaux import DOP853, DOP853_ADAPTIVE, _DOP853_D
+
+    np.testing.assert_array_equal(DOP853.A, d.A[:12, :12])
+    np.testing.assert_array_equal(DOP853.b, d.B)
+    np.testing.assert_array_equal(DOP853.c, d.C[:12])
+    np.testing.assert_array_equal(DOP853_ADAPTIVE.E, np.vstack([d.E5, d.E3]))
+    np.testing.assert_array_equal(DOP853_ADAPTIVE.A_extra, d.A[13:])
+    np.testing.assert_array_equal(DOP853_ADAPTIVE.c_extra, d.C[13:])
+    np.testing.assert_array_equal(_DOP853_D, d.D)
+    assert DOP853_ADAPTIVE.fsal and DOP853_ADAPTIVE.stages == 13
+
+
+def test_dop853_dense_rows_reproduce_scipys_interpolant():
+    # the power-basis rows P of the adaptive DOP853 give the same polynomial as SciPy's Dop853DenseOutput
+    from scipy.integrate._ivp import dop853_coefficients as d
+    from scipy.integrate._ivp.rk import Dop853DenseOutput
+
+    from odeverify.tableaux import DOP853_ADAPTIVE
+
+    rng = np.random.default_rng(3)
+    K = rng.normal(size=(16, 3))  # k_1..k_12, f(y_new), extra_1..extra_3
+    y0, h = rng.normal(size=3), 0.37
+    dy = h * d.B @ K[:12]
+    F = np.empty((7, 3))
+    F[0] = dy
+    F[1] = h * K[0] - dy
+    F[2] = 2 * dy - h * (K[12] + K[0])
+    F[3:] = h * d.D @ K
+    want = Dop853DenseOutput(0.0, h, y0, F)
+    for theta in (0.0, 0.21, 0.5, 0.93, 1.0):
+        powers = theta ** np.arange(1, 8)
+        got = y0 + h * (powers @ DOP853_ADAPTIVE.P.T) @ K
+        np.testing.assert_allclose(got, want(theta * h), rtol=0, atol=1e-13)
