@@ -74,27 +74,35 @@ class FiniteDifferences(Reference):
     def _compute(self, problem):
         use_cs, why = self._complex_ok(problem)
         notes = [] if use_cs else [f"central differences only: {why}"]
-        runs = [self._batch(problem, use_cs, self.rtol * f) for f in (1, *_LOOSER)]
+        runs = [self._differences(problem, use_cs, self.rtol * f) for f in (1, *_LOOSER)]
         values, errors, base, split = runs[0]
         for key in values:
             errors[key] = errors[key] + _spread(values[key], [r[0][key] for r in runs[1:]])
             if use_cs and key != "t":  # exact up to the solver's error: rounding only
                 errors[key] = errors[key] + 1e-14 * np.abs(values[key])
         if split:
-            notes.append("the batch of perturbed solves failed; each difference was solved as its own batch")
+            notes.append("a batch of perturbed solves failed; each difference was solved as its own batch")
         values = {k: problem.user_z0(v) if k == "z0" else v for k, v in values.items()}
         errors = {k: problem.user_z0(v) if k == "z0" else v for k, v in errors.items()}
         return GradientEstimate(
             name=self.name, values=values, errors=errors, loss=base, error_model=_error_model(use_cs), notes=notes
         )
 
-    def _batch(self, problem, use_cs, rtol):
-        """Every difference at one tolerance from one batched solve.
+    def _differences(self, problem, use_cs, rtol):
+        """All differences at one tolerance: z0 and theta in one batch on the problem's times (one solve
+        over the whole span), the times in a second (restarted at every observation)."""
+        inputs = {"complex": ("z0", "theta")} if use_cs else {"central": ("z0", "theta")}
+        values, errors, L, split = self._batch(problem, rtol, **inputs)
+        v_t, e_t, _, split_t = self._batch(problem, rtol, central=("t",))
+        return {**values, **v_t}, {**errors, **e_t}, L, split or split_t
+
+    def _batch(self, problem, rtol, central=(), complex=()):
+        """Differences for the inputs of the quantities ``central`` and ``complex`` from one batched solve.
 
         Members: 0 is the problem itself; then, for each input differenced
         centrally and each step h of the ladder, x + h e_j and x - h e_j;
-        with the complex step, last, x + i h e_j for each entry of z0 and
-        theta (the whole batch is then complex).
+        for the complex step, x + i h e_j for each input (the whole batch
+        is then complex).
 
         Returns
         -------
@@ -106,17 +114,16 @@ class FiniteDifferences(Reference):
         split : bool
             Whether the batch failed and was solved in groups.
         """
-        central = ("t",) if use_cs else ("z0", "theta", "t")
+        x = flat_inputs(problem)
         index, h0 = _inputs(problem, central, self._first_step)
         steps = h0[:, None] * 4.0 ** -np.arange(self.levels)  # (J, levels)
-        x = flat_inputs(problem)
         X = np.repeat(x[None], 1 + 2 * steps.size, axis=0)
         X[1 + np.arange(2 * steps.size), np.repeat(index, 2 * self.levels)] += np.stack([steps, -steps], -1).ravel()
         groups = [np.array([0, 1 + 2 * m, 2 + 2 * m]) for m in range(steps.size)]
-        if use_cs:
-            cs_index, _ = _inputs(problem, ("z0", "theta"), self._first_step)
+        if complex:
+            cs_index, _ = _inputs(problem, complex, self._first_step)
             h_cs = 1e-30 * np.maximum(np.abs(x[cs_index]), 1.0)
-            Xc = np.repeat(x[None].astype(complex), len(cs_index), axis=0)
+            Xc = np.repeat(x[None].astype(np.complex128), len(cs_index), axis=0)
             Xc[np.arange(len(cs_index)), cs_index] += 1j * h_cs
             groups.append(np.concatenate([[0], len(X) + np.arange(len(cs_index))]))
             X = np.concatenate([X, Xc])
@@ -124,15 +131,16 @@ class FiniteDifferences(Reference):
             L, nsteps, split, zs0 = member_losses(problem, X, rtol=rtol, method=self.method, groups=groups)
         if not np.isfinite(L[0]):
             raise IntegrationError("finite differences failed: the unperturbed solve did not succeed")
-        noise = _rounding_noise(problem, L[0].real, zs0, nsteps)
-        Lc = L[1 : 1 + 2 * steps.size].real.reshape(len(index), self.levels, 2)
-        D = (Lc[..., 0] - Lc[..., 1]) / (2 * steps)
-        value, error = _richardson(D, steps, noise)
-        values, errors = _by_quantity(problem, central, value), _by_quantity(problem, central, error)
-        if use_cs:
+        values, errors = {}, {}
+        if central:
+            noise = _rounding_noise(problem, L[0].real, zs0, nsteps)
+            Lc = L[1 : 1 + 2 * steps.size].real.reshape(len(index), self.levels, 2)
+            value, error = _richardson((Lc[..., 0] - Lc[..., 1]) / (2 * steps), steps, noise)
+            values, errors = _by_quantity(problem, central, value), _by_quantity(problem, central, error)
+        if complex:
             d = np.imag(L[1 + 2 * steps.size :]) / h_cs
-            values.update(_by_quantity(problem, ("z0", "theta"), d))
-            errors.update(_by_quantity(problem, ("z0", "theta"), np.zeros_like(d)))
+            values.update(_by_quantity(problem, complex, d))
+            errors.update(_by_quantity(problem, complex, np.zeros_like(d)))
         return values, errors, float(L[0].real), split
 
     @staticmethod
@@ -169,6 +177,8 @@ def _inputs(problem, quantities, first_step):
     quarter of its smaller neighbouring gap.
     """
     x = flat_inputs(problem)
+    if not quantities:
+        return np.zeros(0, dtype=int), np.zeros(0)
     Bn, p, T = problem.z0.size, problem.p, len(problem.ts)
     gaps = np.abs(np.diff(problem.ts))
     near = np.array([min(gaps[max(i - 1, 0)], gaps[min(i, len(gaps) - 1)]) for i in range(T)])
