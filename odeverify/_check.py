@@ -40,7 +40,7 @@ DEFAULT_RTOL = 1e-5
 #: the references used when none are given (each is skipped where it cannot apply)
 DEFAULT_REFERENCES = ("adjoint", "adjoint-backsolve", "forward", "autograd", "fd")
 #: finite differences are skipped by default above this many scalar inputs
-FD_MAX_INPUTS = 40
+FD_MAX_INPUTS = 400
 
 _REFERENCE_NAMES = {
     "adjoint": lambda: Adjoint("interpolated"),
@@ -461,7 +461,7 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
         estimates already computed by :func:`compute_references`. By default
         all five; each is skipped where it cannot apply (forward
         sensitivities need Jacobians; finite differences are skipped above
-        40 scalar inputs unless asked for by name).
+        400 scalar inputs unless asked for by name).
     rtol : float, optional
         Relative tolerance of the comparison; default 1e-5.
     atol : float, optional

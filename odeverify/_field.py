@@ -194,9 +194,58 @@ class AbstractVectorField(abc.ABC):
         """f on complex ``z`` and ``theta`` (for complex-step differentiation); None when not supported."""
         return None
 
+    def eval_f_each(self, z, t, theta):
+        """f with its own time and parameter vector for every member of a stack of batches.
+
+        The finite-difference and Taylor references solve many perturbed copies
+        of one problem as one array; this evaluates all of them at once. The
+        default calls :meth:`eval_f` once per distinct ``(t, theta)`` row; fields
+        whose arithmetic broadcasts override it with one array operation.
+
+        Parameters
+        ----------
+        z : ndarray, shape (M, n) or (M, B, n)
+            Member m's state (or batch of B states).
+        t : float or ndarray, shape (M,)
+        theta : ndarray, shape (p,) or (M, p)
+
+        Returns
+        -------
+        ndarray, same shape as ``z``
+        """
+        return _each_row(self.eval_f, z, t, theta, self.n_params)
+
+    def eval_f_each_complex(self, z, t, theta):
+        """:meth:`eval_f_each` on complex ``z`` and ``theta`` (for the complex step); None when not supported."""
+        return _each_row(self.eval_f_complex, z, t, theta, self.n_params)
+
     def describe(self):
         """A one-line description for reports."""
         return f"{type(self).__name__} with {self.n_states} states and {self.n_params} parameters"
 
     def _check_theta_length(self, theta):
         return np.shape(theta) == (self.n_params,)
+
+
+def _each_row(eval_f, z, t, theta, p):
+    """``eval_f`` once per distinct ``(t, theta)`` row of a member stack (see ``eval_f_each``)."""
+    z = np.asarray(z)
+    M, n = z.shape[0], z.shape[-1]
+    if np.ndim(t) == 0 and np.ndim(theta) == 1:
+        out = eval_f(z.reshape(-1, n), t, theta)
+        return None if out is None else np.asarray(out).reshape(z.shape)
+    ts = np.broadcast_to(np.asarray(t, dtype=float), (M,))
+    thetas = np.broadcast_to(np.asarray(theta), (M, p))
+    keys = np.ascontiguousarray(np.column_stack([ts.astype(thetas.dtype), thetas]))
+    rows = keys.view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).ravel()
+    _, first, group = np.unique(rows, return_index=True, return_inverse=True)
+    out = None
+    for g, m in enumerate(first):
+        members = np.flatnonzero(group.ravel() == g)
+        value = eval_f(z[members].reshape(-1, n), float(ts[m]), thetas[m])
+        if value is None:
+            return None
+        if out is None:
+            out = np.empty(z.shape, dtype=np.result_type(np.asarray(value), z))
+        out[members] = np.asarray(value).reshape((len(members),) + z.shape[1:])
+    return out

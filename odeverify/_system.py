@@ -484,6 +484,13 @@ class ODESystem(AbstractVectorField):
     def eval_f_complex(self, z, t, theta):
         return self.numeric._kernel("f").evaluate_complex(z, t, theta)[0]
 
+    def eval_f_each(self, z, t, theta):
+        # one call of the generated kernel: it broadcasts per-member t and theta against z
+        return self.numeric._kernel("f")(*_member_args(z, t, theta), check=False)[0]
+
+    def eval_f_each_complex(self, z, t, theta):
+        return self.numeric._kernel("f").evaluate_complex(*_member_args(z, t, theta))[0]
+
     def eval_jac_z(self, z, t, theta):
         return self.numeric._kernel("jac_z")(z, t, theta, check=False)[0]
 
@@ -643,3 +650,14 @@ class _Numeric:
             self._solver_factory(styles[kind])
             return self._kernels[("solver", styles[kind])][1]
         return self._kernel(kind).source
+
+
+def _member_args(z, t, theta):
+    """``(z, t, theta)`` of ``eval_f_each`` shaped to broadcast: t (M, 1, ...), theta (M, 1, ..., p)."""
+    z = np.asarray(z)
+    extra = (1,) * (z.ndim - 2)
+    if np.ndim(t) == 1:
+        t = np.reshape(t, (-1,) + extra)
+    if np.ndim(theta) == 2:
+        theta = np.reshape(theta, (theta.shape[0],) + extra + (theta.shape[1],))
+    return z, t, theta

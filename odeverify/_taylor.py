@@ -12,6 +12,7 @@ from ._check import _candidate_values
 from ._validate import _as_float_array, _check_finite, check_rng, check_tolerances
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError, TrivialTestWarning
 from .references import QUANTITIES, make_problem
+from .references._members import flat_inputs, member_losses
 
 __all__ = ["taylor_test", "TaylorResult", "PASS_RATE"]
 
@@ -110,6 +111,69 @@ def _observed_rate(h, r, floor):
         return math.nan, run
     rates = [math.log(r[k] / r[k + 1]) / math.log(h[k] / h[k + 1]) for k in run[:-1]]
     return float(np.mean(rates[-2:])), run
+
+
+def _steps(d, steps, gaps, scale):
+    """The step sizes along direction ``d``: the given ones, or 12 from the largest allowed, dividing by 4."""
+    if steps is not None:
+        hs = np.asarray(steps, dtype=float)
+        if hs.ndim != 1 or len(hs) < 3 or np.any(hs <= 0) or np.any(np.diff(hs) >= 0):
+            raise InvalidArgumentError("steps must be at least 3 positive, strictly decreasing step sizes")
+        return hs
+    hmax = 0.05
+    for q, v in d.items():
+        if q == "t":
+            dv = np.abs(np.diff(v))
+            if np.any(dv > 0):
+                hmax = min(hmax, 0.5 * float(np.min(gaps[dv > 0] / dv[dv > 0])))
+        else:
+            m = float(np.max(np.abs(v) / scale[q], initial=0.0))
+            if m > 0:
+                hmax = min(hmax, 0.05 / m)
+    return hmax * 4.0 ** -np.arange(12)
+
+
+def _losses_along(problem, dirs, hss, rtol):
+    """L(x) and L(x + h d) for every direction d and its steps h, from one batched solve.
+
+    Every perturbed problem and the unperturbed one (member 0) share every
+    step, so a residual compares values of one smooth discrete map. If the
+    batch fails (a large step blows up), each perturbed problem is solved
+    together with its own copy of the unperturbed one; those that fail
+    alone are NaN.
+
+    Returns
+    -------
+    L0 : list of ndarray
+        Per direction, the unperturbed loss each residual is taken against.
+    L : list of ndarray
+        Per direction, the loss at every step.
+    """
+    base = flat_inputs(problem)
+    Bn, p = problem.z0.size, problem.p
+    rows = [base]
+    for d, hs in zip(dirs, hss):
+        flat_d = np.concatenate([np.ravel(d.get("z0", np.zeros(Bn))), d.get("theta", np.zeros(p)),
+                                 d.get("t", np.zeros(len(problem.ts)))])
+        rows += [base + h * flat_d for h in hs]
+    X = np.array(rows)
+    try:
+        L, _, _, _ = member_losses(problem, X, rtol=rtol)
+        L0 = np.full(len(X), L[0])
+    except IntegrationError:
+        L, L0 = np.full(len(X), np.nan), np.full(len(X), np.nan)
+        for m in range(1, len(X)):
+            try:
+                pair, _, _, _ = member_losses(problem, X[[0, m]], rtol=rtol)
+            except IntegrationError:
+                continue
+            L0[m], L[m] = pair
+    out0, out, start = [], [], 1
+    for hs in hss:
+        out0.append(L0[start : start + len(hs)])
+        out.append(L[start : start + len(hs)])
+        start += len(hs)
+    return out0, out
 
 
 def taylor_test(
@@ -245,34 +309,12 @@ def taylor_test(
     L1 = problem.loss_value(rtol=rtol * 10, atol=rtol * 10)
     # the error of L at rtol is about a tenth of its distance to L at 10 rtol
     noise = abs(L0 - L1) / 10 + 16 * np.finfo(float).eps * abs(L0) + 1e-300
+    hss = [_steps(d, steps, gaps, scale) for d in dirs]
+    slopes = [float(sum(np.sum(np.asarray(grads[q]) * v) for q, v in d.items())) for d in dirs]
+    L0s, Ls = _losses_along(problem, dirs, hss, rtol)
     result_rates, result_res, result_h, windows, warn, floors = [], [], [], [], [], []
-    for name, d in zip(names, dirs):
-        if steps is None:
-            hmax = 0.05
-            for q, v in d.items():
-                if q == "t":
-                    dv = np.abs(np.diff(v))
-                    if np.any(dv > 0):
-                        hmax = min(hmax, 0.5 * float(np.min(gaps[dv > 0] / dv[dv > 0])))
-                else:
-                    m = float(np.max(np.abs(v) / scale[q], initial=0.0))
-                    if m > 0:
-                        hmax = min(hmax, 0.05 / m)
-            hs = hmax * 4.0 ** -np.arange(12)
-        else:
-            hs = np.asarray(steps, dtype=float)
-            if hs.ndim != 1 or len(hs) < 3 or np.any(hs <= 0) or np.any(np.diff(hs) >= 0):
-                raise InvalidArgumentError("steps must be at least 3 positive, strictly decreasing step sizes")
-        slope = float(sum(np.sum(np.asarray(grads[q]) * v) for q, v in d.items()))
-        res = np.full(len(hs), np.nan)
-        for k, h in enumerate(hs):
-            args = {q: x[q] + h * d.get(q, 0.0) for q in QUANTITIES}
-            z0k = args["z0"] if problem.batched else np.asarray(args["z0"]).reshape(1, -1)
-            try:
-                Lk = problem.loss_value(z0k, args["t"], args["theta"], rtol=rtol, atol=rtol)
-            except IntegrationError:
-                continue
-            res[k] = abs(Lk - L0 - h * slope)
+    for name, hs, slope, L0k, Lk in zip(names, hss, slopes, L0s, Ls):
+        res = np.abs(Lk - L0k - hs * slope)
         # where the residuals of the smallest steps show the actual noise plateau
         # (usually far below the model's estimate), use it: the usable window
         # then reaches the asymptotic regime

@@ -122,3 +122,15 @@ def test_thirty_seeds(truths, name):
         if name != "exponential" and truths[name]["theta"].size >= 1:
             bad2 = run(name, theta_error_in_a_random_direction(truths[name], seed), seed)
             assert not bad2.passed, f"seed {seed}\n{bad2}"
+
+
+def test_decreasing_grid_times_batched():
+    # every direction and step is one batched solve, times through a common variable: a decreasing grid works
+    # and a wrong time gradient is caught
+    prob = catalog.forced_decay()
+    prob = prob.with_inputs(ts=prob.ts[::-1])
+    truth = prob.exact_gradients()
+    ok = ov.taylor_test(*prob.args(), candidate=truth, seed=1)
+    assert ok.passed, str(ok)
+    bad = ov.taylor_test(*prob.args(), candidate={**truth, "t": truth["t"] * 1.05}, seed=1)
+    assert not bad.passed and abs(bad.rate - 1) < 0.2, str(bad)

@@ -325,6 +325,28 @@ class MLPField(AbstractVectorField):
             raise InvalidArgumentError(f"theta has shape {np.shape(theta)}; expected ({self.n_params},)")
         return self._forward(z, t, self._unpack(theta))[0]
 
+    def eval_f_each(self, z, t, theta):
+        """f with a parameter vector per member (see :meth:`AbstractVectorField.eval_f_each`).
+
+        Every layer is one batched matrix product over the members: the
+        weights of member m are ``theta[m]`` unpacked, views, no copies.
+        """
+        z = np.asarray(z)
+        M, n = z.shape[0], self.n_states
+        X = z.reshape(M, -1, n)  # (M, B, n)
+        thetas = np.asarray(theta).reshape(-1, self.n_params)  # (M or 1, p)
+        last = len(self.layer_shapes) - 1
+        for layer, (shape, (w0, b0, end)) in enumerate(zip(self.layer_shapes, self._offsets)):
+            W = thetas[:, w0:b0].reshape((-1,) + shape)  # (M, out, in)
+            if layer == 0 and self.time_input:
+                U = np.matmul(X, np.swapaxes(W[:, :, :n], 1, 2))
+                U += np.reshape(t, (-1, 1, 1)) * W[:, None, :, n]
+            else:
+                U = np.matmul(X, np.swapaxes(W, 1, 2))  # (M, B, out)
+            U += thetas[:, None, b0:end]
+            X = U if layer == last else self._act(U)
+        return X.reshape(z.shape)
+
     def f_autograd(self, z, t, theta):
         import autograd.numpy as anp
 

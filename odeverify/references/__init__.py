@@ -16,10 +16,10 @@ from ._base import QUANTITIES as QUANTITIES
 from ._base import GradientEstimate as GradientEstimate
 from ._base import Problem as Problem
 from ._base import Reference as Reference
+from ._finite_differences import FiniteDifferences as FiniteDifferences
 from ._sources import Adjoint as Adjoint
 from ._sources import AutogradRK as AutogradRK
 from ._sources import Exact as Exact
-from ._sources import FiniteDifferences as FiniteDifferences
 from ._sources import ForwardSensitivity as ForwardSensitivity
 
 

@@ -1,0 +1,240 @@
+r"""Finite differences of the loss, every perturbation in one batched solve.
+
+See :class:`FiniteDifferences`. The perturbed copies of the problem ("members")
+are solved together by :func:`~odeverify.references._members.member_states`,
+so they share every accepted step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import check_method
+from ..errors import IntegrationError
+from ._base import GradientEstimate, Reference
+from ._members import flat_inputs, member_losses
+
+__all__ = ["FiniteDifferences"]
+
+#: the tolerance factors whose spread estimates the solver's error in a derivative
+_LOOSER = (10, 100)
+
+
+class FiniteDifferences(Reference):
+    r"""Finite differences of the loss of tightly solved forward problems.
+
+    For every scalar input x_j (each entry of z0, theta and ts): central
+    differences D(h) = (L(x + h e_j) - L(x - h e_j)) / 2h for steps
+    h_k = h_0 4^{-k}, combined by Richardson extrapolation R_k = (16 D(h_{k+1})
+    - D(h_k)) / 15 (fourth order); the step whose estimate |R_k - R_{k+1}| +
+    2 noise / h is smallest is kept. Time steps stay below a quarter of the
+    gap to the neighbouring times, so perturbed grids stay monotone.
+
+    All perturbed problems -- every input, sign and step of the ladder, each
+    a whole copy of the B-sample batch -- are solved as one batch sharing
+    every accepted step (times through a common variable, see
+    :mod:`odeverify.references._members`). A difference is then one of the
+    same smooth discrete map, so the solver's step selection adds no noise;
+    what remains is rounding (``noise``: 16 eps sqrt(steps) times the loss's
+    scale |L| + sum |dL/dz||z|) and the difference between the discrete
+    map's derivative and the true one, which is not what the step-size
+    control watches. That bias is estimated as twice the largest distance to
+    the same result from batches at ``10 rtol`` and ``100 rtol`` (a sample
+    of the solver's error, not a bound, hence the factor) and added.
+
+    Where the right-hand side is analytic and the loss passes an analyticity
+    probe (its complex-step directional derivative matches autograd's),
+    z0 and theta use the complex step dL/dx_j = Im L(x + i h e_j) / h with
+    h = 1e-30 max(|x_j|, 1), one member per input in one complex batch, exact
+    up to the solver's error (estimated the same way from three tolerances).
+
+    Parameters
+    ----------
+    rtol : float
+        Tolerance of the forward solves.
+    method : str
+        Integrator of the batched solves.
+    complex_step : bool or None
+        Use the complex step where valid (None: automatically).
+    levels : int
+        Number of step sizes tried per entry.
+    """
+
+    name = "finite differences"
+
+    def __init__(self, *, rtol=1e-12, method="DOP853", complex_step=None, levels=5):
+        self.rtol = rtol
+        self.method = check_method(method)
+        self.complex_step = complex_step
+        self.levels = levels
+
+    def __repr__(self):
+        return f"FiniteDifferences(rtol={self.rtol:g}, complex_step={self.complex_step})"
+
+    def _compute(self, problem):
+        use_cs, why = self._complex_ok(problem)
+        notes = [] if use_cs else [f"central differences only: {why}"]
+        runs = [self._differences(problem, use_cs, self.rtol * f) for f in (1, *_LOOSER)]
+        values, errors, base, split = runs[0]
+        for key in values:
+            errors[key] = errors[key] + _spread(values[key], [r[0][key] for r in runs[1:]])
+            if use_cs and key != "t":  # exact up to the solver's error: rounding only
+                errors[key] = errors[key] + 1e-14 * np.abs(values[key])
+        if split:
+            notes.append("a batch of perturbed solves failed; each difference was solved as its own batch")
+        values = {k: problem.user_z0(v) if k == "z0" else v for k, v in values.items()}
+        errors = {k: problem.user_z0(v) if k == "z0" else v for k, v in errors.items()}
+        return GradientEstimate(
+            name=self.name, values=values, errors=errors, loss=base, error_model=_error_model(use_cs), notes=notes
+        )
+
+    def _differences(self, problem, use_cs, rtol):
+        """All differences at one tolerance: z0 and theta in one batch on the problem's times (one solve
+        over the whole span), the times in a second (restarted at every observation)."""
+        inputs = {"complex": ("z0", "theta")} if use_cs else {"central": ("z0", "theta")}
+        values, errors, L, split = self._batch(problem, rtol, **inputs)
+        v_t, e_t, _, split_t = self._batch(problem, rtol, central=("t",))
+        return {**values, **v_t}, {**errors, **e_t}, L, split or split_t
+
+    def _batch(self, problem, rtol, central=(), complex=()):
+        """Differences for the inputs of the quantities ``central`` and ``complex`` from one batched solve.
+
+        Members: 0 is the problem itself; then, for each input differenced
+        centrally and each step h of the ladder, x + h e_j and x - h e_j;
+        for the complex step, x + i h e_j for each input (the whole batch
+        is then complex).
+
+        Returns
+        -------
+        values, errors : dict
+            Per quantity; ``errors`` without the solver's share (added from
+            the spread over tolerances by the caller).
+        L : float
+            The unperturbed loss.
+        split : bool
+            Whether the batch failed and was solved in groups.
+        """
+        x = flat_inputs(problem)
+        index, h0 = _inputs(problem, central, self._first_step)
+        steps = h0[:, None] * 4.0 ** -np.arange(self.levels)  # (J, levels)
+        X = np.repeat(x[None], 1 + 2 * steps.size, axis=0)
+        X[1 + np.arange(2 * steps.size), np.repeat(index, 2 * self.levels)] += np.stack([steps, -steps], -1).ravel()
+        groups = [np.array([0, 1 + 2 * m, 2 + 2 * m]) for m in range(steps.size)]
+        if complex:
+            cs_index, _ = _inputs(problem, complex, self._first_step)
+            h_cs = 1e-30 * np.maximum(np.abs(x[cs_index]), 1.0)
+            Xc = np.repeat(x[None].astype(np.complex128), len(cs_index), axis=0)
+            Xc[np.arange(len(cs_index)), cs_index] += 1j * h_cs
+            groups.append(np.concatenate([[0], len(X) + np.arange(len(cs_index))]))
+            X = np.concatenate([X, Xc])
+        with np.errstate(all="ignore"):
+            L, nsteps, split, zs0 = member_losses(problem, X, rtol=rtol, method=self.method, groups=groups)
+        if not np.isfinite(L[0]):
+            raise IntegrationError("finite differences failed: the unperturbed solve did not succeed")
+        values, errors = {}, {}
+        if central:
+            noise = _rounding_noise(problem, L[0].real, zs0, nsteps)
+            Lc = L[1 : 1 + 2 * steps.size].real.reshape(len(index), self.levels, 2)
+            value, error = _richardson((Lc[..., 0] - Lc[..., 1]) / (2 * steps), steps, noise)
+            values, errors = _by_quantity(problem, central, value), _by_quantity(problem, central, error)
+        if complex:
+            d = np.imag(L[1 + 2 * steps.size :]) / h_cs
+            values.update(_by_quantity(problem, complex, d))
+            errors.update(_by_quantity(problem, complex, np.zeros_like(d)))
+        return values, errors, float(L[0].real), split
+
+    @staticmethod
+    def _first_step(scale):
+        return np.where(scale < 1.0, 0.25 * scale, 0.05 * scale)
+
+    # ------------------------------------------------------------------ complex step
+    def _complex_ok(self, problem):
+        if self.complex_step is False:
+            return False, "complex step not requested"
+        fld = problem.field
+        if not fld.complex_step_safe():
+            return False, "the right-hand side is not analytic (or has no complex kernel)"
+        zs, _ = problem.states(rtol=1e-8, atol=1e-8)
+        _, g = problem.jumps(zs)
+        v = np.random.default_rng(0).normal(size=zs.shape)
+        h = 1e-30
+        try:
+            with np.errstate(all="ignore"):
+                val = problem.loss(problem.user_states(zs + 1j * h * v))
+            d = float(np.imag(val)) / h
+        except Exception as exc:  # noqa: BLE001 - any failure means the loss is not complex-safe
+            return False, f"the loss cannot take complex states ({type(exc).__name__})"
+        want = float(np.sum(g * v))
+        if not np.isfinite(d) or abs(d - want) > 1e-8 * max(abs(want), 1e-300) + 1e-300:
+            return False, "the loss is not analytic (complex-step probe disagrees with autograd)"
+        return True, ""
+
+
+def _inputs(problem, quantities, first_step):
+    """Columns of the flat inputs that ``quantities`` cover and each one's first step.
+
+    z0 and theta move relative to their size (at least 1); a time by at most a
+    quarter of its smaller neighbouring gap.
+    """
+    x = flat_inputs(problem)
+    if not quantities:
+        return np.zeros(0, dtype=int), np.zeros(0)
+    Bn, p, T = problem.z0.size, problem.p, len(problem.ts)
+    gaps = np.abs(np.diff(problem.ts))
+    near = np.array([min(gaps[max(i - 1, 0)], gaps[min(i, len(gaps) - 1)]) for i in range(T)])
+    blocks = {"z0": np.arange(Bn), "theta": Bn + np.arange(p), "t": Bn + p + np.arange(T)}
+    index = np.concatenate([blocks[q] for q in quantities]).astype(int)
+    scale = np.maximum(np.abs(x), 1.0)
+    scale[Bn + p :] = near
+    return index, first_step(scale[index])
+
+
+def _richardson(D, steps, noise):
+    """Per row of ``D`` (J, levels): the Richardson value with the smallest estimate, and that estimate."""
+    R = (16 * D[:, 1:] - D[:, :-1]) / 15  # (J, levels - 1)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(R[:, 1:] - R[:, :-1]) + 2 * noise / steps[:, 2:]  # (J, levels - 2)
+    err = np.where(np.isfinite(err), err, np.inf)
+    best = np.argmin(err, axis=1)
+    rows = np.arange(len(D))
+    if not np.all(np.isfinite(err[rows, best])):
+        raise IntegrationError("finite differences failed: the perturbed solves did not succeed")
+    return R[rows, best + 1], err[rows, best]
+
+
+def _rounding_noise(problem, L, zs, nsteps):
+    """Rounding in the loss of one member: 16 eps sqrt(steps) (|L| + sum |dL/dz| |z|).
+
+    Members share every step, so their differences carry no step-selection
+    noise; the rounding of the states (a random walk over the steps) and of
+    the loss remains. ``zs`` (T, B, n) are the unperturbed states.
+    """
+    _, g = problem.jumps(zs)
+    scale = abs(L) + float(np.sum(np.abs(g) * np.abs(zs)))
+    return 16 * np.finfo(float).eps * np.sqrt(max(nsteps, 1)) * scale + 1e-300
+
+
+def _by_quantity(problem, quantities, flat):
+    out, start = {}, 0
+    for q in quantities:
+        size = {"z0": problem.z0.size, "theta": problem.p, "t": len(problem.ts)}[q]
+        out[q] = flat[start : start + size].reshape(problem.z0.shape) if q == "z0" else flat[start : start + size]
+        start += size
+    return out
+
+
+def _spread(value, runs):
+    """Twice the largest distance from ``value`` to the same quantity computed in ``runs`` (at looser
+    tolerances): a sample of the solver's error in ``value``, not a bound, hence the factor."""
+    return 2 * np.max([np.abs(value - r) for r in runs], axis=0)
+
+
+def _error_model(use_cs):
+    shared = (
+        "all perturbations in one batched solve sharing every step; solver error of the discrete map's "
+        f"derivative: twice the largest distance to the batches at {_LOOSER[0]} and {_LOOSER[1]} rtol"
+    )
+    central = "central differences with Richardson extrapolation; error = |R_k - R_k+1| + 2 noise/h (rounding)"
+    if use_cs:
+        return f"complex step for z0 and theta; {central} for times; {shared}"
+    return f"{central}; {shared}"
