@@ -177,12 +177,12 @@ def _direct_term(rows, fails, problem):
     if g0 is None or not np.any(g0):
         return None
     z0_rows = _checked(rows, "z0")
-    for sign, words in ((-1.0, "the loss's own term at t0 forgotten (∂L/∂z0 = a(t0⁺) + g_0, the + g_0 left out)"),
-                        (1.0, "the loss's own term at t0 counted twice (∂L/∂z0 = a(t0⁺) + g_0, g_0 added again)")):
+    shown = np.array2string(g0, precision=4, threshold=6)
+    for sign, word, words in ((-1.0, "minus", "the loss's own term at t0 forgotten"),
+                              (1.0, "plus", "the loss's own term at t0 counted twice")):
         if all(abs(r.candidate - (r.reference + sign * g0[r.index])) <= r.tolerance for r in z0_rows):
-            shown = np.array2string(sign * g0, precision=4, threshold=6)
-            return (f"∂L/∂z(t0) differs from the references by {shown}, exactly "
-                    f"{'minus ' if sign < 0 else ''}the loss's direct term g_0 = ∂L/∂z(t0): consistent with {words}")
+            return (f"∂L/∂z(t0) is the references' value {word} g_0 = {shown}, the loss's direct term ∂L/∂z(t0), "
+                    f"exactly: consistent with {words} (∂L/∂z0 = a(t0⁺) + g_0)")
     return None
 
 
