@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._adjoint import AdjointResult, adjoint_gradients
+from ._diagnose import diagnose, is_wrong_sign
 from ._validate import _as_float_array
 from .errors import (
     HypothesisWarning,
@@ -67,7 +68,7 @@ class Row:
     ref_error: float | None
     diff: float | None
     tolerance: float | None
-    status: str  # "ok", "FAIL", "inconclusive", "not checked"
+    status: str  # "ok", "FAIL", "inconclusive", "missing" (from the candidate), "not checked"
     agreeing: int = 0
     available: int = 0
     consensus: list = field(default_factory=list)
@@ -104,11 +105,18 @@ class GradientReport:
     ----------
     passed : bool
         True only if every checked entry agrees with the consensus of the
-        references within its tolerance, and no entry is inconclusive.
+        references within its tolerance, no entry is inconclusive, and the
+        candidate gives every quantity in ``quantities``.
     rows : list of Row
         One per gradient entry: candidate, reference, difference, tolerance, status.
     summary : str
-        The worst offender in words (or why the check passed).
+        The worst offender in words (or why the check passed), the diagnoses,
+        and what was not checked.
+    diagnoses : list of str
+        Hypotheses on why the check failed (e.g. "consistent with the loss's
+        own term at t0 forgotten"); empty when it passed or nothing fits.
+    quantities : tuple of str
+        What the verdict covers, of ``"z0"``, ``"theta"``, ``"t"``.
     warnings : list of str
         Trivial-test warnings, reference problems, backsolve drift.
     tolerance_model : str
@@ -127,6 +135,8 @@ class GradientReport:
     references: list
     rtol: float
     reference_status: dict = field(default_factory=dict)
+    diagnoses: list = field(default_factory=list)
+    quantities: tuple = QUANTITIES
 
     def __bool__(self):
         return bool(self.passed)
@@ -143,10 +153,12 @@ class GradientReport:
         return max(pool, key=lambda r: r.ratio) if pool else None
 
     def to_dict(self):
-        """A JSON-serialisable dictionary."""
+        """The report as a dictionary of plain Python values (floats may be nan or inf; see :meth:`to_json`)."""
         return {
             "passed": self.passed,
             "summary": self.summary,
+            "diagnoses": list(self.diagnoses),
+            "quantities": list(self.quantities),
             "candidate": self.candidate_name,
             "rtol": self.rtol,
             "tolerance_model": self.tolerance_model,
@@ -167,11 +179,20 @@ class GradientReport:
         }
 
     def to_json(self, **kw):
-        return json.dumps(self.to_dict(), **kw)
+        """The report as valid JSON (RFC 8259), keyword arguments as for :func:`json.dumps`.
+
+        JSON has no NaN or infinity: a non-finite number (a candidate that is
+        nan or inf, an infinite difference) is written as the string
+        ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``; ``null`` keeps its
+        meaning of "no value" (an entry the candidate or the references did
+        not give).
+        """
+        return json.dumps(_finite_json(self.to_dict()), allow_nan=False, **kw)
 
     def __str__(self):
         head = f"check_gradients: {'PASSED' if self.passed else 'FAILED'} — {self.summary}"
-        lines = [head, f"candidate:  {self.candidate_name}"]
+        lines = [head] + [f"diagnosis:  {d} (a hypothesis)" for d in self.diagnoses]
+        lines.append(f"candidate:  {self.candidate_name}")
         refs = []
         for e in self.references:
             tag = "" if e.independent else " [shares the adjoint derivation]"
@@ -210,6 +231,17 @@ class GradientReport:
             for note in e.notes:
                 lines.append(f"      note: {note}")
         return "\n".join(lines)
+
+
+def _finite_json(value):
+    """``value`` with every non-finite float replaced by "NaN", "Infinity" or "-Infinity"."""
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 # ---------------------------------------------------------------------------- labels
@@ -308,6 +340,7 @@ def _real(value, argname, example):
 
 
 def _compute_all(refs, problem, explicit):
+    """Every reference's estimate, and for the ones that gave none, why (``"skipped: ..."``, ``"failed: ..."``)."""
     estimates, status = [], {}
     n_inputs = problem.z0.size + problem.p + len(problem.ts)
     seen = set()
@@ -326,13 +359,39 @@ def _compute_all(refs, problem, explicit):
         if why is None and isinstance(ref, FiniteDifferences) and not explicit and n_inputs > FD_MAX_INPUTS:
             why = f"{n_inputs} scalar inputs (over {FD_MAX_INPUTS}); pass references=[..., 'fd'] to force it"
         if why:
-            status[getattr(ref, "name", repr(ref))] = f"skipped: {why}"
+            status[name] = f"skipped: {why}"
             continue
         try:
             estimates.append(ref.compute(problem))
         except (IntegrationError, LossError) as exc:
-            status[getattr(ref, "name", repr(ref))] = f"failed: {exc}"
+            status[name] = f"failed: {exc}"
+        except (ArithmeticError, ValueError, TypeError) as exc:  # e.g. a loss autograd cannot trace
+            status[name] = f"failed: {type(exc).__name__}: {exc}"
     return estimates, status
+
+
+def _reference_key(name):
+    """The short name (as in ``references=[...]``) of a reference's long name, or None."""
+    for prefix, key in (("adjoint (backsolve", "adjoint-backsolve"), ("adjoint", "adjoint"),
+                        ("forward", "forward"), ("autograd", "autograd"), ("finite", "fd")):
+        if name.startswith(prefix):
+            return key
+    return None
+
+
+def _what_to_add(problem, refs, ref_status):
+    """Advice for a verdict that needs one more reference: which to add, and why the others gave none."""
+    tried = {_reference_key(getattr(r, "name", "")) for r in refs}
+    # independent sources first: a second adjoint alone cannot make a consensus
+    order = ("fd", "forward", "autograd", "adjoint", "adjoint-backsolve")
+    addable = [k for k in order if k not in tried and not _REFERENCE_NAMES[k]().available(problem)]
+    lost = "; ".join(f"{name} {why}" for name, why in ref_status.items() if not name.endswith("(again)"))
+    if addable:
+        shown = " or ".join(repr(k) for k in addable[:2])
+        advice = f"add another reference, e.g. {shown}"
+    else:
+        advice = "no other reference applies here: give a closed form (odeverify.references.Exact) if there is one"
+    return advice + (f" ({lost})" if lost else "")
 
 
 def compute_references(system, z0, ts, theta, loss, *, references=None):
@@ -352,41 +411,88 @@ def compute_references(system, z0, ts, theta, loss, *, references=None):
 
 
 # ---------------------------------------------------------------------------- candidate
+@dataclass
+class _Candidate:
+    """The gradient under test: its values, its name, and what is known of how it was solved."""
+
+    values: dict  # "z0", "theta", "t" arrays; a quantity the candidate does not give is absent
+    name: str
+    rtol: float | None = None  # the tolerance it was solved at, when known
+    rerun: object = None  # rerun(rtol, atol) -> values at other tolerances, when possible
+
+
 def _candidate_values(candidate, problem):
+    z0, ts, theta = problem.user_z0(problem.z0), problem.ts, problem.theta
     if candidate is None:
-        res = adjoint_gradients(
-            problem.field, problem.user_z0(problem.z0), problem.ts, problem.theta, problem.loss
-        )
-        return res.as_dict(), f"odeverify adjoint (interpolated, DOP853, rtol={res.rtol:g}, atol={res.atol:g})", res.rtol
+        res = adjoint_gradients(problem.field, z0, ts, theta, problem.loss)
+        return _Candidate(_given(res.as_dict(), problem), f"odeverify adjoint (interpolated, DOP853, rtol={res.rtol:g}, "
+                          f"atol={res.atol:g})", res.rtol, _adjoint_rerun(problem, "interpolated", "DOP853"))
     name = getattr(candidate, "__name__", None) or type(candidate).__name__
     if isinstance(candidate, AdjointResult):
-        return candidate.as_dict(), f"AdjointResult ({candidate.mode}, {candidate.method}, rtol={candidate.rtol:g})", None
+        return _Candidate(_given(candidate.as_dict(), problem),
+                          f"AdjointResult ({candidate.mode}, {candidate.method}, rtol={candidate.rtol:g})",
+                          candidate.rtol, _adjoint_rerun(problem, candidate.mode, candidate.method))
     if isinstance(candidate, Mapping):
-        values = candidate
-        name = "given gradients"
-    elif callable(candidate):
-        try:
-            inspect.signature(candidate).bind(problem.z0, problem.ts, problem.theta)
-        except TypeError:
-            raise InvalidTypeError(
-                f"candidate {name} cannot be called as candidate(z0, ts, theta): its signature is "
-                f"{inspect.signature(candidate)}; wrap it, e.g. lambda z0, ts, theta: ..."
-            ) from None
-        except ValueError:  # no signature to inspect (some builtins): call it and see
-            pass
-        values = candidate(problem.user_z0(problem.z0).copy(), problem.ts.copy(), problem.theta.copy())
+        return _Candidate(_given(candidate, problem), "given gradients")
+    if not callable(candidate):
+        raise InvalidTypeError(
+            f"candidate must be a callable candidate(z0, ts, theta) -> {{'z0': ..., 'theta': ..., 't': ...}}, "
+            f"a mapping of gradients, or None; got {type(candidate).__name__}"
+        )
+    try:
+        signature = inspect.signature(candidate)
+        signature.bind(z0, ts, theta)
+    except TypeError:
+        raise InvalidTypeError(
+            f"candidate {name} cannot be called as candidate(z0, ts, theta): its signature is "
+            f"{inspect.signature(candidate)}; wrap it, e.g. lambda z0, ts, theta: ..."
+        ) from None
+    except ValueError:  # no signature to inspect (some builtins): call it and see
+        signature = None
+
+    def call(**tolerances):
+        values = candidate(z0.copy(), ts.copy(), theta.copy(), **tolerances)
         if isinstance(values, AdjointResult):
             values = values.as_dict()
         if not isinstance(values, Mapping):
             raise InvalidTypeError(
                 f"candidate must return a mapping with keys 'z0', 'theta', 't', got {type(values).__name__}"
             )
-        name = name if " " in name else f"candidate {name}"
-    else:
-        raise InvalidTypeError(
-            f"candidate must be a callable candidate(z0, ts, theta) -> {{'z0': ..., 'theta': ..., 't': ...}}, "
-            f"a mapping of gradients, or None; got {type(candidate).__name__}"
-        )
+        return _given(values, problem)
+
+    rtol, rerun = _tolerance_keywords(signature, call)
+    return _Candidate(call(), name if " " in name else f"candidate {name}", rtol, rerun)
+
+
+def _adjoint_rerun(problem, mode, method):
+    def rerun(rtol, atol):
+        return adjoint_gradients(problem.field, problem.user_z0(problem.z0), problem.ts, problem.theta,
+                                 problem.loss, mode=mode, method=method, rtol=rtol, atol=atol).as_dict()
+
+    return rerun
+
+
+def _tolerance_keywords(signature, call):
+    """A callable candidate that takes ``rtol`` (and ``atol``) keywords can be re-run tighter.
+
+    Returns (its default rtol if a number, else None; rerun or None).
+    """
+    params = signature.parameters if signature is not None else {}
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if "rtol" not in params or params["rtol"].kind not in keyword:
+        return None, None
+    default = params["rtol"].default
+    rtol = float(default) if isinstance(default, numbers.Real) and not isinstance(default, bool) else None
+    with_atol = "atol" in params and params["atol"].kind in keyword
+
+    def rerun(rtol, atol):
+        return call(rtol=rtol, **({"atol": atol} if with_atol else {}))
+
+    return rtol, rerun
+
+
+def _given(values, problem):
+    """The candidate's mapping validated: float arrays of the problem's shapes; None entries dropped."""
     unknown = set(values) - set(QUANTITIES)
     if unknown:
         raise InvalidArgumentError(f"candidate returned unknown keys {sorted(unknown)}; use 'z0', 'theta', 't'")
@@ -401,7 +507,31 @@ def _candidate_values(candidate, problem):
         out[key] = arr
     if not out:
         raise InvalidArgumentError("candidate returned no gradient; give at least one of 'z0', 'theta', 't'")
-    return out, name, None
+    return out
+
+
+def _check_quantities(quantities):
+    """``quantities=`` as a tuple in report order; None means all of z0, theta and t."""
+    if quantities is None:
+        return QUANTITIES
+    if isinstance(quantities, str):
+        quantities = (quantities,)
+    if not isinstance(quantities, (list, tuple, set, frozenset)):
+        raise InvalidTypeError(
+            f"quantities must be None or a sequence of 'z0', 'theta', 't', got {quantities!r:.60}; "
+            "e.g. quantities=('z0', 'theta')"
+        )
+    for q in quantities:
+        if not isinstance(q, str) or q not in QUANTITIES:
+            raise InvalidArgumentError(
+                f"quantities: {q!r:.40} is not one of 'z0', 'theta', 't'; e.g. quantities=('z0', 'theta')"
+            )
+    if not quantities:
+        raise InvalidArgumentError(
+            "quantities=() checks nothing; leave it None to check z0, theta and t, or name some, "
+            "e.g. quantities=('theta',)"
+        )
+    return tuple(q for q in QUANTITIES if q in quantities)
 
 
 # ---------------------------------------------------------------------------- consensus
@@ -441,7 +571,9 @@ def _consensus(entries, floor):
 
 
 # ---------------------------------------------------------------------------- check
-def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None):
+def check_gradients(
+    system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None, quantities=None
+):
     r"""Check a gradient against independent references, quantity by quantity.
 
     Parameters
@@ -451,10 +583,12 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
     candidate : callable, mapping or None
         The gradient under test: ``candidate(z0, ts, theta)`` returning a
         mapping with keys ``"z0"``, ``"theta"``, ``"t"`` (shapes as
-        :func:`odeverify.adjoint_gradients` returns them; a key left out is not
-        checked), or such a mapping, or an :class:`~odeverify.AdjointResult`.
-        Without one, odeverify's own adjoint (interpolated mode, default
-        tolerances) is the candidate.
+        :func:`odeverify.adjoint_gradients` returns them), or such a mapping,
+        or an :class:`~odeverify.AdjointResult`. Without one, odeverify's own
+        adjoint (interpolated mode, default tolerances) is the candidate. A
+        callable that also takes an ``rtol`` keyword (and ``atol``) may be
+        called once more at ``rtol=1e-11`` when the check fails, to tell a
+        solver-tolerance effect from a bug.
     references : sequence, optional
         Names (``"adjoint"``, ``"adjoint-backsolve"``, ``"forward"``,
         ``"autograd"``, ``"fd"``), :mod:`odeverify.references` objects, or
@@ -468,12 +602,17 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
         Absolute tolerance; default ``0.1 * rtol * max|reference|`` within each
         quantity (z0, theta, t), but not below ``1e-4 * rtol`` times the
         largest reference of any quantity.
+    quantities : sequence of {"z0", "theta", "t"}, optional
+        What the verdict covers; default all three. A quantity it covers that
+        the candidate leaves out (no key, or ``None``) fails the check; one
+        left out here is not checked, and the summary says so.
 
     Returns
     -------
     GradientReport
         ``.passed``, a per-entry table (``str(report)``), ``.summary`` naming the
-        worst offender in words, ``.warnings`` and ``.to_dict()``.
+        worst offender in words and, when it recognises the pattern, why
+        (``.diagnoses``), ``.warnings`` and ``.to_dict()``.
 
     Notes
     -----
@@ -497,6 +636,22 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
     while admitting an adjoint solved at rtol around 1e-8. A candidate solved
     at looser tolerances needs a larger ``rtol``.
 
+    Diagnoses. A failed check names the bug patterns it recognises, each as
+    a hypothesis (:mod:`odeverify._diagnose`): a wrong sign; only dL/dt0
+    wrong (the df/dt term or the a_t integral); the dL/dt_i after t0 wrong
+    (the jump terms g_i . f(z(t_i))); dL/dz0 off by exactly the loss's
+    direct term g_0 = dL/dz(t0) (computed by autograd of the loss on the
+    references' states); and, when none of these fits, a solver tolerance.
+    The last is tested by solving the candidate again at rtol = 1e-11 where
+    that is possible (odeverify's adjoint, an AdjointResult, a callable
+    taking ``rtol``): the differences must shrink tenfold. Otherwise it is
+    inferred: the differences must be at most 1e-2 of their quantity's scale
+    and spread over every quantity (each within a factor 100 of the
+    largest), as a solver's error is and a bug in one term is not; and
+    without that probe, "only dL/dt0" and "the dL/dt_i" are said only when
+    every failing difference is over 1e-3 of its entry's value, far more
+    than the solver errors a check at rtol near 1e-5 fails.
+
     Examples
     --------
     >>> import odeverify
@@ -507,7 +662,42 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
     True
     """
     problem = make_problem(system, z0, ts, theta, loss)
-    cand, cand_name, _ = _candidate_values(candidate, problem)
+    rtol_c, atol = _check_tolerances(rtol, atol)
+    quantities = _check_quantities(quantities)
+    cand = _candidate_values(candidate, problem)
+    refs = _resolve_references(references, problem)
+    estimates, ref_status = _compute_all(refs, problem, explicit=references is not None)
+    rows, disagreements = _compare(problem, cand.values, estimates, quantities, rtol_c, atol,
+                                   _what_to_add(problem, refs, ref_status))
+    report_warnings = _warnings(problem, rows, estimates, ref_status, disagreements)
+    checked = [r for r in rows if r.status in ("ok", "FAIL", "inconclusive", "missing")]
+    passed = bool(checked) and all(r.status == "ok" for r in checked)
+    if not checked:
+        report_warnings.append("nothing was checked: the candidate gave no value that a reference could confirm")
+    diagnoses = [] if passed else diagnose(rows, problem, rtol=rtol_c, candidate_rtol=cand.rtol, rerun=cand.rerun)
+    summary = _summary(rows, passed, quantities, diagnoses)
+    report = GradientReport(
+        passed=passed,
+        rows=rows,
+        summary=summary,
+        warnings=report_warnings,
+        tolerance_model=_tolerance_text(rtol_c, atol),
+        candidate_name=cand.name,
+        references=estimates,
+        rtol=rtol_c,
+        reference_status={**ref_status, **{e.name: ("exact" if e.exact else "") for e in estimates if e.exact}},
+        diagnoses=diagnoses,
+        quantities=quantities,
+    )
+    for w in report_warnings:
+        if w.startswith("trivial"):
+            warnings.warn(w, TrivialTestWarning, stacklevel=2)
+        elif w.startswith("hypotheses:"):
+            warnings.warn(w, HypothesisWarning, stacklevel=2)
+    return report
+
+
+def _check_tolerances(rtol, atol):
     rtol_c = DEFAULT_RTOL if rtol is None else _real(rtol, "rtol", "rtol=1e-5")
     if not (0 < rtol_c < 1):
         raise InvalidArgumentError(f"rtol={rtol!r} must be in (0, 1), e.g. rtol=1e-5")
@@ -518,111 +708,11 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
                 f"atol={atol!r} must be a finite non-negative number (an infinite atol passes any gradient); "
                 "leave it None for the default derived from the references' scale"
             )
-    refs = _resolve_references(references, problem)
-    estimates, ref_status = _compute_all(refs, problem, explicit=references is not None)
-    report_warnings = []
-    for name, why in ref_status.items():
-        report_warnings.append(f"reference {name} {why}")
-    labels = _labels(problem)
+    return rtol_c, atol
 
-    # scale of each quantity from the references (for the absolute floor)
-    scales = {}
-    for q in QUANTITIES:
-        vals = [np.abs(np.asarray(e.values[q])).max(initial=0.0) for e in estimates if q in e.values]
-        scales[q] = max(vals, default=0.0)
-    scale_all = max(scales.values(), default=0.0)
 
-    rows = []
-    disagreements = {}
-    for q in QUANTITIES:
-        shape = problem.shapes()[q]
-        have = [e for e in estimates if q in e.values]
-        floor_agree = 1e-12 * max(scales[q], 1e-3 * scale_all) + 1e-300
-        if atol is not None:
-            atol_q = float(atol)
-        else:
-            # a quantity far smaller than the others (e.g. dL/dt ~ 1e-16 beside dL/dz0 ~ 1)
-            # is measured against a thousandth of the largest quantity
-            atol_q = 0.1 * rtol_c * max(scales[q], 1e-3 * scale_all)
-        for idx in np.ndindex(*shape):
-            label = labels[q][idx if problem.batched or q != "z0" else idx]
-            cval = float(cand[q][idx]) if q in cand else None
-            entries = [(e, float(np.asarray(e.values[q])[idx]), float(np.asarray(e.errors[q])[idx])) for e in have]
-            if not entries:
-                rows.append(Row(q, idx, label, cval, None, None, None, None, "not checked", 0, 0, [], "no reference"))
-                continue
-            members, rval, rerr = _consensus(entries, floor_agree)
-            for e in entries:
-                if not any(e is m for m in members):
-                    disagreements.setdefault(e[0].name, []).append(label)
-            if rval is None:
-                if len(entries) == 1:
-                    note = (f"only one reference ({entries[0][0].name}) computed it; a verdict needs two that "
-                            "agree: add another reference (e.g. 'fd' or 'forward')")
-                elif len(members) < 2:
-                    note = "the references disagree with each other"
-                else:
-                    note = "only sources sharing the adjoint derivation agree"
-                rows.append(
-                    Row(q, idx, label, cval, None, None, None, None,
-                        "inconclusive" if cval is not None else "not checked",
-                        len(members), len(entries), [m[0].name for m in members], note)
-                )
-                continue
-            if cval is None:
-                rows.append(Row(q, idx, label, None, rval, rerr, None, None, "not checked", len(members), len(entries),
-                                [m[0].name for m in members], "the candidate gave no value"))
-                continue
-            tol = rtol_c * abs(rval) + atol_q + 3.0 * rerr
-            if 3.0 * rerr > rtol_c * abs(rval) + atol_q:
-                # the references' own uncertainty would dominate the tolerance:
-                # a wrong candidate could pass inside it, so nothing is decided
-                rows.append(
-                    Row(q, idx, label, cval, rval, rerr, abs(cval - rval) if np.isfinite(cval) else float("inf"), tol,
-                        "inconclusive", len(members), len(entries), [m[0].name for m in members],
-                        f"the references are not accurate enough for rtol={rtol_c:g} (their error estimate {rerr:.2g})")
-                )
-                continue
-            if not np.isfinite(cval):
-                diff, status, note = float("inf"), "FAIL", "the candidate is not finite"
-            else:
-                diff = abs(cval - rval)
-                status, note = ("ok" if diff <= tol else "FAIL"), ""
-            rows.append(Row(q, idx, label, cval, rval, rerr, diff, tol, status, len(members), len(entries),
-                            [m[0].name for m in members], note))
-
-    # ------------------------------------------------------------ warnings
-    for name, where in disagreements.items():
-        shown = ", ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
-        report_warnings.append(f"reference {name} disagrees with the other references at {shown}; it was left out there")
-    for q in QUANTITIES:
-        qrows = [r for r in rows if r.quantity == q and r.reference is not None]
-        if qrows and all(abs(r.reference) <= 1e-12 * scale_all for r in qrows):
-            report_warnings.append(
-                f"trivial: {_GROUP_WORDS[q]} is identically zero in every reference — the loss does not depend on "
-                f"{ {'z0': 'z0', 'theta': 'θ', 't': 'the times'}[q]}, so this check cannot detect errors in it"
-            )
-    for e in estimates:
-        for note in e.notes:
-            if "backsolve" in note and "drift" in note.lower() or "unstable" in note:
-                report_warnings.append(f"{e.name}: {note}")
-    exact_warning = _integrated_exactly(problem)
-    if exact_warning:
-        report_warnings.append(exact_warning)
-    from .theory import hypothesis_warnings
-
-    try:
-        hypotheses = list(hypothesis_warnings(problem.field, problem.theta, problem.z0, problem.ts))
-    except Exception as exc:  # noqa: BLE001 - a diagnostic must not break the check; it is reported
-        hypotheses = []
-        report_warnings.append(f"the smoothness/Lipschitz diagnostics could not run: {type(exc).__name__}: {exc}")
-    report_warnings += [f"hypotheses: {h}" for h in hypotheses]
-    checked = [r for r in rows if r.status in ("ok", "FAIL", "inconclusive")]
-    passed = bool(checked) and all(r.status == "ok" for r in checked)
-    if not checked:
-        report_warnings.append("nothing was checked: the candidate gave no value that a reference could confirm")
-    summary = _summary(rows, cand, passed)
-    tol_text = (
+def _tolerance_text(rtol_c, atol):
+    return (
         f"|candidate − reference| ≤ rtol·|reference| + atol + 3·(reference's error estimate); rtol = {rtol_c:g}"
         + (
             f", atol = {float(atol):g}"
@@ -631,23 +721,108 @@ def check_gradients(system, z0, ts, theta, loss, *, candidate=None, references=N
         )
         + "; the reference is the most accurate of the references that agree with each other"
     )
-    report = GradientReport(
-        passed=passed,
-        rows=rows,
-        summary=summary,
-        warnings=report_warnings,
-        tolerance_model=tol_text,
-        candidate_name=cand_name,
-        references=estimates,
-        rtol=rtol_c,
-        reference_status={**ref_status, **{e.name: ("exact" if e.exact else "") for e in estimates if e.exact}},
-    )
-    for w in report_warnings:
-        if w.startswith("trivial"):
-            warnings.warn(w, TrivialTestWarning, stacklevel=2)
-        elif w.startswith("hypotheses:"):
-            warnings.warn(w, HypothesisWarning, stacklevel=2)
-    return report
+
+
+def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
+    """One Row per gradient entry, and for each reference the entries where it left the consensus."""
+    labels = _labels(problem)
+    # scale of each quantity from the references (for the absolute floor)
+    scales = {}
+    for q in QUANTITIES:
+        vals = [np.abs(np.asarray(e.values[q])).max(initial=0.0) for e in estimates if q in e.values]
+        scales[q] = max(vals, default=0.0)
+    scale_all = max(scales.values(), default=0.0)
+    rows = []
+    disagreements = {}  # reference name -> [(label, names of the consensus there)]
+    for q in QUANTITIES:
+        have = [e for e in estimates if q in e.values]
+        floor_agree = 1e-12 * max(scales[q], 1e-3 * scale_all) + 1e-300
+        # a quantity far smaller than the others (e.g. dL/dt ~ 1e-16 beside dL/dz0 ~ 1)
+        # is measured against a thousandth of the largest quantity
+        atol_q = float(atol) if atol is not None else 0.1 * rtol_c * max(scales[q], 1e-3 * scale_all)
+        for idx in np.ndindex(*problem.shapes()[q]):
+            cval = float(cand[q][idx]) if q in cand else None
+            row = _row(q, idx, labels[q][idx], cval, [(e, float(np.asarray(e.values[q])[idx]),
+                       float(np.asarray(e.errors[q])[idx])) for e in have], floor_agree, rtol_c, atol_q,
+                       what_to_add, disagreements)
+            if q not in quantities:
+                row.status, row.note = "not checked", "left out by quantities=..."
+            elif cval is None:
+                row.status, row.note = "missing", "the candidate gave no value"
+            rows.append(row)
+    return rows, disagreements
+
+
+def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add, disagreements):
+    """The comparison of one entry: the references' consensus, the tolerance and the status."""
+    if not entries:
+        return Row(q, idx, label, cval, None, None, None, None,
+                   "inconclusive" if cval is not None else "not checked", 0, 0, [], "no reference computed it")
+    members, rval, rerr = _consensus(entries, floor_agree)
+    names = [m[0].name for m in members]
+    for e in entries:
+        if not any(e is m for m in members) and names:
+            disagreements.setdefault(e[0].name, []).append((label, tuple(names)))
+    if rval is None:
+        if len(entries) == 1:
+            note = (f"only one reference ({entries[0][0].name}) computed it; a verdict needs two that agree: "
+                    f"{what_to_add}")
+        elif len(members) < 2:
+            note = " and ".join(e[0].name for e in entries) + " disagree with each other"
+        else:
+            note = "only sources sharing the adjoint derivation agree"
+        return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
+                   len(members), len(entries), names, note)
+    if cval is None:
+        return Row(q, idx, label, None, rval, rerr, None, None, "not checked", len(members), len(entries), names,
+                   "the candidate gave no value")
+    tol = rtol_c * abs(rval) + atol_q + 3.0 * rerr
+    if 3.0 * rerr > rtol_c * abs(rval) + atol_q:
+        # the references' own uncertainty would dominate the tolerance:
+        # a wrong candidate could pass inside it, so nothing is decided
+        return Row(q, idx, label, cval, rval, rerr, abs(cval - rval) if np.isfinite(cval) else float("inf"), tol,
+                   "inconclusive", len(members), len(entries), names,
+                   f"the references are not accurate enough for rtol={rtol_c:g} (their error estimate {rerr:.2g})")
+    if not np.isfinite(cval):
+        return Row(q, idx, label, cval, rval, rerr, float("inf"), tol, "FAIL", len(members), len(entries), names,
+                   "the candidate is not finite")
+    diff = abs(cval - rval)
+    return Row(q, idx, label, cval, rval, rerr, diff, tol, "ok" if diff <= tol else "FAIL", len(members),
+               len(entries), names, "")
+
+
+def _warnings(problem, rows, estimates, ref_status, disagreements):
+    """Reference problems, trivial tests, backsolve drift and the hypotheses of the theory."""
+    out = [f"reference {name} {why}" for name, why in ref_status.items()]
+    for name, where in disagreements.items():
+        shown = ", ".join(label for label, _ in where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
+        others = sorted({n for _, names in where for n in names})
+        out.append(f"reference {name} disagrees with {' and '.join(others)} at {shown}; it was left out there")
+    scale_all = max((float(np.abs(np.asarray(v)).max(initial=0.0)) for e in estimates for v in e.values.values()),
+                    default=0.0)
+    for q in QUANTITIES:
+        qrows = [r for r in rows if r.quantity == q and r.reference is not None]
+        if qrows and all(abs(r.reference) <= 1e-12 * scale_all for r in qrows):
+            out.append(
+                f"trivial: {_GROUP_WORDS[q]} is identically zero in every reference — the loss does not depend on "
+                f"{ {'z0': 'z0', 'theta': 'θ', 't': 'the times'}[q]}, so this check cannot detect errors in it"
+            )
+    for e in estimates:
+        for note in e.notes:
+            if "backsolve" in note and "drift" in note.lower() or "unstable" in note:
+                out.append(f"{e.name}: {note}")
+    exact_warning = _integrated_exactly(problem)
+    if exact_warning:
+        out.append(exact_warning)
+    from .theory import hypothesis_warnings
+
+    try:
+        hypotheses = list(hypothesis_warnings(problem.field, problem.theta, problem.z0, problem.ts))
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not break the check; it is reported
+        hypotheses = []
+        out.append(f"the smoothness/Lipschitz diagnostics could not run: {type(exc).__name__}: {exc}")
+    out += [f"hypotheses: {h}" for h in hypotheses]
+    return out
 
 
 def _integrated_exactly(problem):
@@ -671,7 +846,34 @@ def _pct(x):
     return f"{100 * x:.2g}%"
 
 
-def _summary(rows, cand, passed):
+_QUANTITY_ARG = {"z0": "'z0'", "theta": "'theta'", "t": "'t'"}
+
+
+def _summary(rows, passed, quantities, diagnoses):
+    """The verdict in words: what is missing, the worst offender, why (as hypotheses), what was left out."""
+    missing = [q for q in QUANTITIES if any(r.quantity == q and r.status == "missing" for r in rows)]
+    parts = []
+    if missing:
+        words = " and ".join(_GROUP_WORDS[q] for q in missing)
+        count = sum(r.status == "missing" for r in rows)
+        rest = tuple(q for q in quantities if q not in missing)
+        restrict = (f"pass quantities=({', '.join(_QUANTITY_ARG[q] for q in rest)}{',' if len(rest) == 1 else ''}) "
+                    "to check only the others") if rest else "give them"
+        parts.append(f"the candidate gives no {words} ({count} {'entry' if count == 1 else 'entries'}), and the "
+                     f"verdict covers {', '.join(_GROUP_WORDS[q] for q in quantities)}: {restrict}")
+    if not missing or any(r.status in ("FAIL", "inconclusive") for r in rows):
+        parts.append(_verdict(rows, passed))
+    text = "; ".join(parts)
+    if diagnoses:
+        text += " — " + "; ".join(diagnoses)
+    left_out = [q for q in QUANTITIES if q not in quantities]
+    if left_out:
+        text += (f"; not checked: {' and '.join(_GROUP_WORDS[q] for q in left_out)} (left out by "
+                 f"quantities=({', '.join(_QUANTITY_ARG[q] for q in quantities)}{',' if len(quantities) == 1 else ''}))")
+    return text
+
+
+def _verdict(rows, passed):
     checked = [r for r in rows if r.status in ("ok", "FAIL")]
     inconclusive = [r for r in rows if r.status == "inconclusive"]
     fails = [r for r in checked if r.status == "FAIL"]
@@ -682,8 +884,10 @@ def _summary(rows, cand, passed):
                 "the check cannot fail this way and shows nothing (see the warnings)"
             )
         worst = max(checked, key=lambda r: r.ratio or 0.0)
+        used = {n for r in checked for n in r.consensus}
+        whom = "the references" if len(used) != 1 else next(iter(used))
         return (
-            f"all {len(checked)} checked entries agree with the references; the closest to its tolerance is "
+            f"all {len(checked)} checked entries agree with {whom}; the closest to its tolerance is "
             f"{worst.label} at {(worst.ratio or 0.0):.2g} of it"
         )
     if not fails and inconclusive:
@@ -710,7 +914,7 @@ def _summary(rows, cand, passed):
         return f"{worst.label} is {c} in the candidate{more}"
     if c == 0.0 and r != 0.0:
         return f"{worst.label} is zero in the candidate but the references give {r:.6g}{more}"
-    if r != 0 and np.sign(c) == -np.sign(r) and abs(abs(c) - abs(r)) <= worst.tolerance:
+    if is_wrong_sign(worst):
         return f"{worst.label} has the wrong sign (candidate {c:.6g}, references {r:.6g}){more}"
     if r != 0 and abs(c - r) / abs(r) < 10:
         return (

@@ -260,7 +260,7 @@ def taylor_test(
             problem.field, problem.user_z0(problem.z0), problem.ts, problem.theta, problem.loss, rtol=1e-10, atol=1e-10
         ).as_dict()
     else:
-        grads, _, _ = _candidate_values(candidate, problem)
+        grads = _candidate_values(candidate, problem).values
     rng = check_rng(seed)
     x = {"z0": problem.user_z0(problem.z0), "theta": problem.theta, "t": problem.ts}
     groups = [q for q in QUANTITIES if q in grads and np.size(x[q]) > 0]

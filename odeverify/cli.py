@@ -15,8 +15,8 @@ import numpy as np
 
 from . import __version__
 from ._adjoint import adjoint_gradients
-from .errors import IntegrationError, OdeverifyError
-from .spec import load_spec
+from .errors import IntegrationError, InvalidArgumentError, OdeverifyError
+from .spec import load_spec, load_system
 
 __all__ = ["main"]
 
@@ -56,6 +56,15 @@ def _parser():
     )
     p.add_argument("--check-rtol", type=float, help="relative tolerance of the comparison (default 1e-5)")
     p.add_argument("--check-atol", type=float, help="absolute tolerance of the comparison")
+    p.add_argument(
+        "--candidate", metavar="FILE",
+        help="check these gradients instead of odeverify's adjoint: a JSON file, the output of "
+        "`odeverify gradients --json` or a mapping {\"z0\": [...], \"theta\": [...], \"t\": [...]} (read as data)",
+    )
+    p.add_argument(
+        "--quantities",
+        help="comma-separated quantities the verdict covers: z0, theta, t (default all three)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("taylor", help="Taylor remainder test of the adjoint gradients (exit 0 pass, 1 fail)")
     p.add_argument("spec")
@@ -96,17 +105,17 @@ def gradient_labels(system, ts):
 
 
 def _cmd_derive(args, out):
-    problem = load_spec(args.spec)
+    system = load_system(args.spec)  # a derivation needs only states, params, time and rhs
     names = None
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
-        bad = [n for n in names if n not in problem.system.DERIVATION]
+        bad = [n for n in names if n not in system.DERIVATION]
         if bad:
-            raise OdeverifyError(f"--only: {bad[0]!r} is not one of {', '.join(problem.system.DERIVATION)}")
+            raise OdeverifyError(f"--only: {bad[0]!r} is not one of {', '.join(system.DERIVATION)}")
     if args.latex:
-        out.write(problem.system.pretty(names, latex=True) + "\n")
+        out.write(system.pretty(names, latex=True) + "\n")
     else:
-        out.write(problem.system.pretty(names) + "\n")
+        out.write(system.pretty(names) + "\n")
     return 0
 
 
@@ -145,8 +154,10 @@ def _cmd_gradients(args, out):
 def _candidate(problem, args):
     kw = _solver_kwargs(problem, args)
 
-    def adjoint(z0, ts, theta):
-        return adjoint_gradients(problem.system, z0, ts, theta, problem.loss, **kw).as_dict()
+    def adjoint(z0, ts, theta, rtol=kw.get("rtol", 1e-8), atol=kw.get("atol", 1e-8)):
+        # rtol/atol keywords: a failing check may solve it again tighter, to tell tolerance from bug
+        options = {**kw, "rtol": rtol, "atol": atol}
+        return adjoint_gradients(problem.system, z0, ts, theta, problem.loss, **options).as_dict()
 
     mode = kw.get("mode", "interpolated")
     adjoint.__name__ = (
@@ -154,6 +165,87 @@ def _candidate(problem, args):
         f"atol={np.array2string(np.asarray(kw.get('atol', 1e-8), dtype=float), precision=3)})"
     )
     return adjoint
+
+
+#: the keys of `odeverify gradients --json` besides the gradients, ignored in a candidate file
+_GRADIENTS_JSON_EXTRA = {
+    "loss", "ts", "mode", "method", "rtol", "atol", "stats", "z0_reconstruction_error", "diagnostics", "name", "labels",
+}
+#: largest candidate file read, in bytes
+MAX_CANDIDATE_BYTES = 10_000_000
+
+
+def _read_candidate(path, problem):
+    """A candidate gradient file: JSON data (never code), checked against the spec's shapes.
+
+    Returns the mapping {"z0", "theta", "t"} (a quantity the file leaves out or sets to null is absent).
+    """
+    from pathlib import Path
+
+    def bad(why):
+        return InvalidArgumentError(f"--candidate {path}: {why}")
+
+    file = Path(path)
+    if not file.is_file():
+        raise bad("no such file; pass a JSON file such as the output of `odeverify gradients SPEC --json`")
+    if file.stat().st_size > MAX_CANDIDATE_BYTES:
+        raise bad(f"the file is over the limit of {MAX_CANDIDATE_BYTES} bytes")
+    try:
+        data = json.loads(file.read_bytes().decode("utf-8"), parse_constant=_non_finite)
+    except UnicodeDecodeError as exc:
+        raise bad(f"not UTF-8 text (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+        raise bad(f"not valid JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise bad(f"holds a JSON {type(data).__name__}, not an object with keys z0, theta, t")
+    unknown = set(data) - {"z0", "theta", "t"} - _GRADIENTS_JSON_EXTRA
+    if unknown:
+        raise bad(f"unknown key {sorted(unknown)[0]!r:.40}; a candidate has keys z0, theta, t")
+    if "ts" in data and not _same_times(data["ts"], problem.ts):
+        raise bad("its ts differ from the spec's: it was computed for another problem")
+    shapes = {"z0": problem.z0.shape, "theta": problem.theta.shape, "t": problem.ts.shape}
+    out = {}
+    for key, shape in shapes.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        arr = _numbers(value, shape)
+        if arr is None:
+            raise bad(f"{key} must be a list of {shape[0]} numbers (the spec's shape {shape}), got {value!r:.60}")
+        out[key] = arr
+    if not out:
+        raise bad("gives no gradient; give at least one of z0, theta, t")
+    return out
+
+
+def _non_finite(token):
+    # JSON has no NaN or Infinity; Python's json module would read them as numbers
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _numbers(value, shape):
+    """``value`` as a float array of ``shape`` when it is a list of real numbers within the float range, else None."""
+    if not isinstance(value, list) or len(value) != shape[0]:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1.7976931348623157e308
+               for v in value):
+        return None
+    return np.array([float(v) for v in value])
+
+
+def _same_times(ts, expected):
+    arr = _numbers(ts, expected.shape)
+    return arr is not None and np.allclose(arr, expected, rtol=1e-12, atol=1e-12)
+
+
+def _check_references(problem, refs):
+    """The references of ``odeverify check``: the chosen ones plus the spec's closed form ([exact])."""
+    from ._check import DEFAULT_REFERENCES
+
+    exact = problem.exact_reference()
+    if exact is None:
+        return refs
+    return [*(DEFAULT_REFERENCES if refs is None else refs), exact]
 
 
 def _cmd_check(args, out):
@@ -166,10 +258,23 @@ def _cmd_check(args, out):
         refs = [r.strip() for r in args.references.split(",") if r.strip()]
     rtol = args.check_rtol if args.check_rtol is not None else settings.get("rtol")
     atol = args.check_atol if args.check_atol is not None else settings.get("atol")
+    quantities = None
+    if args.quantities is not None:
+        quantities = [q.strip() for q in args.quantities.split(",") if q.strip()]
+        bad = [q for q in quantities if q not in ("z0", "theta", "t")]
+        if bad or not quantities:
+            raise InvalidArgumentError(
+                f"--quantities: {(bad[0] if bad else args.quantities)!r} is not a comma-separated list of z0, theta, "
+                "t; e.g. --quantities z0,theta"
+            )
+    candidate = _read_candidate(args.candidate, problem) if args.candidate else _candidate(problem, args)
     report = check_gradients(
         problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
-        candidate=_candidate(problem, args), references=refs, rtol=rtol, atol=atol,
+        candidate=candidate, references=_check_references(problem, refs), rtol=rtol, atol=atol,
+        quantities=quantities,
     )
+    if args.candidate:
+        report.candidate_name = f"gradients read from {args.candidate}"
     if args.json:
         out.write(report.to_json(indent=2) + "\n")
     else:

@@ -6,7 +6,7 @@ that is not installed, load it with ``-p odeverify.pytest_plugin`` or
 ``pytest_plugins = ["odeverify.pytest_plugin"]`` in a top-level conftest.
 
 * ``gradient_check(system, z0, ts, theta, loss, *, candidate=None,
-  references=None, rtol=None, atol=None)`` runs
+  references=None, rtol=None, atol=None, quantities=None)`` runs
   :func:`odeverify.testing.assert_gradients_close`: it returns the
   :class:`~odeverify.GradientReport` when the check passes and raises an
   AssertionError whose message is the report's table when it fails.
@@ -131,7 +131,7 @@ def gradient_check(request):
     """Assert that a gradient agrees with odeverify's references; tolerances from ``@pytest.mark.gradient_tolerance``.
 
     Returns a function ``check(system, z0, ts, theta, loss, *, candidate=None,
-    references=None, rtol=None, atol=None) -> GradientReport`` (see
+    references=None, rtol=None, atol=None, quantities=None) -> GradientReport`` (see
     :func:`odeverify.check_gradients`); a failed check raises an
     AssertionError whose message is the report's table.
 
@@ -143,7 +143,7 @@ def gradient_check(request):
 
     config = request.config
 
-    def check(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None):
+    def check(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None, quantities=None):
         item = config.stash.get(_CURRENT_ITEM, None)
         defaults = {} if item is None else _marker_tolerances(item)
         return assert_gradients_close(
@@ -152,6 +152,7 @@ def gradient_check(request):
             references=references,
             rtol=defaults.get("rtol") if rtol is None else rtol,
             atol=defaults.get("atol") if atol is None else atol,
+            quantities=quantities,
         )
 
     return check

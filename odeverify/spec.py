@@ -29,6 +29,22 @@ A spec names the system, the inputs, a loss and the solver settings::
     rtol = 1e-5                          # comparison tolerances
     atol = 1e-8
 
+    [exact]                              # optional: closed-form gradients, numbers only
+    z0 = [2.0]                           # dL/dz(t0), one per state
+    theta = [1.0, 0.5, 0.0, 0.0]         # dL/dtheta, one per parameter
+    t = [-1.0, 0.0, 1.0]                 # dL/dt_i, one per entry of ts
+    loss = 0.5                           # optional: the value of L
+
+Only ``states`` and ``rhs`` (with ``params`` and ``time`` when there are any)
+are needed to derive (``odeverify derive``, :func:`load_system`); computing or
+checking gradients needs ``z0``, ``ts`` and ``[loss]`` as well.
+
+``[exact]`` gives the gradients where they are known in closed form (give
+any of ``z0``, ``theta``, ``t``); ``odeverify check`` uses them as an exact
+reference (:class:`odeverify.references.Exact`), the truth for the entries
+they give. They are numbers, not formulas: work them out for the spec's own
+z0, theta and ts.
+
 Loss kinds:
 
 ``squared_error``
@@ -61,9 +77,12 @@ from ._system import ODESystem
 from .errors import OdeverifyError, SpecError
 from .losses import ExpressionLoss, SquaredError, resolve_at
 
-__all__ = ["Problem", "load_spec", "parse_spec"]
+__all__ = ["Problem", "load_spec", "load_system", "parse_spec", "parse_system"]
 
-_TOP_KEYS = {"name", "description", "states", "params", "time", "rhs", "z0", "theta", "ts", "loss", "solver", "check"}
+_TOP_KEYS = {
+    "name", "description", "states", "params", "time", "rhs", "z0", "theta", "ts", "loss", "solver", "check", "exact",
+}
+_EXACT_KEYS = {"z0", "theta", "t", "loss"}
 _LOSS_KEYS = {"kind", "targets", "file", "at", "expression", "weight"}
 _SOLVER_KEYS = {"method", "mode", "rtol", "atol", "max_steps"}
 #: largest spec file read, in bytes
@@ -87,10 +106,20 @@ class Problem:
     check: dict = field(default_factory=dict)
     source: str = ""
     description: str = ""
+    exact: dict = field(default_factory=dict)  # [exact]: "z0", "theta", "t" arrays and "loss" (float)
 
     def adjoint_kwargs(self):
         """Keyword arguments for :func:`odeverify.adjoint_gradients` from ``[solver]``."""
         return dict(self.solver)
+
+    def exact_reference(self):
+        """The ``[exact]`` table as an :class:`odeverify.references.Exact` reference, or None."""
+        values = {k: v for k, v in self.exact.items() if k != "loss"}
+        if not values:
+            return None
+        from .references import Exact
+
+        return Exact(values, loss=self.exact.get("loss"), name="closed form (spec)")
 
 
 def _err(source, key, message):
@@ -99,6 +128,22 @@ def _err(source, key, message):
 
 def load_spec(path) -> Problem:
     """Read a TOML spec file (see the module documentation)."""
+    text, path = _read_text(path)
+    return parse_spec(text, source=str(path), base_dir=path.parent)
+
+
+def load_system(path) -> ODESystem:
+    """The system of a TOML spec file: only ``states``, ``rhs``, ``params``, ``time`` are read."""
+    text, path = _read_text(path)
+    return parse_system(text, source=str(path))
+
+
+def parse_system(text: str, *, source="<spec>") -> ODESystem:
+    """The system of spec text (see the module documentation); the other keys are not needed."""
+    return _system(_toml(text, source), source)
+
+
+def _read_text(path):
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file; pass the path of a .toml spec such as examples/lotka_volterra.toml")
@@ -110,11 +155,10 @@ def load_spec(path) -> Problem:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text ({exc})") from None
-    return parse_spec(text, source=str(path), base_dir=path.parent)
+    return text, path
 
 
-def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
-    """Parse spec text (see the module documentation)."""
+def _toml(text, source):
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -122,15 +166,27 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise _err(source, sorted(unknown)[0], f"unknown key; known keys are {', '.join(sorted(_TOP_KEYS))}")
-    for key in ("states", "rhs", "z0"):
+    return data
+
+
+def _system(data, source):
+    for key in ("states", "rhs"):
         if key not in data:
             raise _err(source, key, "missing; see examples/lotka_volterra.toml for a complete spec")
     try:
-        system = ODESystem.from_strings(
+        return ODESystem.from_strings(
             data["states"], data.get("params", ""), data["rhs"], time=data.get("time", "t"), name=data.get("name")
         )
     except OdeverifyError as exc:
         raise SpecError(f"{source}: {exc}") from None
+
+
+def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
+    """Parse spec text (see the module documentation)."""
+    data = _toml(text, source)
+    system = _system(data, source)
+    if "z0" not in data:
+        raise _err(source, "z0", "missing; see examples/lotka_volterra.toml for a complete spec")
     base_dir = Path(base_dir)
     z0 = _number_array(data["z0"], source, "z0")
     theta = _number_array(data.get("theta", []), source, "theta")
@@ -201,6 +257,7 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
     if not isinstance(check, dict):
         raise _err(source, "check", "must be a table")
     _check_check_table(check, source)
+    exact = _exact_table(data.get("exact", {}), source, {"z0": z0.shape, "theta": theta.shape, "t": ts.shape})
     return Problem(
         name=str(data.get("name", Path(source).stem)),
         system=system,
@@ -213,7 +270,34 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
         check=dict(check),
         source=source,
         description=str(data.get("description", "")),
+        exact=exact,
     )
+
+
+def _exact_table(table, source, shapes):
+    """``[exact]``: closed-form gradients, each of the shape of the quantity it is the gradient of."""
+    if not isinstance(table, dict):
+        raise _err(source, "exact", "must be a table, e.g. [exact] with z0 = [...], theta = [...], t = [...]")
+    unknown = set(table) - _EXACT_KEYS
+    if unknown:
+        raise _err(source, f"exact.{sorted(unknown)[0]}", "unknown key; known keys are loss, t, theta, z0")
+    out = {}
+    for key, shape in shapes.items():
+        if key not in table:
+            continue
+        arr = _number_array(table[key], source, f"exact.{key}")
+        if arr.shape != shape:
+            what = {"z0": "state", "theta": "parameter", "t": "entry of ts"}[key]
+            raise _err(source, f"exact.{key}", f"has shape {arr.shape}; expected {shape}, one value per {what}")
+        out[key] = arr
+    if "loss" in table:
+        v = table["loss"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (abs(v) <= 1e308 and math.isfinite(v)):
+            raise _err(source, "exact.loss", f"{v!r:.40} is not a finite number; e.g. loss = 0.5")
+        out["loss"] = float(v)
+    if table and len(out) == ("loss" in out):
+        raise _err(source, "exact", "gives no gradient; give at least one of z0, theta, t")
+    return out
 
 
 def _positive_number(table, key, source, prefix, example):

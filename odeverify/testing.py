@@ -7,7 +7,9 @@ from ._check import check_gradients
 __all__ = ["assert_gradients_close"]
 
 
-def assert_gradients_close(system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None):
+def assert_gradients_close(
+    system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None, quantities=None
+):
     """Assert that a gradient agrees with odeverify's independent references.
 
     Same arguments as :func:`odeverify.check_gradients`.
@@ -24,7 +26,10 @@ def assert_gradients_close(system, z0, ts, theta, loss, *, candidate=None, refer
         reference values, differences, tolerances, and the worst offender in
         words).
     """
-    report = check_gradients(system, z0, ts, theta, loss, candidate=candidate, references=references, rtol=rtol, atol=atol)
+    report = check_gradients(
+        system, z0, ts, theta, loss, candidate=candidate, references=references, rtol=rtol, atol=atol,
+        quantities=quantities,
+    )
     if not report.passed:
         raise AssertionError("\n" + str(report))
     return report

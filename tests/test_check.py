@@ -157,9 +157,9 @@ def test_assert_gradients_close_message_is_the_table(prepared):
     assert ov.testing.assert_gradients_close(*args, candidate=truth, references=refs).passed
 
 
-def test_candidate_with_missing_keys_checks_the_rest(prepared):
+def test_candidate_with_missing_keys_checks_the_rest_when_restricted(prepared):
     args, truth, refs = prepared["exponential"]
-    report = ov.check_gradients(*args, candidate={"theta": truth["theta"]}, references=refs)
+    report = ov.check_gradients(*args, candidate={"theta": truth["theta"]}, references=refs, quantities=("theta",))
     assert report.passed
     assert {r.status for r in report.rows if r.quantity != "theta"} == {"not checked"}
 
@@ -185,7 +185,9 @@ def test_one_reference_alone_is_inconclusive_and_says_what_to_add():
     assert all("only one reference (forward sensitivities) computed it" in r.note for r in theta_rows)
     assert "add another reference" in report.summary
     # a closed form is the truth on its own
-    assert ov.check_gradients(*prob.args(), candidate={"theta": exact["theta"]}, references=[prob.reference()]).passed
+    assert ov.check_gradients(
+        *prob.args(), candidate={"theta": exact["theta"]}, references=[prob.reference()], quantities=["theta"]
+    ).passed
 
 
 def test_only_adjoint_references_are_not_enough():
@@ -271,3 +273,222 @@ def test_batched_and_decreasing_problem():
     bad["z0"][1, 2] *= 1.001
     report = ov.check_gradients(s, Z0, ts, th, loss, candidate=bad, references=report.references)
     assert not report.passed and "(t0)[b=1]" in report.summary
+
+
+# ---------------------------------------------------------------------------- quantities left out
+@pytest.mark.parametrize("gone", [{"t": None}, {}])
+def test_candidate_without_a_quantity_fails_and_names_it(prepared, gone):
+    args, truth, refs = prepared["lotka_volterra"]
+    cand = {"z0": truth["z0"], "theta": truth["theta"], **gone}
+    report = ov.check_gradients(*args, candidate=cand, references=refs)
+    assert not report.passed
+    assert "gives no ∂L/∂t (5 entries)" in report.summary
+    assert "quantities=('z0', 'theta')" in report.summary
+    assert {r.status for r in report.rows if r.quantity == "t"} == {"missing"}
+    # restricted explicitly: passes, and still says what was not checked
+    report = ov.check_gradients(*args, candidate=cand, references=refs, quantities=("z0", "theta"))
+    assert report.passed
+    assert "not checked: ∂L/∂t (left out by quantities=('z0', 'theta'))" in report.summary
+    assert report.to_dict()["quantities"] == ["z0", "theta"]
+
+
+def test_quantities_restricts_even_a_complete_candidate(prepared):
+    args, truth, refs = prepared["exponential"]
+    bad_t = with_(truth, t=lambda v: -v)
+    report = ov.check_gradients(*args, candidate=bad_t, references=refs, quantities="theta")
+    assert report.passed and {r.status for r in report.rows if r.quantity != "theta"} == {"not checked"}
+    assert "not checked: ∂L/∂z0 and ∂L/∂t (left out by quantities=('theta',))" in report.summary
+    assert not ov.check_gradients(*args, candidate=bad_t, references=refs).passed
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (("z0", "dt"), InvalidArgumentError, "'dt' is not one of"),
+        ("x", InvalidArgumentError, "'x' is not one of"),
+        ((), InvalidArgumentError, "quantities=() checks nothing"),
+        (5, InvalidTypeError, "got 5"),
+        ({"z0": 1}, InvalidTypeError, "got {'z0': 1}"),
+    ],
+)
+def test_quantities_are_validated(prepared, bad, error, words):
+    args, truth, refs = prepared["exponential"]
+    with pytest.raises(error, match="quantities") as info:
+        ov.check_gradients(*args, candidate=truth, references=refs, quantities=bad)
+    assert words in str(info.value)
+
+
+def test_assert_helper_and_fixture_take_quantities(prepared):
+    args, truth, refs = prepared["exponential"]
+    cand = {"theta": truth["theta"]}
+    with pytest.raises(AssertionError, match="gives no ∂L/∂z0 and ∂L/∂t"):
+        ov.testing.assert_gradients_close(*args, candidate=cand, references=refs)
+    assert ov.testing.assert_gradients_close(*args, candidate=cand, references=refs, quantities=["theta"]).passed
+
+
+# ---------------------------------------------------------------------------- diagnoses
+def _direct_term(name, args):
+    """g_0 = ∂L/∂z(t0), independently: the closed-form solution (catalog) or solve_ivp (LV), and autograd."""
+    from autograd import grad
+    from scipy.integrate import solve_ivp
+
+    system, z0, ts, theta, loss = args
+    if name in PROBLEMS:
+        zs = PROBLEMS[name].solution(ts)
+    else:
+        a, b, c, d = theta
+        sol = solve_ivp(lambda t, z: [a * z[0] - b * z[0] * z[1], c * z[0] * z[1] - d * z[1]], (ts[0], ts[-1]), z0,
+                        t_eval=ts, rtol=1e-12, atol=1e-12)
+        zs = sol.y.T
+    return grad(loss)(np.asarray(zs, dtype=float))[0]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_diagnoses_the_loss_term_at_t0_forgotten(prepared, name):
+    args, truth, _ = prepared[name]
+    g0 = _direct_term(name, args)
+    report = check(prepared, name, with_(truth, z0=lambda v: v - g0))
+    assert not report.passed
+    assert "consistent with the loss's own term at t0 forgotten" in report.summary
+    assert report.diagnoses and "consistent with the loss's own term at t0 forgotten" in str(report)
+    twice = check(prepared, name, with_(truth, z0=lambda v: v + g0))
+    assert "counted twice" in twice.summary
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_diagnoses_only_dt0_wrong(prepared, name):
+    args, truth, _ = prepared[name]
+    report = check(prepared, name, with_(truth, t=lambda v: v + np.r_[0.05 * abs(v[0]) + 0.01, np.zeros(len(v) - 1)]))
+    assert not report.passed
+    assert "only ∂L/∂t0 is wrong" in report.summary and "the ∂f/∂t term or in the a_t integral" in report.summary
+    assert "jump" not in report.diagnoses[0].split(":")[0]
+
+
+def test_diagnoses_the_df_dt_term_left_out_on_a_forced_system(prepared):
+    # forced decay: f depends on t, so ∂L/∂t0 = −Σ_{i≥1} ∂L/∂t_i + ∫ a·∂f/∂t; the bug drops the integral
+    args, truth, _ = prepared["forced_decay"]
+    report = check(prepared, "forced_decay", with_(truth, t=lambda v: np.r_[-np.sum(v[1:]), v[1:]]))
+    assert "consistent with the term −a·∂f/∂t left out" in report.summary
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("bug, words", [(-1.0, "all with the wrong sign"), (0.0, "all zero")])
+def test_diagnoses_the_jump_terms(prepared, name, bug, words):
+    # the jumps dL/dt_i = g_i·f(z(t_i)) for i ≥ 1 scaled by `bug`; a_t gathers them, so dL/dt0 follows
+    args, truth, _ = prepared[name]
+
+    def planted(t):
+        jumps = t[1:] * bug
+        return np.r_[t[0] + np.sum(t[1:]) - np.sum(jumps), jumps]
+
+    report = check(prepared, name, with_(truth, t=planted))
+    assert not report.passed
+    assert "every ∂L/∂t_i after t0 is wrong, " + words in report.summary
+    assert "consistent with an error in the jump terms ∂L/∂t_i = g_i·f(z(t_i), t_i)" in report.summary
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_names_a_wrong_sign_as_a_wrong_sign(prepared, name):
+    args, truth, _ = prepared[name]
+    report = check(prepared, name, with_(truth, theta=lambda v: -v * (1 + 1e-4)))
+    assert not report.passed
+    assert "has the wrong sign" in report.summary and "%" not in report.summary
+    assert any("wrong sign" in d for d in report.diagnoses)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_diagnoses_a_loosely_solved_candidate(prepared, name):
+    args, _, refs = prepared[name]
+    system, z0, ts, theta, loss = args
+
+    def loose(z0, ts, theta, rtol=1e-4, atol=1e-4):  # re-runnable: check probes it at a tight tolerance
+        return ov.adjoint_gradients(system, z0, ts, theta, loss, method="RK45", rtol=rtol, atol=atol)
+
+    report = check(prepared, name, loose)
+    assert not report.passed
+    assert "consistent with a candidate solved at rtol=0.0001 not solved tightly enough" in report.summary
+    assert "solve tighter or pass check rtol=" in report.summary
+    suggested = float(report.summary.rsplit("check rtol=", 1)[1].split()[0].rstrip(";,"))
+    assert ov.check_gradients(*args, candidate=loose, references=refs, rtol=suggested).passed
+    # as numbers only (no way to re-run it): inferred from the size and spread of the differences
+    given = check(prepared, name, loose(z0, ts, theta).as_dict())
+    assert "consistent with a candidate solved at rtol ≈ 1e-0" in given.summary
+    assert "spread over every quantity" in given.summary
+    # an AdjointResult is re-run with its own mode and method
+    result = check(prepared, name, loose(z0, ts, theta))
+    assert "not solved tightly enough" in result.summary
+
+
+def test_a_bug_is_not_called_a_tolerance_effect(prepared):
+    args, truth, _ = prepared["lotka_volterra"]
+    system, z0, ts, theta, loss = args
+
+    def buggy(z0, ts, theta, rtol=1e-8, atol=1e-8):
+        g = ov.adjoint_gradients(system, z0, ts, theta, loss, rtol=rtol, atol=atol).as_dict()
+        return {**g, "theta": g["theta"] * np.array([1.0, 1.0, 1.002, 1.0])}
+
+    report = check(prepared, "lotka_volterra", buggy)
+    assert not report.passed
+    assert report.diagnoses and report.diagnoses[-1].startswith("not a solver-tolerance effect")
+    given = check(prepared, "lotka_volterra", with_(truth, theta=lambda v: v * np.array([1.0, 1.0, 1.002, 1.0])))
+    assert given.diagnoses == []
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_correct_candidate_gets_no_diagnosis(prepared, name):
+    args, truth, _ = prepared[name]
+    report = check(prepared, name, truth)
+    assert report.passed and report.diagnoses == []
+    assert "consistent with" not in report.summary and "diagnosis" not in str(report)
+
+
+# ---------------------------------------------------------------------------- messages about references
+class _Broken(ov.references.Reference):
+    name = "broken source"
+
+    def _compute(self, problem):
+        raise ov.errors.IntegrationError("the step size fell below its minimum at t = 0.3")
+
+
+def test_one_reference_left_says_which_failed_and_suggests_an_unused_one():
+    prob = catalog.logistic()
+    exact = prob.exact_gradients()
+    report = ov.check_gradients(*prob.args(), candidate=exact, references=["forward", _Broken()])
+    assert not report.passed
+    text = str(report)
+    assert "other references" not in text
+    assert "broken source failed: the step size fell below its minimum at t = 0.3" in report.summary
+    assert "add another reference, e.g. 'fd' or 'autograd'" in report.summary
+    assert "'forward'" not in report.summary.split("e.g.")[1]
+    assert "reference broken source failed: the step size fell below" in report.warnings[0]
+
+
+def test_a_disagreeing_reference_is_named_with_the_ones_it_disagrees_with(prepared):
+    args, truth, refs = prepared["exponential"]
+    wrong = ov.references.GradientEstimate(
+        "wrong source", {"theta": truth["theta"] * 1.1}, {"theta": np.abs(truth["theta"]) * 1e-12}
+    )
+    report = ov.check_gradients(*args, candidate=truth, references=[*refs, wrong])
+    assert report.passed
+    [w] = [w for w in report.warnings if "wrong source" in w]
+    assert "other references" not in w
+    assert w.startswith("reference wrong source disagrees with adjoint (interpolated) and autograd through")
+    assert "∂L/∂θ[0] (a)" in w
+
+
+def test_to_json_is_valid_json_with_non_finite_numbers_as_strings(prepared):
+    args, truth, refs = prepared["exponential"]
+    cand = with_(truth, theta=lambda v: v * np.nan, t=lambda v: np.r_[np.inf, -np.inf, v[2:]])
+    report = ov.check_gradients(*args, candidate=cand, references=refs)
+    text = report.to_json()
+    import json
+
+    def strict(token):
+        raise ValueError(f"not valid JSON: {token}")
+
+    data = json.loads(text, parse_constant=strict)  # bare NaN/Infinity would raise here
+    by_label = {r["label"]: r for r in data["rows"]}
+    assert by_label["∂L/∂θ[0] (a)"]["candidate"] == "NaN"
+    assert by_label["∂L/∂t0"]["candidate"] == "Infinity" and by_label["∂L/∂t1"]["candidate"] == "-Infinity"
+    assert by_label["∂L/∂t1"]["difference"] == "Infinity"
+    assert "NaN" in ov.GradientReport.to_json.__doc__ and "null" in ov.GradientReport.to_json.__doc__

@@ -250,3 +250,144 @@ def test_check_with_an_atol_list_and_a_constant_loss(tmp_path):
     with pytest.warns(Warning, match="identically zero"):
         code, text = run(["check", path, "--references", "forward,fd"])
     assert code == 0 and "exactly zero" in text
+
+
+# ---------------------------------------------------------------------------- check --candidate, [exact], derive
+def _gradients_file(tmp_path, spec, change=None):
+    code, text = run(["gradients", str(spec), "--json"])
+    assert code == 0
+    data = json.loads(text)
+    if change:
+        change(data)
+    path = tmp_path / "grads.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_check_a_candidate_file_written_by_gradients_json(tmp_path):
+    spec = EXAMPLES / "lotka_volterra.toml"
+    path = _gradients_file(tmp_path, spec)
+    refs = ["--references", "forward,fd"]  # the spec's own default includes the slow autograd reference
+    code, text = run(["check", str(spec), "--candidate", str(path), *refs])
+    assert code == 0, text
+    assert f"gradients read from {path}" in text and "PASSED" in text
+    # a plain mapping of the three quantities works too; a wrong entry fails the check
+    data = json.loads(path.read_text())
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"z0": data["z0"], "theta": [-v for v in data["theta"]], "t": data["t"]}))
+    code, text = run(["check", str(spec), "--candidate", str(plain), *refs])
+    assert code == 1 and "wrong sign" in text
+
+
+def test_check_a_candidate_file_without_t_fails_unless_restricted(tmp_path):
+    spec = EXAMPLES / "exponential.toml"
+    path = _gradients_file(tmp_path, spec, lambda d: d.update(t=None))
+    code, text = run(["check", str(spec), "--candidate", str(path)])
+    assert code == 1 and "FAILED" in text and "gives no ∂L/∂t" in text
+    code, text = run(["check", str(spec), "--candidate", str(path), "--quantities", "z0,theta", "--json"])
+    assert code == 0
+    assert "not checked: ∂L/∂t" in json.loads(text)["summary"]
+    code, _ = run(["check", str(spec), "--quantities", "z0,dt"])
+    assert code == 2
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "no such file"),
+        ("{'z0': [1]}", "not valid JSON"),
+        ('{"z0": [NaN], "theta": [1.0], "t": [1.0, 2.0]}', "NaN is not a JSON number"),
+        ("[1, 2, 3]", "not an object"),
+        ('{"z0": "__import__(\'os\').system(\'touch PWNED\')"}', "z0 must be a list of 1 numbers"),
+        ('{"z0": [1.0, 2.0]}', "z0 must be a list of 1 numbers"),
+        ('{"z0": [true]}', "z0 must be a list of 1 numbers"),
+        ('{"z0": [1e999]}', "z0 must be a list of 1 numbers"),
+        ('{"z0": [' + "1" * 400 + "]}", "z0 must be a list of 1 numbers"),
+        ('{"theta ": [1.0]}', "unknown key 'theta '"),
+        ('{"t": null}', "gives no gradient"),
+        ('{"z0": [1.0], "ts": [0.0, 2.0]}', "computed for another problem"),
+        ("[" * 100000 + "]" * 100000, "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_a_bad_candidate_file_exits_2_with_one_line(tmp_path, capsys, monkeypatch, content, words):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "grads.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    code, text = run(["check", str(EXAMPLES / "exponential.toml"), "--candidate", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and text == ""
+    assert err.count("\n") == 1 and err.startswith(f"odeverify check: error: --candidate {path}: ")
+    assert words in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+EXACT_SPEC = """
+name = "exponential growth"
+states = ["x"]
+params = ["a"]
+rhs = ["a*x"]
+z0 = [1.0]
+theta = [1.0]
+ts = [0.0, 1.0]
+
+[loss]
+kind = "expression"
+expression = "x**2"
+at = "last"
+
+[check]
+references = ["forward"]
+
+[exact]
+# L = x(1)^2 = e^(2a) x0^2: dL/dx0 = 2e^2, dL/da = 2e^2, dL/dt0 = -2e^2, dL/dt1 = 2e^2
+z0 = [14.7781121978613]
+theta = [14.7781121978613]
+t = [-14.7781121978613, 14.7781121978613]
+loss = 7.38905609893065
+"""
+
+
+def test_an_exact_table_is_a_closed_form_reference(tmp_path):
+    spec = tmp_path / "exp.toml"
+    spec.write_text(EXACT_SPEC)
+    # forward sensitivities alone would be inconclusive; with the closed form the check decides
+    code, text = run(["check", str(spec)])
+    assert code == 0, text
+    assert "closed form (spec)" in text
+    assert load_spec(spec).exact["loss"] == pytest.approx(np.exp(2.0), rel=1e-14)
+    # the closed form is the truth: a wrong one fails the (correct) adjoint
+    spec.write_text(EXACT_SPEC.replace("theta = [14.7781121978613]", "theta = [14.8]"))
+    code, text = run(["check", str(spec)])
+    assert code == 1 and "∂L/∂θ[0] (a)" in text
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ("[exact]\nz0 = [1.0, 2.0]", "exact.z0: has shape"),
+        ("[exact]\ntheta = ['x']", "exact.theta: holds the string"),
+        ("[exact]\nfoo = 1", "exact.foo: unknown key"),
+        ("[exact]\nloss = 1.0", "exact: gives no gradient"),
+        ("[exact]\nz0 = [1.0]\nloss = 'big'", "exact.loss: 'big' is not a finite number"),
+        ("exact = 3", "exact: must be a table"),
+    ],
+)
+def test_bad_exact_tables(table, match):
+    head = EXACT_SPEC.split("[exact]")[0]
+    text = table + "\n" + head if table.startswith("exact") else head + table
+    with pytest.raises(SpecError, match=match):
+        parse_spec(text)
+
+
+def test_derive_needs_only_the_system(tmp_path):
+    spec = tmp_path / "lv.toml"
+    spec.write_text('states = ["x", "y"]\nparams = ["a", "b"]\nrhs = ["a*x - x*y", "x*y - b*y"]\n')
+    code, text = run(["derive", str(spec), "--only", "jac_z"])
+    assert code == 0 and "∂f/∂z" in text and "a - y" in text
+    # the rest is still needed where it is used
+    code, _ = run(["gradients", str(spec)])
+    assert code == 2

@@ -56,6 +56,22 @@ def test_passes(gradient_check):
     run(pytester).assert_outcomes(passed=1)
 
 
+def test_the_fixture_passes_quantities_through(pytester):
+    pytester.makepyfile(HEADER + '''
+def no_t(z0, ts, theta):
+    return {**off_by(0.0)(z0, ts, theta), "t": None}
+
+def test_missing_t_fails(gradient_check):
+    with pytest.raises(AssertionError, match="gives no ∂L/∂t"):
+        gradient_check(*PROBLEM.args(), candidate=no_t, references=REFS)
+
+def test_restricted(gradient_check):
+    report = gradient_check(*PROBLEM.args(), candidate=no_t, references=REFS, quantities=("z0", "theta"))
+    assert "not checked: ∂L/∂t" in report.summary
+''')
+    run(pytester).assert_outcomes(passed=2)
+
+
 def test_a_failed_check_fails_with_the_report_table(pytester):
     pytester.makepyfile(HEADER + '''
 def test_fails(gradient_check):
@@ -228,7 +244,8 @@ def test_given_passes(gradient_check, k):
 def check_one_percent_off(gradient_check, k):
     problem = catalog.exponential(a=k)
     exact = problem.exact_gradients()
-    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {"theta": 1.01 * exact["theta"]}, references=REFS)
+    gradient_check(*problem.args(), candidate=lambda z0, ts, th: {**exact, "theta": 1.01 * exact["theta"]},
+                  references=REFS)
 
 
 @pytest.mark.gradient_tolerance(rtol=0.5)
