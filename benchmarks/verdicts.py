@@ -396,7 +396,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (0 if args.quick else 3)
     budget = args.budget if args.budget is not None else (5.0 if args.quick else 60.0)
-    load0 = os.getloadavg()
+    load0, started = os.getloadavg(), datetime.datetime.now()
     rng = np.random.default_rng(20261201)
     problems = [lotka_volterra(rng, args.quick), mlp(rng, args.quick), linear(rng, args.quick)]
     rows = []
@@ -411,7 +411,7 @@ def main(argv=None):
             print(line, flush=True)
         rows += new
     header = [
-        f"odeverify verdict benchmark {datetime.datetime.now().isoformat(timespec='seconds')} "
+        f"odeverify verdict benchmark {started.isoformat(timespec='seconds')} "
         f"{('[' + args.label + ']') if args.label else ''}{' (--quick)' if args.quick else ''}",
         "is this gradient right? each tool with its defaults, whole call timed; float64, one thread per library; "
         "loss L = sum(c * z(t_i)) + 1/2 sum |z(t_i)|^2",
