@@ -220,7 +220,8 @@ def run_odeverify(prob, repeats, budget):
     args = (prob.system, prob.z0, prob.ts, prob.theta, prob.loss)
     rows = []
     if prob.setup_seconds is not None:
-        rows.append(Row(prob.name, "odeverify", "ODESystem.from_strings", Timing.once(prob.setup_seconds), note="SymPy derivation + code generation, once per system"))
+        rows.append(Row(prob.name, "odeverify", "ODESystem.from_strings", Timing.once(prob.setup_seconds),
+                        note="SymPy derivation + code generation, once per system"))
     # the denominator of every ratio: always warm calls (it takes milliseconds)
     timing, _ = measure(lambda: ov.adjoint_gradients(*args), max(repeats, 5), budget)
     rows.append(Row(prob.name, "odeverify", "adjoint_gradients", timing, checks="-", per_entry="-",
