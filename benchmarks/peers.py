@@ -21,21 +21,17 @@ and written to benchmarks/results/peers-<date>[-label].{txt,json}.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-# one thread everywhere (2-core machine; set before the libraries load)
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, fmt_time, machine_lines, versions, write_results  # noqa: E402  (one thread per library)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import autograd.numpy as anp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -43,7 +39,6 @@ import scipy.integrate  # noqa: E402
 
 import odeverify as ov  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import linear_reference  # noqa: E402
 
@@ -349,12 +344,6 @@ def run_diffrax(prob, rtol, atol, repeats):
 
 
 # ---------------------------------------------------------------------------- report
-def fmt_time(s):
-    if s is None:
-        return "-"
-    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.0f} us"
-
-
 def fmt_err(e):
     return "-" if e is None else f"{e:.1e}"
 
@@ -440,12 +429,7 @@ def main(argv=None):
             rows += run_diffrax(prob, args.rtol, args.atol, reps)
         for line in table([r for r in rows if r.problem == prob.name])[2:]:
             print(line, flush=True)
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
-    for mod in ("torch", "torchdiffeq", "jax", "diffrax"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):
-            pass
+    vers = versions()
     header = [
         f"odeverify peer benchmark {datetime.datetime.now().isoformat(timespec='seconds')} "
         f"{('[' + args.label + ']') if args.label else ''}",
@@ -454,32 +438,22 @@ def main(argv=None):
         "loss L = sum(c * z(t_i)) + 1/2 sum |z(t_i)|^2 over the observation times; gradients w.r.t. z0 and theta",
         "err = max |g - g_ref| / max |g_ref| per gradient; torch/this = torchdiffeq time / this row's time; "
         "this/dfx = this row's time / fastest diffrax time",
-        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; {platform.machine()}, {os.cpu_count()} cores",
-        "load average (1, 5, 15 min) at the start: %.2f %.2f %.2f, at the end: %.2f %.2f %.2f" % (load0 + os.getloadavg()),
-        "(other processes share this machine: a load above ~1 inflates every time, unevenly; compare min and median)",
+        *machine_lines(load0, vers),
         "",
     ]
     text = header + table(rows) + [""] + summarise(rows)
     print()
     print("\n".join(text[len(header):]))
     if not args.no_write:
-        outdir = ROOT / "benchmarks" / "results"
-        outdir.mkdir(parents=True, exist_ok=True)
-        stem = f"peers-{datetime.date.today().isoformat()}" + (f"-{args.label}" if args.label else "")
-        (outdir / f"{stem}.txt").write_text("\n".join(text) + "\n")
-        (outdir / f"{stem}.json").write_text(
-            json.dumps(
-                {
-                    "label": args.label,
-                    "rtol": args.rtol,
-                    "atol": args.atol,
-                    "versions": versions,
-                    "rows": [dict(r.__dict__) for r in rows],
-                    "summary": summarise(rows),
-                },
-                indent=1,
-            )
-        )
+        payload = {
+            "label": args.label,
+            "rtol": args.rtol,
+            "atol": args.atol,
+            "versions": vers,
+            "rows": [dict(r.__dict__) for r in rows],
+            "summary": summarise(rows),
+        }
+        stem = write_results("peers", args.label, text, payload)
         print(f"\nwritten: benchmarks/results/{stem}.txt and .json")
 
 
