@@ -48,19 +48,29 @@ def _softplus_np(x):
 
 def _make_autograd_ops():
     import autograd.numpy as anp
-    import autograd.scipy.special as asp
+    from autograd.extend import defvjp, primitive
+
+    # expit and erf as autograd primitives, with the VJPs of autograd.scipy.special; importing that module
+    # imports autograd.scipy.stats and with it scipy.stats (about a second)
+    expit = primitive(scipy.special.expit)
+    defvjp(expit, lambda ans, x: lambda g: g * ans * (1 - ans))
+    erf = primitive(scipy.special.erf)
+    defvjp(erf, lambda ans, x: lambda g: 2.0 / np.sqrt(np.pi) * g * anp.exp(-(x**2)))
 
     def heaviside(x, h0):
         return anp.where(x > 0, 1.0, anp.where(x < 0, 0.0, h0))
 
     return types.SimpleNamespace(
-        sigmoid=asp.expit,
+        sigmoid=expit,
         softplus=lambda x: anp.logaddexp(0.0, x),
         relu=lambda x: anp.maximum(x, 0.0),
         heaviside=heaviside,
-        erf=asp.erf,
+        erf=erf,
         where=anp.where,
     )
+
+
+_AUTOGRAD_OPS = []  # made on first use (autograd is imported only then)
 
 
 def _complex_sigmoid(x):
@@ -98,7 +108,9 @@ def _namespace(backend: str) -> dict:
     if backend == "autograd":
         import autograd.numpy as anp
 
-        return {"numpy": anp, "_ops": _make_autograd_ops()}
+        if not _AUTOGRAD_OPS:
+            _AUTOGRAD_OPS.append(_make_autograd_ops())
+        return {"numpy": anp, "_ops": _AUTOGRAD_OPS[0]}
     raise InvalidArgumentError(f"backend={backend!r} is not one of 'numpy', 'complex', 'autograd'")
 
 
@@ -412,15 +424,24 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
     exprs = [sp.sympify(e) for e in exprs]
     names = _internal_names([s for g in groups for s in g.symbols])
     lines = [f"def {name}({', '.join(g.name for g in groups)}):"]
+    # Operations on 0-d arrays cost ten times those on NumPy scalars: a single
+    # sample's entries and a 0-d time are unpacked as NumPy scalars (not Python
+    # numbers, whose division by zero raises and whose negative base to a
+    # fractional power is complex).
     for g in groups:
         internal = [names[s] for s in g.symbols]
         if g.scalar:
             lines.append(f"    {internal[0]} = {g.name}")
+            lines.append(f"    if type({g.name}) is numpy.ndarray and not {g.name}.ndim:")
+            lines.append(f"        {internal[0]} = {g.name}[()]")
         elif internal:
             # a vector group is an array whose last axis holds the symbols, or
             # (for differentiation with few traced operations) a list of them
             lines.append(f"    if isinstance({g.name}, (list, tuple)):")
             lines.append(f"        {', '.join(internal)}, = {g.name}")
+            lines.append(f"    elif type({g.name}) is numpy.ndarray and {g.name}.ndim == 1:")
+            for j, nm in enumerate(internal):
+                lines.append(f"        {nm} = {g.name}[{j}]")
             lines.append("    else:")
             for j, nm in enumerate(internal):
                 lines.append(f"        {nm} = {g.name}[..., {j}]")
@@ -693,11 +714,14 @@ class ArrayKernel:
         self._fun = _compile_source(self.source, name, "numpy")
         self._autograd_fun = None
         self._complex_fun = None
-        # per block: (shape, size, flat indices, positions in exprs); a dense block is stacked in one call
-        self._layout = [
-            (shape, int(np.prod(shape)), [i for i, _ in entries], [pos for _, pos in entries])
-            for shape, entries in zip(self.block_shapes, self._entries)
-        ]
+        # per block: (shape, size, slice of exprs if every entry is non-zero (dense), else the entries);
+        # the entries of a block are consecutive in exprs
+        self._layout = []
+        for shape, entries in zip(self.block_shapes, self._entries):
+            size = int(np.prod(shape))
+            dense = len(entries) == size and size > 0
+            where = slice(entries[0][1], entries[-1][1] + 1) if dense else entries
+            self._layout.append((shape if len(shape) > 1 else None, size, dense, where))
         self._scalar_groups = tuple(g.scalar for g in self.groups)
 
     def batch_shape(self, args):
@@ -762,17 +786,18 @@ class ArrayKernel:
     def _pack(self, vals, batch, dtype):
         """The generated function's entries placed into one array per block (zeros elsewhere)."""
         results = []
-        for shape, size, idxs, positions in self._layout:
-            if len(idxs) == size and size:  # dense: one stacking call
-                cols = [vals[pos] for pos in positions]
-                if batch:
-                    cols = [c if np.shape(c) == batch else np.broadcast_to(c, batch) for c in cols]
-                out = np.stack(cols, axis=-1).astype(dtype, copy=False) if batch else np.array(cols, dtype=dtype)
+        for shape, size, dense, where in self._layout:
+            if dense and not batch:
+                out = np.array(vals[where], dtype=dtype)
+            elif dense:
+                out = np.empty(batch + (size,), dtype=dtype)
+                for i, value in enumerate(vals[where]):
+                    out[..., i] = value
             else:
                 out = np.zeros(batch + (size,), dtype=dtype)
-                for idx, pos in zip(idxs, positions):
+                for idx, pos in where:
                     out[..., idx] = vals[pos]
-            results.append(out.reshape(batch + shape))
+            results.append(out if shape is None else out.reshape(batch + shape))
         return tuple(results)
 
     def autograd(self, *args):
