@@ -128,6 +128,34 @@ def _minus_transpose_times(jac, a):
     return sp.Matrix(cols, 1, [sp.Add(*[-a[k] * jac[k, i] for k in range(rows) if jac[k, i] != 0]) for i in range(cols)])
 
 
+#: Largest matrix (in expression-tree nodes) drawn in two dimensions by :meth:`ODESystem.pretty`.
+PRETTY_MAX_NODES = 2_000
+
+
+def _pretty_matrix(mat):
+    """``sympy.pretty`` of a matrix, or one line per non-zero entry when the matrix is large.
+
+    SymPy's two-dimensional layout costs seconds per kilobyte of expression
+    and is unreadable at that size; the linear form is printed without
+    sorting the terms.
+    """
+    nodes = 0
+    for e in mat:
+        for _ in sp.preorder_traversal(e):
+            nodes += 1
+        if nodes > PRETTY_MAX_NODES:
+            break
+    if nodes <= PRETTY_MAX_NODES:
+        return sp.pretty(mat, use_unicode=True)
+    lines = [
+        f"[{i}, {j}] = {sp.sstr(mat[i, j], order='none')}"
+        for i in range(mat.rows)
+        for j in range(mat.cols)
+        if mat[i, j] != 0
+    ]
+    return "\n".join(lines) if lines else "(all entries zero)"
+
+
 def _unique_name(base, taken):
     name = base
     k = 1
@@ -402,8 +430,13 @@ class ODESystem(AbstractVectorField):
 
     @functools.cached_property
     def augmented_adjoint_rhs(self) -> sp.Matrix:
-        """d a_aug/dt = -(d f_aug / d[z, theta, t])^T a_aug, shape (n + p + 1, 1)."""
-        return -self.jac_aug.T * self.augmented_adjoint
+        """d a_aug/dt = -(d f_aug / d[z, theta, t])^T a_aug, shape (n + p + 1, 1).
+
+        Only the first n rows of the augmented Jacobian are non-zero, so this
+        is [-f_z^T a, -f_theta^T a, -f_t^T a]: the three adjoint right-hand
+        sides stacked (not re-derived from the mostly zero product).
+        """
+        return sp.Matrix.vstack(self.adjoint_rhs, self.adjoint_theta_rhs, self.adjoint_t_rhs)
 
     @property
     def backward_state(self) -> sp.Matrix:
@@ -531,7 +564,7 @@ class ODESystem(AbstractVectorField):
             if latex:
                 parts.append(f"% {self._TITLES[nm]}\n{self._LATEX_TITLES[nm]} = {sp.latex(mat)}")
             else:
-                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{sp.pretty(mat, use_unicode=True)}")
+                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{_pretty_matrix(mat)}")
         return "\n\n".join(parts)
 
     def __repr__(self):
