@@ -1,22 +1,23 @@
 """The one place where SymPy expressions become vectorized NumPy code.
 
 Expressions are reduced by common-subexpression elimination (CSE), printed
-with a NumPy printer whose output names no user text (every symbol is renamed
-to an internal ``_s<k>`` before printing), and compiled once. The generated
-functions take *groups* of inputs -- a state vector, a time, a parameter
-vector -- whose last axis indexes the group's symbols, so an argument with
-leading batch axes evaluates a whole batch in one call; constant entries
-broadcast against the batch.
+with a NumPy printer whose output names no user text (every symbol is printed
+by an internal name ``_s<k>``), and compiled once. The generated functions
+take *groups* of inputs -- a state vector, a time, a parameter vector -- whose
+last axis indexes the group's symbols, so an argument with leading batch axes
+evaluates a whole batch in one call; constant entries broadcast against the
+batch.
 
-Two knobs bound the cost of code generation on large inputs: CSE is skipped
-when the expressions hold more than :data:`CSE_MAX_NODES` nodes (its cost
-grows faster than linearly), and sums and products of more than
-:data:`CHUNK` terms are split into partial results so that Python's compiler
-does not recurse too deeply.
+The cost of code generation grows linearly with the size of the expressions:
+the SymPy trees are read, never rebuilt (CSE names each repeated subtree, found
+through SymPy's cached hashes, and the printer prints it by name), and sums and
+products of more than :data:`CHUNK` terms are split into partial results so
+that Python's compiler does not recurse too deeply.
 """
 
 from __future__ import annotations
 
+import itertools
 import types
 from dataclasses import dataclass
 
@@ -27,10 +28,8 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .errors import InvalidArgumentError, InvalidTypeError
 
-__all__ = ["Group", "ArrayKernel", "compile_function", "compile_solver_kernels", "CSE_MAX_NODES", "CHUNK"]
+__all__ = ["Group", "ArrayKernel", "compile_function", "compile_solver_kernels", "CHUNK"]
 
-#: Largest expression size (in tree nodes) on which CSE is run.
-CSE_MAX_NODES = 200_000
 #: Largest number of terms of one printed sum or product.
 CHUNK = 64
 
@@ -49,19 +48,29 @@ def _softplus_np(x):
 
 def _make_autograd_ops():
     import autograd.numpy as anp
-    import autograd.scipy.special as asp
+    from autograd.extend import defvjp, primitive
+
+    # expit and erf as autograd primitives, with the VJPs of autograd.scipy.special; importing that module
+    # imports autograd.scipy.stats and with it scipy.stats (about a second)
+    expit = primitive(scipy.special.expit)
+    defvjp(expit, lambda ans, x: lambda g: g * ans * (1 - ans))
+    erf = primitive(scipy.special.erf)
+    defvjp(erf, lambda ans, x: lambda g: 2.0 / np.sqrt(np.pi) * g * anp.exp(-(x**2)))
 
     def heaviside(x, h0):
         return anp.where(x > 0, 1.0, anp.where(x < 0, 0.0, h0))
 
     return types.SimpleNamespace(
-        sigmoid=asp.expit,
+        sigmoid=expit,
         softplus=lambda x: anp.logaddexp(0.0, x),
         relu=lambda x: anp.maximum(x, 0.0),
         heaviside=heaviside,
-        erf=asp.erf,
+        erf=erf,
         where=anp.where,
     )
+
+
+_AUTOGRAD_OPS = []  # made on first use (autograd is imported only then)
 
 
 def _complex_sigmoid(x):
@@ -99,7 +108,9 @@ def _namespace(backend: str) -> dict:
     if backend == "autograd":
         import autograd.numpy as anp
 
-        return {"numpy": anp, "_ops": _make_autograd_ops()}
+        if not _AUTOGRAD_OPS:
+            _AUTOGRAD_OPS.append(_make_autograd_ops())
+        return {"numpy": anp, "_ops": _AUTOGRAD_OPS[0]}
     raise InvalidArgumentError(f"backend={backend!r} is not one of 'numpy', 'complex', 'autograd'")
 
 
@@ -214,38 +225,184 @@ class Group:
     scalar: bool = False
 
 
-def _count_nodes(exprs, limit):
-    n = 0
+class _NamedPrinter(_Printer):
+    """The NumPy printer, printing every expression in ``names`` by its name.
+
+    ``names`` maps the input symbols to internal names (``_s<k>``) and grows
+    with the temporaries of CSE; a symbol missing from it is an error, so no
+    user text reaches the source. Sums and products print their arguments in
+    SymPy's stored order (no sorting).
+    """
+
+    def __init__(self, names):
+        super().__init__()
+        self._settings["order"] = "none"
+        self.names = names
+
+    def _named(self, expr):
+        """The name of ``expr``, or None (numbers are never named: hashing a Float is not cached)."""
+        if isinstance(expr, sp.Basic) and (expr.args or expr.is_Symbol):
+            return self.names.get(expr)
+        return None
+
+    def _print(self, expr, **kwargs):
+        name = self._named(expr)
+        return name if name is not None else super()._print(expr, **kwargs)
+
+    def _print_Symbol(self, expr):
+        raise InvalidArgumentError(
+            f"the expression uses the symbol {expr.name!r}, which is none of the generated function's inputs"
+        )
+
+    _print_Dummy = _print_Symbol
+
+    def _handle_UnevaluatedExpr(self, expr):
+        # CodePrinter.doprint rewrites the whole tree here (Basic.replace) on every
+        # call; an UnevaluatedExpr is printed as its argument by _print_UnevaluatedExpr
+        return expr
+
+    # Sums and products are printed here rather than by SymPy's printers, which
+    # sort terms and build new (evaluated) products to place signs and
+    # denominators: on large expressions that costs more than the rest.
+    def _factor(self, e):
+        s = self._print(e)
+        if self._named(e) is None and (e.is_Add or e.is_Mul or e.is_Relational or e.is_Boolean or s.startswith("-")):
+            return f"({s})"
+        return s
+
+    def _print_Add(self, expr):
+        out = []
+        for a in expr.args:
+            s = self._print(a)
+            if a.is_Add and self._named(a) is None:
+                s = f"({s})"
+            if not out:
+                out.append(s)
+            elif s.startswith("-"):
+                out.append(f" - {s[1:]}")
+            else:
+                out.append(f" + {s}")
+        return "".join(out)
+
+    def _print_Mul(self, expr):
+        args = list(expr.args)
+        sign, coeff = "", None
+        if args and args[0].is_Number:
+            c = args.pop(0)
+            if c.is_negative:
+                sign, c = "-", -c
+            if c != 1 or not args:
+                coeff = self._print(c)
+        num, den = [], []
+        for f in args:
+            if f.is_Pow and self._named(f) is None and f.exp.is_Rational and f.exp.is_negative:
+                den.append(f.base if f.exp == -1 else sp.Pow(f.base, -f.exp, evaluate=False))
+            else:
+                num.append(f)
+        parts = ([coeff] if coeff is not None else []) + [self._factor(f) for f in num]
+        text = "*".join(parts) if parts else "1"
+        if den:
+            below = "*".join(self._factor(f) for f in den)
+            text += f"/({below})" if len(den) > 1 else f"/{below}"
+        return sign + text
+
+
+class _Facts:
+    """Free symbols of SymPy trees, memoized by node (``Basic.free_symbols`` recomputes them on every call)."""
+
+    def __init__(self):
+        self._free = {}
+
+    def free(self, expr):
+        if not expr.args:
+            return frozenset((expr,)) if expr.is_Symbol else frozenset()
+        out = self._free.get(expr)
+        if out is None:
+            out = self._free[expr] = frozenset().union(*(self.free(a) for a in expr.args))
+        return out
+
+
+def _repeats(exprs, names):
+    """How often each non-atomic subtree of ``exprs`` is referenced (a repeated one is walked once)."""
+    counts = {}
+
+    def visit(e):
+        if not e.args or e in names:
+            return
+        seen = counts.get(e, 0)
+        counts[e] = seen + 1
+        if not seen:
+            for a in e.args:
+                visit(a)
+
     for e in exprs:
-        for _ in sp.preorder_traversal(e):
-            n += 1
-            if n > limit:
-                return n
-    return n
+        visit(e)
+    return counts
 
 
-def _split_long(expr, fresh, assignments):
-    """Replace sums and products of more than CHUNK terms by partial results."""
-    if expr.is_Atom:
-        return expr
-    args = [_split_long(a, fresh, assignments) for a in expr.args]
-    if (expr.is_Add or expr.is_Mul) and len(args) > CHUNK:
-        parts = []
-        for i in range(0, len(args), CHUNK):
-            sym = next(fresh)
-            assignments.append((sym, expr.func(*args[i : i + CHUNK], evaluate=False)))
-            parts.append(sym)
-        while len(parts) > CHUNK:
-            merged = []
-            for i in range(0, len(parts), CHUNK):
-                sym = next(fresh)
-                assignments.append((sym, expr.func(*parts[i : i + CHUNK], evaluate=False)))
-                merged.append(sym)
-            parts = merged
-        return expr.func(*parts, evaluate=False)
-    if args == list(expr.args):
-        return expr
-    return expr.func(*args, evaluate=False)
+def _body(exprs, cse, indent, printer, facts=None):
+    """Assignments that let ``printer`` print ``exprs`` in short lines.
+
+    A subtree referenced more than once gets a temporary ``_c<k>`` (CSE, unless
+    ``cse`` is False), a sum or product of more than :data:`CHUNK` terms gets
+    partial results ``_p<k>``; both are added to ``printer.names``, so that
+    printing an expression afterwards prints them by name. The trees are read,
+    never rebuilt: ``sympy.cse`` rebuilds what it reduces, and every new SymPy
+    object pays for automatic evaluation and assumption queries (seconds on a
+    7 KB right-hand side and its derivatives).
+
+    Returns
+    -------
+    lines : list of str
+        Assignments of the temporaries, indented, in an order that defines
+        each before its use.
+    reduced : list of sympy.Expr
+        ``exprs``, to print with ``printer``.
+    depends : callable
+        ``depends(expr)``: the input symbols an expression depends on.
+    used : set
+        Every input symbol the expressions read.
+    """
+    facts = facts or _Facts()
+    names = printer.names
+    counts = _repeats(exprs, names) if (cse is None or cse) else {}
+    lines = []
+    fresh = {"_c": itertools.count(), "_p": itertools.count()}
+    done = set()
+
+    def assign(prefix, text):
+        sym = f"{prefix}{next(fresh[prefix])}"
+        lines.append(f"{indent}{sym} = {text}")
+        return sym
+
+    def define(e):
+        # post-order: the temporaries of e's subtree, then e's own if it needs one
+        if not e.args or e in names or e in done:
+            return
+        done.add(e)
+        for a in e.args:
+            define(a)
+        if (e.is_Add or e.is_Mul) and len(e.args) > CHUNK:
+            op = " + " if e.is_Add else "*"
+            parts = [
+                assign("_p", printer.doprint(e.func(*e.args[i : i + CHUNK], evaluate=False)))
+                for i in range(0, len(e.args), CHUNK)
+            ]
+            while len(parts) > CHUNK:
+                parts = [assign("_p", op.join(parts[i : i + CHUNK])) for i in range(0, len(parts), CHUNK)]
+            names[e] = assign("_p", op.join(parts))
+        elif counts.get(e, 0) > 1:
+            names[e] = assign("_c", printer.doprint(e))
+
+    for e in exprs:
+        define(e)
+    used = set().union(*(facts.free(e) for e in exprs))
+    return lines, list(exprs), facts.free, used
+
+
+def _internal_names(symbols):
+    """``{symbol: "_s<k>"}`` in order; the source names no user text."""
+    return {s: f"_s{k}" for k, s in enumerate(symbols)}
 
 
 def generate_source(groups, exprs, *, name="kernel", cse=None):
@@ -258,95 +415,42 @@ def generate_source(groups, exprs, *, name="kernel", cse=None):
     name : str
         Function name in the source.
     cse : bool or None
-        Common-subexpression elimination; ``None`` runs it unless the
-        expressions exceed :data:`CSE_MAX_NODES` nodes.
+        Common-subexpression elimination; on unless False.
 
     Returns
     -------
     str
     """
     exprs = [sp.sympify(e) for e in exprs]
-    rename = {}
+    names = _internal_names([s for g in groups for s in g.symbols])
     lines = [f"def {name}({', '.join(g.name for g in groups)}):"]
-    k = 0
+    # Operations on 0-d arrays cost ten times those on NumPy scalars: a single
+    # sample's entries and a 0-d time are unpacked as NumPy scalars (not Python
+    # numbers, whose division by zero raises and whose negative base to a
+    # fractional power is complex).
     for g in groups:
-        names = []
-        for s in g.symbols:
-            rename[s] = sp.Symbol(f"_s{k}", real=True)
-            names.append(f"_s{k}")
-            k += 1
+        internal = [names[s] for s in g.symbols]
         if g.scalar:
-            lines.append(f"    {names[0]} = {g.name}")
-        elif names:
+            lines.append(f"    {internal[0]} = {g.name}")
+            lines.append(f"    if type({g.name}) is numpy.ndarray and not {g.name}.ndim:")
+            lines.append(f"        {internal[0]} = {g.name}[()]")
+        elif internal:
             # a vector group is an array whose last axis holds the symbols, or
             # (for differentiation with few traced operations) a list of them
             lines.append(f"    if isinstance({g.name}, (list, tuple)):")
-            lines.append(f"        {', '.join(names)}, = {g.name}")
+            lines.append(f"        {', '.join(internal)}, = {g.name}")
+            lines.append(f"    elif type({g.name}) is numpy.ndarray and {g.name}.ndim == 1:")
+            for j, nm in enumerate(internal):
+                lines.append(f"        {nm} = {g.name}[{j}]")
             lines.append("    else:")
-            for j, nm in enumerate(names):
+            for j, nm in enumerate(internal):
                 lines.append(f"        {nm} = {g.name}[..., {j}]")
-    exprs = [e.xreplace(rename) for e in exprs]
-    body, reduced, _, _ = _body(exprs, cse, "    ")
+    printer = _NamedPrinter(names)
+    body, reduced, _, _ = _body(exprs, cse, "    ", printer)
     lines.extend(body)
-    printer = _Printer()
     outs = [printer.doprint(e) for e in reduced]
     lines.append(f"    return ({''.join(o + ', ' for o in outs)})")
     return "\n".join(lines) + "\n"
-
-
-def _body(exprs, cse, indent):
-    """CSE and print ``exprs`` (in internal symbols).
-
-    Returns
-    -------
-    lines : list of str
-        Assignments of the subexpressions, indented.
-    reduced : list of sympy.Expr
-        The expressions in terms of the subexpressions, ready to print.
-    depends : callable
-        ``depends(expr)``: the input symbols an expression in the
-        subexpressions depends on.
-    used : set
-        Every input symbol the lines and expressions read.
-    """
-    if cse is None:
-        cse = _count_nodes(exprs, CSE_MAX_NODES) <= CSE_MAX_NODES
-    if cse and exprs:
-        replacements, reduced = sp.cse(
-            exprs, symbols=sp.numbered_symbols("_c", real=True), order="none", optimizations=None
-        )
-    else:
-        replacements, reduced = [], exprs
-    fresh = sp.numbered_symbols("_p", real=True)
-    printer = _Printer()
-    lines = []
-    inputs = {}  # subexpression symbol -> input symbols it depends on
-
-    def depends(e):
-        out = set()
-        for sym in e.free_symbols:
-            out |= inputs.get(sym, {sym})
-        return out
-
-    def assign(sym, value):
-        inputs[sym] = depends(value)
-        lines.append(f"{indent}{sym} = {printer.doprint(value)}")
-
-    for sym, value in replacements:
-        extra = []
-        value = _split_long(value, fresh, extra)
-        for s2, v2 in extra:
-            assign(s2, v2)
-        assign(sym, value)
-    outs = []
-    for e in reduced:
-        extra = []
-        e = _split_long(e, fresh, extra)
-        for s2, v2 in extra:
-            assign(s2, v2)
-        outs.append(e)
-    used = set().union(*inputs.values(), *(depends(e) for e in outs))
-    return lines, outs, depends, used
 
 
 def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj_t, *, style, cse=None):
@@ -385,18 +489,14 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
     str
     """
     n, p = len(states), len(params)
-    rename, names = {}, {}
-    for k, sym in enumerate([*states, *adjoint, *params, time]):
-        internal = sp.Symbol(f"_s{k}", real=True)
-        rename[sym] = internal
-        names[internal] = k
-    z_syms = {rename[x] for x in states}
-    a_syms = {rename[x] for x in adjoint}
-    per_sample = z_syms | a_syms
-    t_sym = rename[time]
+    inputs = _internal_names([*states, *adjoint, *params, time])  # symbol -> "_s<k>"
+    order = {sym: k for k, sym in enumerate(inputs)}
+    per_sample = {*states, *adjoint}
+    t_sym = inputs[time]
+    facts = _Facts()
 
     def renamed(exprs):
-        return [sp.sympify(e).xreplace(rename) for e in exprs]
+        return [sp.sympify(e) for e in exprs]
 
     batch = style == "batch"
     if style not in ("batch", "scalar"):
@@ -405,62 +505,64 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
     lines = ["def make(theta, B):", f"    Bn = B * {n}", "    _ones = numpy.ones(B)"]
     if p:
         lines.append(f"    {unpack_theta}")
-    printer = _Printer()
+    setup_printer = _NamedPrinter(dict(inputs))
     per_solve = {}  # scalar subexpressions of theta only: computed once, in make()
-    per_solve_syms = sp.numbered_symbols("_q", real=True)
+    hoisted = {}  # symbols of per_solve (and of each kernel's per_call) -> their names
 
     def kernel(name, args, exprs, sources, layout):
         """One kernel: ``sources`` maps input symbol -> (array name, offset in sample-major blocks)."""
         per_call = {}  # scalar subexpressions that depend on t: once per call
-        per_call_syms = sp.numbered_symbols("_r", real=True)
 
         def scalar_symbol(e):
-            table, fresh = (per_call, per_call_syms) if t_sym in e.free_symbols else (per_solve, per_solve_syms)
+            table, prefix = (per_call, "_r") if time in facts.free(e) else (per_solve, "_q")
             if e not in table:
-                table[e] = next(fresh)
+                table[e] = sp.Symbol(f"{prefix}{len(table)}", real=True)
+                hoisted[table[e]] = table[e].name
             return table[e]
 
-        exprs = [_hoist_scalars(e, per_sample, scalar_symbol) for e in exprs]
-        body, reduced, depends, used = _body(exprs, cse, "        ")
+        memo = {}  # subtrees already hoisted (per kernel: per_call is the kernel's own)
+        exprs = [_hoist_scalars(e, per_sample, scalar_symbol, facts, memo) for e in exprs]
+        printer = _NamedPrinter({**inputs, **hoisted})
+        body, reduced, depends, used = _body(exprs, cse, "        ", printer, facts)
         out_lines = [f"    def {name}({args}):"]
-        for sym in sorted(used & per_sample, key=names.get):
-            array, offset = sources[sym]
+        for x in sorted(used & per_sample, key=order.get):
+            sym, (array, offset) = inputs[x], sources[x]
             if batch:
                 out_lines.append(f"        {sym} = {array}[{offset}:{offset} + Bn:{n}]")
             else:
                 out_lines.append(f"        {sym} = {array}[{offset}]")
-        if t_sym in used or per_call:
+        if time in used or per_call:
             out_lines.append(f"        {t_sym} = numpy.float64(t)")
-        out_lines.extend(f"        {sym} = {printer.doprint(e)}" for e, sym in per_call.items())
+        out_lines.extend(f"        {sym} = {setup_printer.doprint(e)}" for e, sym in per_call.items())
         out_lines.extend(body)
         if batch:
             for (kind, pos), e in zip(layout, reduced):
                 if kind == "sample":  # pos: offset of a sample-major block entry
                     out_lines.append(f"        out[{pos}:{pos} + Bn:{n}] = {printer.doprint(e)}")
                 else:  # pos: a flat index; summed over the batch
-                    out_lines.append(f"        out[{pos}] = {batch_sum(e, depends)}")
+                    out_lines.append(f"        out[{pos}] = {batch_sum(e, depends, printer)}")
         else:
             out_lines.append(f"        out[:] = ({''.join(printer.doprint(e) + ', ' for e in reduced)})")
         return out_lines
 
-    def batch_sum(e, depends):
+    def batch_sum(e, depends, printer):
         """Source of sum_b e: scalar factors outside, a product of two per-sample factors as a dot."""
-        factors = e.args if e.is_Mul else (e,)
+        factors = e.args if (e.is_Mul and printer._named(e) is None) else (e,)
         outer = [x for x in factors if not depends(x) & per_sample]
         inner = [x for x in factors if depends(x) & per_sample]
-        scale = printer.doprint(sp.Mul(*outer)) if outer else "1"
+        scale = printer.doprint(sp.Mul(*outer, evaluate=False)) if outer else "1"
         if not inner:
             return f"B * ({scale})"
         if len(inner) == 2:
             total = f"numpy.dot({printer.doprint(inner[0])}, {printer.doprint(inner[1])})"
         else:  # a dot with ones sums strided views faster than .sum()
-            total = f"numpy.dot({printer.doprint(sp.Mul(*inner))}, _ones)"
+            total = f"numpy.dot({printer.doprint(sp.Mul(*inner, evaluate=False))}, _ones)"
         if scale == "1":
             return total
         return f"-{total}" if scale == "-1" else f"({scale}) * {total}"
 
-    z_src = {rename[x]: ("y", f"{i}") for i, x in enumerate(states)}
-    a_src = {rename[x]: ("y", f"Bn + {i}") for i, x in enumerate(adjoint)}
+    z_src = {x: ("y", f"{i}") for i, x in enumerate(states)}
+    a_src = {x: ("y", f"Bn + {i}") for i, x in enumerate(adjoint)}
     sample = [("sample", f"{i}") for i in range(n)]
     sample_a = [("sample", f"Bn + {i}") for i in range(n)]
     lines += kernel("f", "t, y, out", renamed(f), z_src, sample)
@@ -475,41 +577,59 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
         "adjoint",
         "t, z, y, out",
         renamed([*adj, *adj_theta, *adj_t]),
-        {**{rename[x]: ("z", f"{i}") for i, x in enumerate(states)}, **{rename[x]: ("y", f"{i}") for i, x in enumerate(adjoint)}},
+        {**{x: ("z", f"{i}") for i, x in enumerate(states)}, **{x: ("y", f"{i}") for i, x in enumerate(adjoint)}},
         sample + [("sum", f"Bn + {j}") for j in range(p + 1)],
     )
-    setup = [f"    {sym} = {printer.doprint(e)}" for e, sym in per_solve.items()]
+    setup = [f"    {sym} = {setup_printer.doprint(e)}" for e, sym in per_solve.items()]
     lines[4 if p else 3 : 4 if p else 3] = setup
     lines.append("    return f, backward, adjoint")
     return "\n".join(lines) + "\n"
 
 
-def _hoist_scalars(expr, per_sample, scalar_symbol):
+def _rebuild(expr, args):
+    """``expr`` with new arguments, unevaluated where SymPy allows it (no automatic simplification to pay)."""
+    if all(a is b for a, b in zip(args, expr.args)):
+        return expr
+    try:
+        return expr.func(*args, evaluate=False)
+    except TypeError:  # a class without the option, e.g. ExprCondPair
+        return expr.func(*args)
+
+
+def _hoist_scalars(expr, per_sample, scalar_symbol, facts, memo):
     """Group the batch-independent factors of each product (terms of each sum) into one symbol.
 
     In batch code every operation on a per-sample value is an array
     operation, while operations between scalars (parameters, time) are cheap:
     ``-a*b*x`` evaluated left to right costs three array operations, ``_q0*x``
     with ``_q0 = -a*b`` computed once costs one. ``scalar_symbol(e)`` returns
-    the symbol that holds the scalar expression ``e``.
+    the symbol that holds the scalar expression ``e``; ``memo`` maps the
+    subtrees already rewritten to their results.
     """
-    if expr.is_Atom:
+    if not expr.args:
         return expr
-    if not expr.free_symbols & per_sample:
+    if not facts.free(expr) & per_sample:
         return expr if expr.is_Number else scalar_symbol(expr)
-    return _hoist_inner(expr, per_sample, scalar_symbol)
+    return _hoist_inner(expr, per_sample, scalar_symbol, facts, memo)
 
 
-def _hoist_inner(expr, per_sample, scalar_symbol):
-    if expr.is_Atom or not expr.free_symbols & per_sample:
+def _hoist_inner(expr, per_sample, scalar_symbol, facts, memo):
+    if not expr.args or not facts.free(expr) & per_sample:
         return expr
-    args = [_hoist_inner(a, per_sample, scalar_symbol) for a in expr.args]
+    out = memo.get(expr)
+    if out is not None:
+        return out
+    args = [_hoist_inner(a, per_sample, scalar_symbol, facts, memo) for a in expr.args]
+    out = None
     if expr.is_Mul or expr.is_Add:
-        scalars = [a for a in args if not a.free_symbols & per_sample]
-        if len(scalars) > 1 or (scalars and not scalars[0].is_Atom):
-            rest = [a for a in args if a.free_symbols & per_sample]
-            return expr.func(scalar_symbol(expr.func(*scalars)), *rest)
-    return expr.func(*args)
+        scalars = [a for a in args if not facts.free(a) & per_sample]
+        if len(scalars) > 1 or (scalars and scalars[0].args):
+            rest = [a for a in args if facts.free(a) & per_sample]
+            out = expr.func(scalar_symbol(expr.func(*scalars, evaluate=False)), *rest, evaluate=False)
+    if out is None:
+        out = _rebuild(expr, args)
+    memo[expr] = out
+    return out
 
 
 def compile_solver_kernels(*args, style, cse=None):
@@ -520,6 +640,13 @@ def compile_solver_kernels(*args, style, cse=None):
     code = compile(source, f"<odeverify-generated solver kernels{label}>", "exec")
     exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
     return namespace["make"], source
+
+
+def _compile_source(source, name, backend):
+    namespace = _namespace(backend)
+    code = compile(source, f"<odeverify-generated {name}>", "exec")
+    exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
+    return namespace[name]
 
 
 def compile_function(groups, exprs, *, name="kernel", backend="numpy", cse=None):
@@ -533,10 +660,7 @@ def compile_function(groups, exprs, *, name="kernel", backend="numpy", cse=None)
         The function and its source.
     """
     source = generate_source(groups, exprs, name=name, cse=cse)
-    namespace = _namespace(backend)
-    code = compile(source, f"<odeverify-generated {name}>", "exec")
-    exec(code, namespace)  # noqa: S102 - generated from SymPy trees, never from user text
-    return namespace[name], source
+    return _compile_source(source, name, backend), source
 
 
 class ArrayKernel:
@@ -561,13 +685,14 @@ class ArrayKernel:
     The batch shape is the broadcast of every argument's batch shape (a
     vector group's shape without its last axis, a scalar group's whole
     shape). All blocks are generated together, so subexpressions shared
-    between them are computed once.
+    between them are computed once. The source is generated once; the
+    NumPy, complex-step and autograd variants compile the same source in
+    different namespaces.
     """
 
     def __init__(self, groups, blocks, *, name="kernel", cse=None):
         self.groups = tuple(groups)
         self.name = name
-        self._cse = cse
         self.block_names = []
         self.block_shapes = []
         self._entries = []  # per block: list of (flat index, position in exprs)
@@ -585,16 +710,29 @@ class ArrayKernel:
             self.block_shapes.append(shape)
             self._entries.append(entries)
         self._exprs = exprs
-        self._fun, self.source = compile_function(self.groups, exprs, name=name, cse=cse)
+        self.source = generate_source(self.groups, exprs, name=name, cse=cse)
+        self._fun = _compile_source(self.source, name, "numpy")
         self._autograd_fun = None
         self._complex_fun = None
+        # per block: (shape, size, slice of exprs if every entry is non-zero (dense), else the entries);
+        # the entries of a block are consecutive in exprs
+        self._layout = []
+        for shape, entries in zip(self.block_shapes, self._entries):
+            size = int(np.prod(shape))
+            dense = len(entries) == size and size > 0
+            where = slice(entries[0][1], entries[-1][1] + 1) if dense else entries
+            self._layout.append((shape if len(shape) > 1 else None, size, dense, where))
+        self._scalar_groups = tuple(g.scalar for g in self.groups)
 
     def batch_shape(self, args):
-        shapes = []
-        for g, a in zip(self.groups, args):
+        batch = ()
+        for scalar, a in zip(self._scalar_groups, args):
             s = np.shape(a)
-            shapes.append(s if g.scalar else s[:-1])
-        return np.broadcast_shapes(*shapes)
+            if not scalar:
+                s = s[:-1]
+            if s != batch and s:
+                batch = np.broadcast_shapes(batch, s) if batch else s
+        return batch
 
     def check_args(self, args):
         """Convert and validate arguments; returns a list of arrays."""
@@ -629,26 +767,37 @@ class ArrayKernel:
         return out
 
     def __call__(self, *args, check=True):
-        """Evaluate every block; returns a tuple of arrays (one per block)."""
+        """Evaluate every block; returns a tuple of arrays (one per block).
+
+        ``check=False`` (for the solvers' inner loops) skips the validation:
+        the vector arguments must then be NumPy arrays of the right shapes.
+        """
         if check:
             args = self.check_args(args)
-        return self._pack(self._fun(*args), self.batch_shape(args), np.result_type(*args, np.float64))
+        return self._pack(self._fun(*args), self.batch_shape(args), _result_dtype(args))
 
     def evaluate_complex(self, *args):
         """Like ``__call__`` but with complex-safe activation functions (for complex-step)."""
         if self._complex_fun is None:
-            self._complex_fun = compile_function(self.groups, self._exprs, name=self.name, backend="complex", cse=self._cse)[0]
+            self._complex_fun = _compile_source(self.source, self.name, "complex")
         args = self.check_args(args)
         return self._pack(self._complex_fun(*args), self.batch_shape(args), complex)
 
     def _pack(self, vals, batch, dtype):
         """The generated function's entries placed into one array per block (zeros elsewhere)."""
         results = []
-        for shape, entries in zip(self.block_shapes, self._entries):
-            out = np.zeros(batch + (int(np.prod(shape)),), dtype=dtype)
-            for idx, pos in entries:
-                out[..., idx] = vals[pos]
-            results.append(out.reshape(batch + shape))
+        for shape, size, dense, where in self._layout:
+            if dense and not batch:
+                out = np.array(vals[where], dtype=dtype)
+            elif dense:
+                out = np.empty(batch + (size,), dtype=dtype)
+                for i, value in enumerate(vals[where]):
+                    out[..., i] = value
+            else:
+                out = np.zeros(batch + (size,), dtype=dtype)
+                for idx, pos in where:
+                    out[..., idx] = vals[pos]
+            results.append(out if shape is None else out.reshape(batch + shape))
         return tuple(results)
 
     def autograd(self, *args):
@@ -660,12 +809,10 @@ class ArrayKernel:
         import autograd.numpy as anp
 
         if self._autograd_fun is None:
-            self._autograd_fun = compile_function(
-                self.groups, self._exprs, name=self.name, backend="autograd", cse=self._cse
-            )[0]
+            self._autograd_fun = _compile_source(self.source, self.name, "autograd")
             self._entry_symbols = [e.free_symbols for e in self._exprs]
             self._plans = [(shape, int(np.prod(shape)), dict(entries)) for shape, entries in zip(self.block_shapes, self._entries)]
-        shapes = [anp.shape(a) if not g.scalar else anp.shape(a) for g, a in zip(self.groups, args)]
+        shapes = [anp.shape(a) for a in args]
         batched = [
             gi for gi, (g, s) in enumerate(zip(self.groups, shapes)) if (s if g.scalar else s[:-1]) != ()
         ]
@@ -691,3 +838,16 @@ class ArrayKernel:
             else:
                 results.append(anp.reshape(anp.stack(cols, axis=-1), batch + shape))
         return tuple(results)
+
+
+def _result_dtype(args):
+    """``numpy.result_type(*args, numpy.float64)``, cheaply for the usual float64 arrays and Python floats."""
+    for a in args:
+        dt = getattr(a, "dtype", None)
+        if dt is None:
+            if isinstance(a, float):
+                continue
+            return np.result_type(*args, np.float64)
+        if dt != np.float64:
+            return np.result_type(*args, np.float64)
+    return np.dtype(np.float64)

@@ -50,6 +50,112 @@ def _symbol_list(spec, argname, reserved):
     return syms
 
 
+class _Differentiator:
+    """``expr.diff(symbol)`` for the derivation, memoized and without ``sympy.Derivative``'s overhead.
+
+    ``Derivative`` asks ``is_zero`` of every partial result on the way up, an
+    assumption query that walks the whole sum each time: most of the cost of
+    differentiating a long right-hand side. Here sums, products, powers and
+    the functions that use SymPy's chain rule (``Function._eval_derivative``:
+    sin, exp, tanh, sigmoid, ...) are differentiated by the same rules as
+    SymPy's and built with the same constructors, so the results are the
+    same expressions; anything else (Abs, Piecewise, Min/Max, Heaviside, ...)
+    is left to ``expr.diff``. Subtrees without the symbol are skipped on their
+    free symbols, and every derivative is kept, so the Jacobians and the
+    second derivatives of the backward system share the work.
+    """
+
+    def __init__(self):
+        self._memo = {}
+        self._free = {}
+
+    def free(self, expr):
+        if not expr.args:
+            return frozenset((expr,)) if expr.is_Symbol else frozenset()
+        out = self._free.get(expr)
+        if out is None:
+            out = self._free[expr] = frozenset().union(*(self.free(a) for a in expr.args))
+        return out
+
+    def __call__(self, expr, sym):
+        """d expr / d sym."""
+        if sym not in self.free(expr):
+            return sp.S.Zero
+        if expr is sym or not expr.args:
+            return sp.S.One if expr == sym else sp.S.Zero
+        key = (expr, sym)
+        out = self._memo.get(key)
+        if out is None:
+            out = self._memo[key] = self._rule(expr, sym)
+        return out
+
+    def _rule(self, e, s):
+        if e.is_Add:
+            return sp.Add(*[self(a, s) for a in e.args])
+        if e.is_Mul:  # as Mul._eval_derivative
+            args = list(e.args)
+            terms = []
+            for i, a in enumerate(args):
+                da = self(a, s)
+                if da is not sp.S.Zero:
+                    terms.append(functools.reduce(lambda x, y: x * y, args[:i] + [da] + args[i + 1 :], sp.S.One))
+            return sp.Add(*terms)
+        if e.is_Pow:  # as Pow._eval_derivative
+            base, exp = e.args
+            return e * (self(exp, s) * sp.log(base) + self(base, s) * exp / base)
+        if isinstance(e, sp.Function) and type(e)._eval_derivative is sp.Function._eval_derivative:
+            terms = []
+            for i, a in enumerate(e.args, start=1):
+                da = self(a, s)
+                if da is not sp.S.Zero:
+                    terms.append(e.fdiff(i) * da)
+            return sp.Add(*terms)
+        return e.diff(s)
+
+    def jacobian(self, exprs, syms):
+        """The matrix d exprs_i / d syms_j, shape (len(exprs), len(syms))."""
+        return sp.Matrix(len(exprs), len(syms), [self(e, x) for e in exprs for x in syms])
+
+
+def _minus_transpose_times(jac, a):
+    """-J^T a as a column, entry i = sum_k -a_k J_ki.
+
+    The same value as ``-jac.T * Matrix(a)``, built without negating the
+    entries of J first: SymPy distributes ``-(t_1 + ... + t_m)`` over the
+    terms, which rebuilds every long sum of the Jacobian.
+    """
+    rows, cols = jac.shape
+    return sp.Matrix(cols, 1, [sp.Add(*[-a[k] * jac[k, i] for k in range(rows) if jac[k, i] != 0]) for i in range(cols)])
+
+
+#: Largest matrix (in expression-tree nodes) drawn in two dimensions by :meth:`ODESystem.pretty`.
+PRETTY_MAX_NODES = 2_000
+
+
+def _pretty_matrix(mat):
+    """``sympy.pretty`` of a matrix, or one line per non-zero entry when the matrix is large.
+
+    SymPy's two-dimensional layout costs seconds per kilobyte of expression
+    and is unreadable at that size; the linear form is printed without
+    sorting the terms.
+    """
+    nodes = 0
+    for e in mat:
+        for _ in sp.preorder_traversal(e):
+            nodes += 1
+        if nodes > PRETTY_MAX_NODES:
+            break
+    if nodes <= PRETTY_MAX_NODES:
+        return sp.pretty(mat, use_unicode=True)
+    lines = [
+        f"[{i}, {j}] = {sp.sstr(mat[i, j], order='none')}"
+        for i in range(mat.rows)
+        for j in range(mat.cols)
+        if mat[i, j] != 0
+    ]
+    return "\n".join(lines) if lines else "(all entries zero)"
+
+
 def _unique_name(base, taken):
     name = base
     k = 1
@@ -173,8 +279,10 @@ class ODESystem(AbstractVectorField):
                         f"states {[x.name for x in self.states]}, params {[x.name for x in self.params]}, "
                         f"time {self.time.name!r}"
                     )
-                sub[s] = by_name[s.name]
-            e = e.xreplace(sub)
+                if s is not by_name[s.name]:
+                    sub[s] = by_name[s.name]
+            if sub:  # xreplace rebuilds the whole tree even when every symbol maps to itself
+                e = e.xreplace(sub)
             self._check_expression(e, f"rhs[{i}]")
             exprs.append(e)
         self.f = sp.Matrix(exprs)
@@ -262,19 +370,23 @@ class ODESystem(AbstractVectorField):
 
     # ------------------------------------------------------------------ derivation
     @functools.cached_property
+    def _diff(self):
+        return _Differentiator()
+
+    @functools.cached_property
     def jac_z(self) -> sp.Matrix:
         """df/dz, shape (n, n)."""
-        return self.f.jacobian(self.states)
+        return self._diff.jacobian(list(self.f), self.states)
 
     @functools.cached_property
     def jac_theta(self) -> sp.Matrix:
         """df/dtheta, shape (n, p)."""
-        return self.f.jacobian(self.params) if self.params else sp.zeros(self.n_states, 0)
+        return self._diff.jacobian(list(self.f), self.params) if self.params else sp.zeros(self.n_states, 0)
 
     @functools.cached_property
     def jac_t(self) -> sp.Matrix:
         """df/dt, shape (n, 1)."""
-        return self.f.diff(self.time)
+        return self._diff.jacobian(list(self.f), [self.time])
 
     @property
     def _a(self):
@@ -283,17 +395,17 @@ class ODESystem(AbstractVectorField):
     @functools.cached_property
     def adjoint_rhs(self) -> sp.Matrix:
         """da/dt = -(df/dz)^T a, shape (n, 1)."""
-        return -self.jac_z.T * self._a
+        return _minus_transpose_times(self.jac_z, self.adjoint)
 
     @functools.cached_property
     def adjoint_theta_rhs(self) -> sp.Matrix:
         """da_theta/dt = -(df/dtheta)^T a, shape (p, 1)."""
-        return -self.jac_theta.T * self._a
+        return _minus_transpose_times(self.jac_theta, self.adjoint)
 
     @functools.cached_property
     def adjoint_t_rhs(self) -> sp.Matrix:
         """da_t/dt = -(df/dt)^T a, shape (1, 1)."""
-        return -self.jac_t.T * self._a
+        return _minus_transpose_times(self.jac_t, self.adjoint)
 
     @property
     def augmented_state(self) -> sp.Matrix:
@@ -318,8 +430,13 @@ class ODESystem(AbstractVectorField):
 
     @functools.cached_property
     def augmented_adjoint_rhs(self) -> sp.Matrix:
-        """d a_aug/dt = -(d f_aug / d[z, theta, t])^T a_aug, shape (n + p + 1, 1)."""
-        return -self.jac_aug.T * self.augmented_adjoint
+        """d a_aug/dt = -(d f_aug / d[z, theta, t])^T a_aug, shape (n + p + 1, 1).
+
+        Only the first n rows of the augmented Jacobian are non-zero, so this
+        is [-f_z^T a, -f_theta^T a, -f_t^T a]: the three adjoint right-hand
+        sides stacked (not re-derived from the mostly zero product).
+        """
+        return sp.Matrix.vstack(self.adjoint_rhs, self.adjoint_theta_rhs, self.adjoint_t_rhs)
 
     @property
     def backward_state(self) -> sp.Matrix:
@@ -336,20 +453,21 @@ class ODESystem(AbstractVectorField):
         # d(a^T f_z)_i/dz_j = sum_k a_k d^2 f_k / dz_i dz_j, built from the
         # Jacobian entries (differentiating the products a_k * J_ki instead
         # costs ten times more on large polynomials).
+        # Entries of J that are zero or free of z_j are skipped before any SymPy call.
         n, p = self.n_states, self.n_params
-        a = self.adjoint
-        zz = sp.zeros(n, n)
-        for i in range(n):
-            for j in range(n):
-                zz[i, j] = sp.Add(*[a[k] * self.jac_z[k, i].diff(self.states[j]) for k in range(n)])
-        thz = sp.zeros(p, n)
-        for i in range(p):
-            for j in range(n):
-                thz[i, j] = sp.Add(*[a[k] * self.jac_theta[k, i].diff(self.states[j]) for k in range(n)])
-        tz = sp.zeros(1, n)
-        for j in range(n):
-            tz[0, j] = sp.Add(*[a[k] * self.jac_t[k, 0].diff(self.states[j]) for k in range(n)])
-        return zz, thz, tz
+        a, d = self.adjoint, self._diff
+
+        def block(jac, rows):
+            out = sp.zeros(rows, n)
+            for i in range(rows):
+                column = [(a[k], jac[k, i]) for k in range(n) if jac[k, i] != 0]
+                for j, z in enumerate(self.states):
+                    terms = [ak * d(e, z) for ak, e in column if z in d.free(e)]
+                    if terms:
+                        out[i, j] = sp.Add(*terms)
+            return out
+
+        return block(self.jac_z, n), block(self.jac_theta, p), block(self.jac_t, 1)
 
     @functools.cached_property
     def backward_jac(self) -> sp.Matrix:
@@ -446,7 +564,7 @@ class ODESystem(AbstractVectorField):
             if latex:
                 parts.append(f"% {self._TITLES[nm]}\n{self._LATEX_TITLES[nm]} = {sp.latex(mat)}")
             else:
-                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{sp.pretty(mat, use_unicode=True)}")
+                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{_pretty_matrix(mat)}")
         return "\n\n".join(parts)
 
     def __repr__(self):

@@ -104,3 +104,72 @@ def plugin_autoloaded():
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         return False
     return any(ep.value == "odeverify.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+def polynomial_system(n=20, p=40, *, seed=0):
+    """A reproducible polynomial ODE: ``(states, params, rhs)`` as strings for ``ODESystem.from_strings``.
+
+    Each ``rhs_i`` is a damping term ``-th*z_i`` plus 3 to 5 monomials of degree 1 to 3 in the states,
+    each with a parameter coefficient drawn from the ``p`` parameters (every parameter is used).
+
+    Parameters
+    ----------
+    n, p : int
+        Numbers of states and parameters (``p >= n``).
+    seed : int
+        Seed of the random choices; the same seed gives the same system.
+
+    Returns
+    -------
+    states : list of str, shape (n,)
+    params : list of str, shape (p,)
+    rhs : list of str, shape (n,)
+    """
+    rng = np.random.default_rng(seed)
+    states = [f"z{i}" for i in range(n)]
+    params = [f"th{j}" for j in range(p)]
+    unused = list(rng.permutation(p))
+    rhs = []
+    for i in range(n):
+        damping = unused.pop() if unused else rng.integers(p)
+        terms = [f"-{params[damping]}*{states[i]}"]
+        for _ in range(rng.integers(3, 6)):
+            coef = unused.pop() if unused else rng.integers(p)
+            degree = rng.integers(1, 4)
+            factors = [states[k] for k in rng.integers(0, n, size=degree)]
+            terms.append(f"{params[coef]}*{'*'.join(factors)}")
+        rhs.append(" + ".join(terms))
+    return states, params, rhs
+
+
+def long_expression(length=7000, *, seed=0):
+    """A reproducible legal expression of about ``length`` characters in x, y, t and a, b.
+
+    A sum of small terms with ``sin``, ``cos``, ``exp``, ``tanh`` and products, e.g.
+    ``0.0031*sin(0.7*a*x + 0.2*y)*exp(-0.4*x**2)``; smooth and bounded, so an ODE
+    ``dx/dt = -a*x + <this>`` stays well behaved.
+
+    Returns
+    -------
+    str
+        Shorter than ``length`` and than the parser's 10,000-character limit.
+    """
+    rng = np.random.default_rng(seed)
+    templates = [
+        "{c}*sin({u}*a*x + {v}*y)",
+        "{c}*cos({u}*x*y + {v}*t)",
+        "{c}*exp(-{u}*x**2)*y",
+        "{c}*x*y*tanh({u}*b*y)",
+        "{c}*sin({u}*x)*cos({v}*b*y)",
+        "{c}*exp(-{u}*(x - {v})**2)*sin(b*t)",
+        "{c}*x**2*exp(-{u}*y**2)",
+        "{c}*a*b*sin({u}*x + {v})*y",
+    ]
+    text = ""
+    while True:
+        template = templates[rng.integers(len(templates))]
+        c, u, v = rng.uniform(0.001, 0.01), rng.uniform(0.1, 2.0), rng.uniform(0.1, 2.0)
+        term = template.format(c=f"{c:.4f}", u=f"{u:.3f}", v=f"{v:.3f}")
+        if len(text) + len(term) + 3 > length:
+            return text
+        text += (" + " if text else "") + term

@@ -123,3 +123,79 @@ def test_solver_kernels_hoist_parameter_products():
     assert ".sum()" not in src  # batch sums are dots
 
 
+
+
+# ---------------------------------------------------------------------------- a 20-state, 40-parameter system
+from helpers import long_expression, polynomial_system  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def poly20():
+    states, params, rhs = polynomial_system(20, 40, seed=3)
+    return ov.ODESystem.from_strings(" ".join(states), " ".join(params), rhs)
+
+
+def _poly_point(system, B, seed):
+    rng = np.random.default_rng(seed)
+    Z = rng.uniform(-1.0, 1.0, size=(B, system.n_states))
+    theta = rng.uniform(0.5, 1.5, size=system.n_params)
+    return Z, theta
+
+
+def test_polynomial_system_f_matches_lambdify(poly20):
+    # sympy.lambdify prints and evaluates f by its own code path
+    Z, theta = _poly_point(poly20, 7, seed=0)
+    ref = sp.lambdify([poly20.states, poly20.time, poly20.params], list(poly20.f), modules="numpy")
+    want = np.array([ref(z, 0.3, theta) for z in Z])
+    np.testing.assert_allclose(poly20.numeric.f(Z, 0.3, theta), want, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("B", [1, 6])
+def test_polynomial_system_vjp_and_solver_kernels_match_autograd(poly20, B):
+    Z, theta = _poly_point(poly20, B, seed=B)
+    A = np.random.default_rng(B + 10).normal(size=Z.shape)
+    f, az, ath, at = _autograd_reference(poly20, Z, A, 0.3, theta)
+    got_az, got_ath, got_at = poly20.numeric.vjp(A, Z, 0.3, theta)
+    np.testing.assert_allclose(got_az, az, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(got_ath.sum(axis=0), ath, rtol=1e-13, atol=1e-13)
+    assert np.all(got_at == 0) and at == 0  # autonomous
+    _check_kernels(poly20, B, 0.3, seed=B)
+
+
+def test_polynomial_system_jacobians_match_central_differences(poly20):
+    # f is a polynomial of degree <= 3: the central difference's error is h^2/6 f''' (about 1e-11 here)
+    # plus rounding, eps |f| / h (about 1e-10)
+    Z, theta = _poly_point(poly20, 1, seed=5)
+    z, h = Z[0], 1e-5
+    fz, fth, ft = poly20.numeric._kernel("jacobians")(z, 0.3, theta)
+    f = poly20.numeric.f
+    fd_z = np.stack([(f(z + h * e, 0.3, theta) - f(z - h * e, 0.3, theta)) / (2 * h) for e in np.eye(20)], axis=-1)
+    fd_th = np.stack([(f(z, 0.3, theta + h * e) - f(z, 0.3, theta - h * e)) / (2 * h) for e in np.eye(40)], axis=-1)
+    np.testing.assert_allclose(fz, fd_z, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(fth, fd_th, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(ft, 0.0)
+    # the second-derivative blocks of implicit methods: d(a^T f_z)/dz and d(a^T f_theta)/dz by central
+    # differences of the Jacobian kernel
+    a = np.random.default_rng(6).normal(size=20)
+    _, a_zz, a_thz, a_tz = poly20.eval_backward_jac(z, a, 0.3, theta)
+    jac = poly20.numeric._kernel("jacobians")
+    cols_z, cols_th = [], []
+    for e in np.eye(20):
+        plus, minus = jac(z + h * e, 0.3, theta), jac(z - h * e, 0.3, theta)
+        cols_z.append(a @ (plus[0] - minus[0]) / (2 * h))
+        cols_th.append(a @ (plus[1] - minus[1]) / (2 * h))
+    np.testing.assert_allclose(a_zz, np.stack(cols_z, axis=-1), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(a_thz, np.stack(cols_th, axis=-1), rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(a_tz, 0.0)
+
+
+def test_long_expression_kernels_match_autograd():
+    # a 5 KB right-hand side (CSE over about 150 terms, partial sums of CHUNK terms)
+    text = long_expression(5000, seed=1)
+    system = ov.ODESystem.from_strings("x y", "a b", ["-a*x + " + text, "-b*y + 0.5*x"])
+    assert len(system.f[0].args) > 2 * CHUNK
+    _check_kernels(system, 3, 0.4, seed=2)
+    Z = np.array([[0.8, -0.3], [0.1, 0.4]])
+    ref = sp.lambdify([system.states, system.time, system.params], list(system.f), modules="numpy")
+    want = np.array([ref(z, 0.4, [0.9, 0.6]) for z in Z])
+    np.testing.assert_allclose(system.numeric.f(Z, 0.4, [0.9, 0.6]), want, rtol=1e-13, atol=1e-15)
