@@ -107,26 +107,26 @@ class AutogradRK(Reference):
 
     def _compute(self, problem):
         q = self.tableau.order
-        steps = self._first_steps(problem)
+        budget = MAX_AUTOGRAD_STEPS // 2  # steps of the coarse solve, so that the fine one stays within the cap
+        steps = _scaled(self._first_steps(problem), 1.0, budget)
         notes = []
         for k in range(self.max_refinements + 1):
             _, coarse = discrete_adjoint(problem, self.tableau, steps)
             loss, fine = discrete_adjoint(problem, self.tableau, [2 * m for m in steps])
             err = {key: _SAFETY * np.abs(fine[key] - coarse[key]) / (2**q - 1) for key in fine}
             ratio = self._ratio(err, fine)
-            capped = 2 * sum(steps) > MAX_AUTOGRAD_STEPS
-            if ratio <= 1 or k == self.max_refinements or capped:
-                if ratio > 1:
-                    why = (f"{2 * sum(steps)} steps (the cap is {MAX_AUTOGRAD_STEPS})" if capped
-                           else f"{self.max_refinements} refinements")
-                    notes.append(
-                        f"Richardson error estimate still {ratio:.1f} times the target {self.target:g} after {why}"
-                    )
+            if ratio <= 1:
                 break
             # the error of G(h/2) scales as h^q: aim below the target in one refinement
             # (a factor >= 1.25, so at least the longest interval's steps grow)
-            factor = max(1.25, ratio ** (1.0 / q) / 0.8)
-            steps = [math.ceil(m * factor) for m in steps]
+            grown = _scaled(steps, max(1.25, ratio ** (1.0 / q) / 0.8), budget)
+            capped = sum(grown) <= sum(steps)
+            if k == self.max_refinements or capped:
+                why = (f"{2 * sum(steps)} steps (the cap is {MAX_AUTOGRAD_STEPS})" if capped
+                       else f"{self.max_refinements} refinements")
+                notes.append(f"Richardson error estimate still {ratio:.1f} times the target {self.target:g} after {why}")
+                break
+            steps = grown
         values = {key: fine[key] + (fine[key] - coarse[key]) / (2**q - 1) for key in fine}
         errors = {key: _floored(err[key], values[key]) + 1e-14 * np.abs(values[key]) for key in fine}
         return GradientEstimate(
@@ -175,8 +175,17 @@ class AutogradRK(Reference):
         step_times = np.abs(np.asarray(res.step_times) - ts[0])
         counts = np.diff(np.interp(np.abs(ts - ts[0]), step_times, np.arange(len(step_times), dtype=float)))
         if q < 7:
-            counts *= (rtol / 10) ** (1.0 / 5 - 1.0 / q)  # an order-5 step for rtol, shrunk to the tableau's order
+            counts *= rtol ** (1.0 / 5 - 1.0 / q)  # an order-5 step for rtol, shrunk to the tableau's order
         return [max(1, math.ceil(c - 1e-9)) for c in counts]
+
+
+def _scaled(steps, factor, budget):
+    """``steps`` times ``factor`` (rounded up), scaled down to at most ``budget`` in all (at least one per interval)."""
+    grown = [math.ceil(m * factor - 1e-9) for m in steps]
+    if sum(grown) > budget:
+        fit = budget / sum(grown)
+        grown = [max(1, math.floor(m * fit)) for m in grown]
+    return grown
 
 
 def _floored(err, values):
@@ -234,8 +243,8 @@ def discrete_adjoint(problem, tableau, steps):
     grid = _Grid(problem.ts, steps)
     Y, K, tau, zs = _forward(problem, tableau, grid)
     loss, jumps = problem.jumps(zs)
-    dz0, dtheta, W, taubar = _reverse(problem, tableau, grid, Y, K, tau, jumps)
-    dts = _time_cotangents(tableau, grid, K, W, taubar, len(problem.ts))
+    dz0, dtheta, wk, taubar = _reverse(problem, tableau, grid, Y, K, tau, jumps)
+    dts = _time_cotangents(tableau, grid, wk, taubar, len(problem.ts))
     return loss, {"z0": problem.user_z0(dz0), "theta": dtheta, "t": dts}
 
 
@@ -284,8 +293,8 @@ def _reverse(problem, tableau, grid, Y, K, tau, jumps):
     -------
     dz0 : ndarray, shape (B, n)
     dtheta : ndarray, shape (p,)
-    W : ndarray, shape (N, s, B*n)
-        w_j of every stage (h w_j is the cotangent of k_j).
+    wk : ndarray, shape (N,)
+        sum_j w_j . k_j of every step (h w_j is the cotangent of k_j).
     taubar : ndarray, shape (N, s)
         Cotangents of the stage times (summed over the batch).
     """
@@ -299,31 +308,33 @@ def _reverse(problem, tableau, grid, Y, K, tau, jumps):
     C = np.concatenate([A.T, b[:, None]], axis=1)
     V = np.zeros((S + 1, B * n))
     zbar = V[S]
-    W = np.empty((N, S, B * n))
+    wk = np.empty(N)
     taubar = np.zeros((N, S))
     dtheta = np.zeros(p)
     for first in reversed(range(0, N, per_block)):
         block = slice(first, min(first + per_block, N))
         J, products = lin.at(Y[block], tau[block], K[block])
         J *= grid.h[block, None, None, None, None]  # h J: Ybar_j = (h J_j)^T w_j
+        W = np.empty((block.stop - block.start, S, B * n))
         for step in range(block.stop - 1, block.start - 1, -1):
             if grid.ends[step]:
                 zbar += jumps[grid.interval[step] + 1].reshape(-1)
             hJ = J[step - block.start]  # (s, B, n, n)
             for j in range(S - 1, -1, -1):
-                w = np.matmul(C[j], V, out=W[step, j])
+                w = np.matmul(C[j], V, out=W[step - block.start, j])
                 np.matmul(w.reshape(B, 1, n), hJ[j], out=V[j].reshape(B, 1, n))
             zbar += V[:S].sum(axis=0)
-        dth, tb = products(W[block] * grid.h[block, None, None])
+        wk[block] = np.einsum("Nsx,Nsx->N", W, K[block])
+        dth, tb = products(W * grid.h[block, None, None])
         dtheta += dth
         taubar[block] = tb
     zbar += jumps[0].reshape(-1)
-    return zbar.reshape(B, n), dtheta, W, taubar
+    return zbar.reshape(B, n), dtheta, wk, taubar
 
 
-def _time_cotangents(tableau, grid, K, W, taubar, T):
+def _time_cotangents(tableau, grid, wk, taubar, T):
     """dL/dts from the cotangents of every step's size h and start s (see the module's notes)."""
-    hbar = np.einsum("Nsx,Nsx->N", W, K) + taubar @ tableau.c
+    hbar = wk + taubar @ tableau.c
     sbar = taubar.sum(axis=1)
     dts = np.zeros(T)
     np.add.at(dts, grid.interval, sbar * (1 - grid.k / grid.m) - hbar / grid.m)
