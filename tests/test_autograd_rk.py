@@ -127,7 +127,7 @@ def test_blocks_of_stage_points_give_the_same_gradients(monkeypatch):
 
 def test_per_row_times_are_used_where_f_autograd_takes_them():
     rng = np.random.default_rng(0)
-    Y, K = rng.normal(size=(2, 3, 4)), None
+    Y = rng.normal(size=(2, 3, 4))
     tau = np.array([[0.0, 0.5, 1.0], [1.0, 1.5, 2.0]])
     for f, stacked in ((_vector_t, True), (_scalar_t_only, False)):
         field = ov.CallableField(f, 2, 2)

@@ -12,7 +12,7 @@ its cost:
 
 1. Forward, in NumPy on the batch: one step from z (time s, size h) has stages
    Y_j = z + h sum_{l<j} A_jl k_l, k_j = f(Y_j, tau_j), tau_j = s + c_j h, and
-   z' = z + h sum_j b_j k_j. Every Y_j and tau_j is stored.
+   z' = z + h sum_j b_j k_j. Every Y_j, k_j and tau_j is stored.
 2. Linearisation by autograd over whole blocks of stage points: one trace of
    ``f_autograd`` on the stacked points and n backward passes give df/dz at every
    point (f acts row by row, so the pass with cotangent e_i gives row i of every
@@ -31,8 +31,8 @@ its cost:
 
 References
 ----------
-E. Hairer, C. Lubich, G. Wanner, *Geometric Numerical Integration*, 2nd ed.,
-Springer 2006, §VI.4.2 (the adjoint of a Runge–Kutta method);
+J. M. Sanz-Serna, "Symplectic Runge–Kutta schemes for adjoint equations, automatic
+differentiation, optimal control, and more", SIAM Review 58 (2016) 3–33;
 W. W. Hager, "Runge–Kutta methods in optimal control and the transformed
 adjoint system", Numerische Mathematik 87 (2000) 247–282.
 """
