@@ -360,7 +360,9 @@ class MLPField(AbstractVectorField):
             W = anp.reshape(theta[w0:b0], shape)
             b = theta[b0:end]
             if layer == 0 and self.time_input:
-                U = anp.dot(X, anp.transpose(W[:, :n])) + t * W[:, n] + b
+                # t is a float or one time per row of z (the autograd references stack stages)
+                tcol = anp.expand_dims(t, -1) if anp.ndim(t) else t
+                U = anp.dot(X, anp.transpose(W[:, :n])) + tcol * W[:, n] + b
             else:
                 U = anp.dot(X, anp.transpose(W)) + b
             X = U if layer == last else act(U)

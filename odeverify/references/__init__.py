@@ -2,7 +2,8 @@
 
 * :class:`Adjoint` -- odeverify's adjoint at tight tolerances (both modes);
 * :class:`ForwardSensitivity` -- the direct method, dS/dt = f_z S + f_theta, via solve_ivp;
-* :class:`AutogradRK` -- autograd through a fixed-step Runge–Kutta solve, with Richardson extrapolation;
+* :class:`AutogradRK` -- the gradient of a fixed-step Runge–Kutta solve (its discrete adjoint, with
+  autograd's derivatives of f), with Richardson extrapolation;
 * :class:`FiniteDifferences` -- central differences with step selection and Richardson
   extrapolation, and the complex step where the right-hand side and the loss are analytic;
 * :class:`Exact` -- closed-form values, e.g. from :mod:`odeverify.catalog`.
@@ -12,13 +13,13 @@ Each ``compute(problem)`` returns a :class:`GradientEstimate` with ``values`` an
 does the validation for a direct call.
 """
 
+from ._autograd_rk import AutogradRK as AutogradRK
 from ._base import QUANTITIES as QUANTITIES
 from ._base import GradientEstimate as GradientEstimate
 from ._base import Problem as Problem
 from ._base import Reference as Reference
 from ._finite_differences import FiniteDifferences as FiniteDifferences
 from ._sources import Adjoint as Adjoint
-from ._sources import AutogradRK as AutogradRK
 from ._sources import Exact as Exact
 from ._sources import ForwardSensitivity as ForwardSensitivity
 

@@ -1,6 +1,6 @@
-"""The gradient sources: the adjoint, forward sensitivities, autograd through
-fixed-step Runge–Kutta, and exact values (finite differences are in
-:mod:`._finite_differences`).
+"""The gradient sources: the adjoint, forward sensitivities and exact values
+(autograd through fixed-step Runge–Kutta is in :mod:`._autograd_rk`, finite
+differences in :mod:`._finite_differences`).
 
 Each returns a :class:`~odeverify.references.GradientEstimate` whose ``errors``
 estimate the absolute error of every entry; the estimate's model is stated in
@@ -9,23 +9,17 @@ estimate the absolute error of every entry; the estimate's model is stated in
 
 from __future__ import annotations
 
-import math
 import warnings
 
-import autograd
-import autograd.numpy as anp
 import numpy as np
 import scipy.integrate
 
 from .._adjoint import BacksolveDriftWarning, adjoint_gradients
 from .._validate import check_method
 from ..errors import IntegrationError, InvalidArgumentError
-from ..tableaux import get_tableau, odeint_fixed
 from ._base import GradientEstimate, Reference
 
-__all__ = ["Adjoint", "ForwardSensitivity", "AutogradRK", "Exact"]
-
-_TINY = 1e-300
+__all__ = ["Adjoint", "ForwardSensitivity", "Exact"]
 
 
 def _abs_diff(a, b, floor_rel=1e-14):
@@ -165,119 +159,6 @@ class ForwardSensitivity(Reference):
             errors=_abs_diff(v1, v2),
             loss=loss,
             error_model=f"difference of the solves at rtol={self.rtol:g} and {max(self.rtol / 100, 2.3e-14):g}",
-        )
-
-
-#: factor on the Richardson error estimate: the leading error coefficient of a
-#: gradient entry can nearly vanish, leaving higher-order terms that the
-#: estimate does not see (seen on the harmonic oscillator's dL/domega with RK4)
-_SAFETY = 4.0
-
-
-#: refinement of the autograd-through-RK reference stops before the steps of one solve exceed this
-MAX_AUTOGRAD_STEPS = 20_000
-
-
-class AutogradRK(Reference):
-    r"""Discretise, then differentiate: autograd through a fixed-step Runge–Kutta solve.
-
-    The loss of a fixed-step solve (every interval [t_i, t_{i+1}] split into
-    m_i equal steps) is differentiated by autograd with respect to z0, theta
-    and every time. Run with steps h and h/2 (exactly twice the steps in
-    every interval), the two gradients G_h, G_{h/2} are combined by Richardson
-    extrapolation, G = G_{h/2} + (G_{h/2} - G_h) / (2^q - 1) for a method of
-    order q, and 4 |G_{h/2} - G_h| / (2^q - 1) is the error estimate (the
-    classical estimate of the error of G_{h/2}, with a safety factor of 4
-    because a gradient entry's leading error coefficient can nearly vanish).
-    The steps are halved until the estimate falls below ``target`` relative
-    to the largest gradient of each group, at most ``max_refinements`` times.
-
-    Parameters
-    ----------
-    method : str
-        A tableau of :mod:`odeverify.tableaux` (default ``'dop853'``, order 8).
-    target : float
-        Relative accuracy aimed at.
-    max_refinements : int
-    """
-
-    def __init__(self, method="dop853", *, target=1e-8, max_refinements=3):
-        self.tableau = get_tableau(method)
-        self.target = target
-        self.max_refinements = max_refinements
-        self.name = f"autograd through {self.tableau.name}"
-
-    def __repr__(self):
-        return f"AutogradRK(method={self.tableau.name!r}, target={self.target:g})"
-
-    def _gradients(self, problem, steps):
-        fld = problem.field
-        tab = self.tableau
-
-        def L(z0, ts, theta):
-            # parameters split once, so each stage does not index them again
-            th = [theta[k] for k in range(problem.p)]
-            zs = odeint_fixed(lambda z, t: fld.f_autograd(z, t, th), z0, ts, method=tab, steps=steps, xp=anp)
-            return problem.loss(zs if problem.batched else zs[:, 0, :])
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Output seems independent of input")
-            with np.errstate(all="ignore"):
-                value, (gz, gt, gth) = autograd.value_and_grad(L, argnum=(0, 1, 2))(
-                    problem.z0, problem.ts.copy(), problem.theta.copy()
-                )
-        return float(getattr(value, "_value", value)), {
-            "z0": problem.user_z0(np.asarray(gz)),
-            "theta": np.asarray(gth, dtype=float).reshape(problem.p),
-            "t": np.asarray(gt, dtype=float),
-        }
-
-    def _compute(self, problem):
-        # initial step: that of an adaptive solver of similar order at a moderate tolerance
-        q = self.tableau.order
-        span = abs(problem.ts[-1] - problem.ts[0])
-        if q >= 7:
-            _, res = problem.states(rtol=1e-8, atol=1e-10, method="DOP853")
-            h = span / max(res.nsteps, 4)
-        else:
-            _, res = problem.states(rtol=1e-6, atol=1e-9, method="RK45")
-            h = span / max(2 * res.nsteps, 8)
-        notes = []
-        for k in range(self.max_refinements + 1):
-            steps = [max(1, math.ceil(abs(b - a) / h)) for a, b in zip(problem.ts[:-1], problem.ts[1:])]
-            _, coarse = self._gradients(problem, steps)
-            loss, fine = self._gradients(problem, [2 * m for m in steps])
-            err = {key: _SAFETY * np.abs(fine[key] - coarse[key]) / (2**q - 1) for key in fine}
-            # relative to each quantity's size, but at least a thousandth of the largest quantity's: a quantity
-            # that is identically zero (dL/dt of a conserved loss) must not demand ever finer steps
-            scale_all = max(float(np.max(np.abs(fine[key]), initial=0.0)) for key in fine)
-            ratio = max(
-                float(np.max(err[key], initial=0.0))
-                / max(self.target * max(float(np.max(np.abs(fine[key]), initial=0.0)), 1e-3 * scale_all), _TINY)
-                for key in fine
-            )
-            capped = 2 * sum(steps) > MAX_AUTOGRAD_STEPS
-            if ratio <= 1 or k == self.max_refinements or capped:
-                if ratio > 1:
-                    why = (f"{2 * sum(steps)} steps (the cap is {MAX_AUTOGRAD_STEPS})" if capped
-                           else f"{self.max_refinements} refinements")
-                    notes.append(
-                        f"Richardson error estimate still {ratio:.1f} times the target {self.target:g} after {why}"
-                    )
-                break
-            # the error of G(h/2) scales as h^q: aim below the target in one refinement
-            h = h / 2 * min(0.5, 0.8 * ratio ** (-1.0 / q))
-        values = {key: fine[key] + (fine[key] - coarse[key]) / (2**q - 1) for key in fine}
-        errors = {key: err[key] + 1e-14 * np.abs(values[key]) for key in fine}
-        return GradientEstimate(
-            name=self.name,
-            values=values,
-            errors=errors,
-            loss=loss,
-            error_model=(
-                f"Richardson: 4|G(h/2) - G(h)|/(2^{q}-1) with up to {2 * max(steps)} {self.tableau.name} steps per interval"
-            ),
-            notes=notes,
         )
 
 
