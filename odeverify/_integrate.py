@@ -19,8 +19,8 @@ import scipy.integrate
 import scipy.sparse
 
 from ._rk import (
-    _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKFailure, ScipyDenseOutput, integrate_rk,
-    integrate_rk_intervals,
+    _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKDenseOutput, RKFailure, ScipyDenseOutput,
+    integrate_rk, integrate_rk_intervals,
 )
 from ._validate import (
     IMPLICIT_METHODS,
@@ -201,8 +201,42 @@ def integrate_span(
         nsteps=nsteps,
         interpolants=interpolants,
         step_times=step_times,
-        dense=ScipyDenseOutput(step_times, interpolants) if dense else None,
+        dense=scipy_dense_output(step_times, interpolants) if dense else None,
     )
+
+
+def scipy_dense_output(step_times, interpolants):
+    """A :class:`StepwiseDenseOutput` of SciPy step interpolants.
+
+    The interpolants of RK23, RK45, DOP853 and Radau are polynomials in
+    ``s = (t - t_old) / h``; they become one :class:`RKDenseOutput` (an
+    evaluation is a few array operations instead of SciPy's Python call, and
+    many times are evaluated in one). BDF's and LSODA's stay as they are.
+    """
+    coefficients = [_polynomial_coefficients(interp) for interp in interpolants]
+    if not coefficients or any(R is None for R in coefficients) or len({R.shape for R in coefficients}) != 1:
+        return ScipyDenseOutput(step_times, interpolants)
+    return RKDenseOutput(np.asarray(step_times, dtype=float), np.stack(coefficients))
+
+
+def _polynomial_coefficients(interp):
+    """``R`` (d + 1, size) with ``interp(t_old + s h) = [1, s, ..., s^d] . R``, or None for other interpolants."""
+    name = type(interp).__name__
+    if name == "RkDenseOutput":  # y_old + h Q [s, s^2, ...]
+        return np.vstack([interp.y_old, interp.h * interp.Q.T])
+    if name == "RadauDenseOutput":  # y_old + Q [s, s^2, s^3]
+        return np.vstack([interp.y_old, interp.Q.T])
+    if name == "Dop853DenseOutput":  # y = 0; for f in reversed(F): y = (y + f) * (s or 1 - s, alternating)
+        F = interp.F
+        c = np.zeros((F.shape[0] + 1, F.shape[1]), dtype=np.result_type(F, interp.y_old))
+        for i, f in enumerate(F[::-1]):
+            c[0] += f
+            shifted = np.roll(c, 1, axis=0)  # c * s (the top coefficient is zero before the product)
+            shifted[0] = 0.0
+            c = shifted if i % 2 == 0 else c - shifted
+        c[0] += interp.y_old
+        return c
+    return None
 
 
 def _into(fun):
@@ -307,7 +341,7 @@ def _rk_error(exc, what, t_start, t_end, max_steps):
 
 
 def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, max_steps=DEFAULT_MAX_STEPS,
-                        what=None, groups=None):
+                        what=None, groups=None, dense=False):
     """Integrate over ``times[k] -> times[k + 1]`` for every k, restarting each interval from
     ``keep * y_end(k - 1) + add[k]`` (interval 0 from ``add[0]``).
 
@@ -330,6 +364,8 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
         As for :func:`integrate_span`.
     what : callable, optional
         ``what(k)``, the name of interval k's solve for error messages.
+    dense : bool
+        Also return the dense output of every accepted step of every interval.
 
     Returns
     -------
@@ -337,6 +373,10 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
         The state at the end of each interval (before the next jump).
     stats : dict
         ``nfev``, ``njev``, ``nlu``, ``nsteps`` summed over the intervals.
+    dense_output : StepwiseDenseOutput
+        Only when ``dense``: one dense output over ``times[0] -> times[K]``
+        whose steps are the accepted steps of all intervals (discontinuous at
+        the interval boundaries, where the jumps are).
     """
     times = np.asarray(times, dtype=float)
     K = len(times) - 1
@@ -345,21 +385,27 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
         with np.errstate(all="ignore"):
             try:
                 res = integrate_rk_intervals(fun, times, keep, add, ADAPTIVE_TABLEAUX[method], rtol=rtol, atol=atol,
-                                             max_steps=max_steps, groups=groups)
+                                             max_steps=max_steps, groups=groups, dense=dense)
             except RKFailure as exc:
                 k = exc.interval
                 raise _rk_error(exc, what(k), float(times[k]), float(times[k + 1]), max_steps) from None
         stats = {"nfev": res["nfev"], "njev": 0, "nlu": 0, "nsteps": res["nsteps"]}
-        return res["Y_end"], stats
+        return (res["Y_end"], stats, res["dense"]) if dense else (res["Y_end"], stats)
     Y_end = np.empty((K, add.shape[1]))
     stats = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
+    step_times, interpolants = [float(times[0])], []
     for k in range(K):
         y0 = add[0].copy() if k == 0 else keep * Y_end[k - 1] + add[k]
         span = integrate_span(fun, float(times[k]), float(times[k + 1]), y0, method=method, rtol=rtol, atol=atol,
-                              jac=jac, max_steps=max_steps, what=what(k), inplace=True, groups=groups)
+                              jac=jac, max_steps=max_steps, what=what(k), inplace=True, groups=groups, dense=dense)
         Y_end[k] = span.y_end
         for key in stats:
             stats[key] += getattr(span, key)
+        if dense:
+            step_times += span.step_times[1:]
+            interpolants += span.interpolants
+    if dense:
+        return Y_end, stats, scipy_dense_output(step_times, interpolants)
     return Y_end, stats
 
 
