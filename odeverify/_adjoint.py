@@ -172,9 +172,12 @@ def adjoint_gradients(
         integrates a alone backwards (B n states instead of B n + p + 1),
         keeping the backward steps' dense output; then dL/dtheta = int a^T
         df/dtheta dt and the integral of a^T df/dt (for dL/dt_0) come from
-        Gauss–Legendre quadrature on every accepted backward step (nodes from
-        the method's order, :func:`gauss_legendre_nodes`), all nodes in one
-        vectorized kernel call. The step control then watches a only, so a
+        Gauss–Legendre quadrature on every piece between the accepted steps
+        of both solves (nodes from the method's order,
+        :func:`gauss_legendre_nodes`), all nodes in one vectorized kernel
+        call. The quadrature is as accurate as the steps resolve a and z; a
+        df/dtheta that varies where neither f nor a does (e.g. f = k g(t)
+        at k = 0) is under-resolved in this mode. The step control then watches a only, so a
         large p (a neural network) neither costs backward steps nor enters
         the error norm; memory grows with the number of steps both ways (the
         forward and the backward dense output). It is the fastest accurate
@@ -441,11 +444,16 @@ def _parameter_and_time_integrals(fld, theta, z_dense, a_dense, method, B, n):
     r"""Quadrature mode: ``a_theta(t_0) = -\int a^T f_theta dt`` and the integral part of ``a_t(t_0)``.
 
     The integrals run along the backward solve, from ``ts[-1]`` to ``ts[0]``,
-    over its accepted steps (signed length h each), by Gauss–Legendre
-    quadrature on every step: ``-h sum_g w_g a(t_g)^T f_theta(z(t_g), t_g)``.
-    a at the nodes comes from the backward dense output, z from the forward
-    one; since the products are linear in a, weighting a by ``-h w_g`` and
-    summing over all nodes of all steps (and the batch) is one kernel call.
+    by Gauss–Legendre quadrature on every piece between consecutive step
+    boundaries of the backward *and* the forward solve: on a piece both a
+    (backward dense output) and z (forward dense output) are one polynomial,
+    and the pieces are as fine as either solve needed. (The backward steps
+    alone are not enough: where a is constant, as between observation times
+    of a linear loss on dx/dt = k sin(w t), they span many periods of f.) On
+    a piece of signed length h the contribution is ``-h sum_g w_g a(t_g)^T
+    f_theta(z(t_g), t_g)``; as the products are linear in a, a is weighted by
+    ``-h w_g`` and every node of every piece (and sample) goes into one
+    kernel call (in chunks of :data:`QUADRATURE_CHUNK` samples).
 
     Returns
     -------
@@ -456,27 +464,26 @@ def _parameter_and_time_integrals(fld, theta, z_dense, a_dense, method, B, n):
         Quadrature nodes evaluated (per sample).
     """
     x, w = gauss_legendre_nodes(method)
-    tb = a_dense.step_times  # (N + 1,) in backward order
-    h = np.diff(tb)
-    N, G = h.size, x.size
-    nodes = tb[:-1, None] + h[:, None] * x  # (N, G)
-    if hasattr(a_dense, "at_fractions"):
-        a = a_dense.at_fractions(x)  # (N, G, B n): the step polynomials at the nodes, no search
-    else:
-        a = a_dense.at_many(nodes.reshape(-1)).reshape(N, G, B * n)
-    a *= (-h[:, None] * w)[:, :, None]
-    a = a.reshape(N * G * B, n)
-    nodes = nodes.reshape(-1)
+    tb = a_dense.step_times  # backward order
+    tf = z_dense.step_times
+    lo_t, hi_t = min(tb[0], tb[-1]), max(tb[0], tb[-1])
+    grid = np.unique(np.concatenate([tb, tf[(tf > lo_t) & (tf < hi_t)]]))  # ascending
+    if tb[-1] < tb[0]:
+        grid = grid[::-1]
+    h = np.diff(grid)
+    nodes = (grid[:-1, None] + h[:, None] * x).reshape(-1)  # (N G,): piece-major
+    weights = (-h[:, None] * w).reshape(-1)
     a_theta = np.zeros(fld.n_params)
     a_t = 0.0
-    per_call = max(1, QUADRATURE_CHUNK // (G * B)) * G  # whole steps per call
-    for lo in range(0, N * G, per_call):
+    per_call = max(1, QUADRATURE_CHUNK // B)  # nodes per kernel call
+    for lo in range(0, nodes.size, per_call):
         t = nodes[lo : lo + per_call]
-        z = z_dense.at_many(t).reshape(-1, n)
-        _, ath, at = fld.eval_vjp_at(a[lo * B : (lo + t.size) * B], z, np.repeat(t, B), theta)
+        a = a_dense.at_many(t) * weights[lo : lo + per_call, None]  # (k, B n)
+        z = z_dense.at_many(t)
+        _, ath, at = fld.eval_vjp_at(a.reshape(-1, n), z.reshape(-1, n), np.repeat(t, B), theta)
         a_theta += ath
         a_t += at
-    return a_theta, float(a_t), N * G
+    return a_theta, float(a_t), int(nodes.size)
 
 
 def _quadrature_jacobian(fld, theta, B, n, method, z_of):
