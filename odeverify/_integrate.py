@@ -12,6 +12,7 @@ solver's message.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,14 @@ class SpanResult:
     nsteps: int
     interpolants: list | None
     step_times: list | None
-    dense: object = None  # a StepwiseDenseOutput when dense=True
+    _dense: object = None  # a StepwiseDenseOutput (in-house methods), made on first use from the interpolants otherwise
+
+    @property
+    def dense(self):
+        """A StepwiseDenseOutput of the kept steps when dense=True, else None."""
+        if self._dense is None and self.interpolants is not None:
+            self._dense = scipy_dense_output(self.step_times, self.interpolants)
+        return self._dense
 
 
 def integrate_span(
@@ -171,9 +179,11 @@ def integrate_span(
             t_new = solver.t
             if k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
                 interp = solver.dense_output()
-                while k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
-                    y_at[k] = solver.y if t_out[k] == t_new else interp(t_out[k])
-                    k += 1
+                k_end = k + int(np.searchsorted(direction * t_out[k:], direction * t_new, side="right"))
+                y_at[k:k_end] = np.asarray(interp(t_out[k:k_end])).T  # the step's outputs in one call
+                if t_out[k_end - 1] == t_new:
+                    y_at[k_end - 1] = solver.y
+                k = k_end
                 if dense:
                     interpolants.append(interp)
             elif dense:
@@ -201,7 +211,6 @@ def integrate_span(
         nsteps=nsteps,
         interpolants=interpolants,
         step_times=step_times,
-        dense=scipy_dense_output(step_times, interpolants) if dense else None,
     )
 
 
@@ -226,17 +235,28 @@ def _polynomial_coefficients(interp):
         return np.vstack([interp.y_old, interp.h * interp.Q.T])
     if name == "RadauDenseOutput":  # y_old + Q [s, s^2, s^3]
         return np.vstack([interp.y_old, interp.Q.T])
-    if name == "Dop853DenseOutput":  # y = 0; for f in reversed(F): y = (y + f) * (s or 1 - s, alternating)
-        F = interp.F
-        c = np.zeros((F.shape[0] + 1, F.shape[1]), dtype=np.result_type(F, interp.y_old))
-        for i, f in enumerate(F[::-1]):
-            c[0] += f
-            shifted = np.roll(c, 1, axis=0)  # c * s (the top coefficient is zero before the product)
-            shifted[0] = 0.0
-            c = shifted if i % 2 == 0 else c - shifted
-        c[0] += interp.y_old
-        return c
+    if name == "Dop853DenseOutput":
+        R = _dop853_monomials(interp.F.shape[0]) @ interp.F
+        R[0] += interp.y_old
+        return R
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _dop853_monomials(m):
+    """C (m + 1, m): the monomial coefficients of DOP853's interpolant are ``C @ F`` (plus y_old in row 0).
+
+    SciPy evaluates ``y = 0; for i, f in enumerate(reversed(F)): y = (y + f) * (s if i is even else 1 - s)``;
+    the same recursion on the coefficient vectors of the basis F = I gives C.
+    """
+    c = np.zeros((m + 1, m))
+    for i, j in enumerate(range(m - 1, -1, -1)):
+        c[0, j] += 1.0
+        shifted = np.zeros_like(c)
+        shifted[1:] = c[:-1]  # times s
+        c = shifted if i % 2 == 0 else c - shifted
+    c.flags.writeable = False
+    return c
 
 
 def _into(fun):
@@ -294,14 +314,17 @@ def _budget_message(what, max_steps, t_reached, t_start, t_end, hint):
 
 def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, dense, max_steps, what, groups):
     """:func:`integrate_span` for the in-house methods of :mod:`odeverify._rk`."""
+    t_out = np.asarray(t_out, dtype=float).reshape(-1)
     with np.errstate(all="ignore"):
         try:
             res = integrate_rk(
-                fun, t_start, t_end, y0, tableau, rtol=rtol, atol=atol, t_out=t_out, dense=dense,
+                fun, t_start, t_end, y0, tableau, rtol=rtol, atol=atol, t_out=() if dense else t_out, dense=dense,
                 max_steps=max_steps, groups=groups,
             )
         except RKFailure as exc:
             raise _rk_error(exc, what, t_start, t_end, max_steps) from None
+        if dense:  # every output from the kept steps in one array operation (not one call per output)
+            res["y_at"] = _outputs_from_dense(res["dense"], t_out, t_start, t_end, y0, res["y_end"])
     if not np.all(np.isfinite(res["y_at"])):
         raise IntegrationError(
             f"the {what} produced non-finite values at the output times", t_reached=float(t_end), t_target=float(t_end)
@@ -315,8 +338,18 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
         nsteps=res["nsteps"],
         interpolants=None,
         step_times=None,
-        dense=res["dense"],
+        _dense=res["dense"],
     )
+
+
+def _outputs_from_dense(dense, t_out, t_start, t_end, y0, y_end):
+    """The states at ``t_out`` (len(t_out), size) from a dense output; the span's ends exactly."""
+    if dense.step_times.size < 2:  # an empty span
+        return np.broadcast_to(y0, (t_out.size, y0.size)).copy()
+    y_at = dense.at_many(t_out)
+    y_at[t_out == t_start] = y0
+    y_at[t_out == t_end] = y_end
+    return y_at
 
 
 def _rk_error(exc, what, t_start, t_end, max_steps):

@@ -208,6 +208,8 @@ class RKDenseOutput(StepwiseDenseOutput):
         self._t0 = self._t0_arr.tolist()
         self._h = self._h_arr.tolist()
         self._R = R  # (N, d + 1, size)
+        self._powers = np.arange(R.shape[1], dtype=float)
+        self._pw = np.empty(R.shape[1])
 
     def at_many(self, ts):
         """The state at every time of ``ts``, shape (len(ts), size): searchsorted and one polynomial evaluation."""
@@ -221,17 +223,14 @@ class RKDenseOutput(StepwiseDenseOutput):
             np.einsum("md,mdk->mk", s[:, None] ** powers, self._R[i], out=out[lo : lo + self.CHUNK])
         return out
 
-    def at_fractions(self, x):
-        """The state at ``t0 + x_j h`` of every step, shape (N, len(x), size): one array operation."""
-        S = np.asarray(x, dtype=float)[:, None] ** np.arange(self._R.shape[1])
-        return np.einsum("gd,Ndk->Ngk", S, self._R)
-
     def at(self, t, out=None):
-        i = self._step_index(self._segment(t))
+        j = self._segment(t)
+        i = self._nseg - 1 - j if self._reverse else j
         R = self._R[i]
         if out is None:
             out = np.empty(R.shape[1], dtype=R.dtype)
-        return _interpolate(R, (t - self._t0[i]) / self._h[i], out)
+        np.power((t - self._t0[i]) / self._h[i], self._powers, out=self._pw)  # [1, s, ..., s^d]
+        return np.dot(self._pw, R, out)
 
 
 class ScipyDenseOutput(StepwiseDenseOutput):
