@@ -408,8 +408,9 @@ def adjoint_gradients(
 #: the order of each method's steps (the highest for the variable-order BDF and LSODA)
 METHOD_ORDERS = {"RK23": 3, "RK45": 5, "dopri5": 5, "tsit5": 5, "DOP853": 8, "Radau": 5, "BDF": 5, "LSODA": 12}
 
-#: samples of one quadrature kernel call (bounds the temporaries of a very long backward solve)
-QUADRATURE_CHUNK = 1 << 16
+#: samples (nodes times B) of one quadrature kernel call: bounds the temporaries of the field (an MLP
+#: keeps a few (samples, width) arrays), so that they do not grow with the number of steps
+QUADRATURE_CHUNK = 512
 
 
 def gauss_legendre_nodes(method):

@@ -215,12 +215,15 @@ class RKDenseOutput(StepwiseDenseOutput):
         """The state at every time of ``ts``, shape (len(ts), size): searchsorted and one polynomial evaluation."""
         ts = np.ascontiguousarray(ts, dtype=float).reshape(-1)
         out = np.empty((ts.size, self._R.shape[2]), dtype=self._R.dtype)
-        powers = np.arange(self._R.shape[1])
         for lo in range(0, ts.size, self.CHUNK):
             t = ts[lo : lo + self.CHUNK]
             i = self.steps_of(t)
-            s = (t - self._t0_arr[i]) / self._h_arr[i]
-            np.einsum("md,mdk->mk", s[:, None] ** powers, self._R[i], out=out[lo : lo + self.CHUNK])
+            s = ((t - self._t0_arr[i]) / self._h_arr[i])[:, None]
+            y = out[lo : lo + self.CHUNK]
+            y[...] = self._R[i, -1]
+            for d in range(self._R.shape[1] - 2, -1, -1):  # Horner over the coefficient rows
+                y *= s
+                y += self._R[i, d]
         return out
 
     def at(self, t, out=None):
