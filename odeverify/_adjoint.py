@@ -174,16 +174,20 @@ def adjoint_gradients(
         df/dtheta dt and the integral of a^T df/dt (for dL/dt_0) come from
         Gauss–Legendre quadrature on every piece between the accepted steps
         of both solves (nodes from the method's order,
-        :func:`gauss_legendre_nodes`), all nodes in one vectorized kernel
-        call. The quadrature is as accurate as the steps resolve a and z; a
+        ``odeverify._adjoint.gauss_legendre_nodes``), all nodes in a few
+        vectorized kernel calls (of ``QUADRATURE_CHUNK`` samples each, which
+        bounds their temporaries). The quadrature is as accurate as the steps resolve a and z; a
         df/dtheta that varies where neither f nor a does (e.g. f = k g(t)
-        at k = 0) is under-resolved in this mode. The step control then watches a only, so a
-        large p (a neural network) neither costs backward steps nor enters
-        the error norm; memory grows with the number of steps both ways (the
-        forward and the backward dense output). It is the fastest accurate
-        choice when p is large compared with B n, and for the explicit methods
-        generally; for small symbolic systems the three modes cost about the
-        same (benchmarks/README.md).
+        at k = 0) is under-resolved in this mode. The step control watches a
+        only, and an implicit method's Newton systems have B n unknowns, so it
+        is the fastest accurate choice with ``'Radau'``, ``'BDF'``,
+        ``'LSODA'`` on fields with many parameters (half the time of
+        ``'interpolated'`` with Radau on a 322-parameter MLP). With the
+        explicit methods it costs about as much as ``'interpolated'`` or more:
+        the quadrature evaluates all products at every node of both step
+        sequences. Memory grows with the number of steps (it keeps the
+        forward and the backward dense output), like ``'interpolated'``; only
+        ``'backsolve'`` is flat.
     method : str
         The solver of both ways: one of :func:`scipy.integrate.solve_ivp`
         (``'DOP853'``, ``'RK45'``, ``'RK23'``, ``'Radau'``, ``'BDF'``,
@@ -301,9 +305,16 @@ def adjoint_gradients(
             return dense.at(t).reshape(B, n)
 
         # y = a (B*n)
-        def fun_backward(t, y, out):
-            kernels.adjoint(t, dense.at(t, z_buf), y, products)
-            out[:] = products[:Bn]
+        if kernels.adjoint_a is not None:
+
+            def fun_backward(t, y, out):
+                kernels.adjoint_a(t, dense.at(t, z_buf), y, out)
+
+        else:  # the fused kernel of all products (generated for ODESystem; the sums are cheap there)
+
+            def fun_backward(t, y, out):
+                kernels.adjoint(t, dense.at(t, z_buf), y, products)
+                out[:] = products[:Bn]
 
         jac_backward = _quadrature_jacobian(fld, theta, B, n, method, z_of) if implicit else None
         size = Bn

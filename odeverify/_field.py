@@ -48,6 +48,9 @@ class SolverKernels:
     f: object
     backward: object
     adjoint: object
+    #: ``adjoint_a(t, z, y, out)`` with ``y = a`` (B*n,): ``out = -a^T f_z`` (the quadrature-mode system);
+    #: None: use ``adjoint`` and keep the first B*n entries
+    adjoint_a: object = None
 
 
 def generic_solver_kernels(field, theta, batch):
@@ -73,7 +76,11 @@ def generic_solver_kernels(field, theta, batch):
         np.negative(ath, out=out[Bn : Bn + p])
         out[-1] = -at
 
-    return SolverKernels(f, backward, adjoint)
+    # y = a
+    def adjoint_a(t, z, y, out):
+        np.negative(field.eval_vjp_z(y.reshape(B, n), z.reshape(B, n), t, theta).reshape(-1), out=out)
+
+    return SolverKernels(f, backward, adjoint, adjoint_a)
 
 
 class AbstractVectorField(abc.ABC):
@@ -145,6 +152,10 @@ class AbstractVectorField(abc.ABC):
         is an array of shape ``(p,)`` or a list of p scalars (the autograd
         references pass it split, which is cheaper for generated code).
         """
+
+    def eval_vjp_z(self, a, z, t, theta):
+        """``a^T df/dz`` alone, shape (B, n) (``a``, ``z`` of shape (B, n)); fields may skip the other products."""
+        return self.eval_vjp(a, z, t, theta)[1]
 
     def eval_f_at(self, z, t, theta):
         """f with a time per sample.

@@ -419,3 +419,24 @@ def test_gauss_nodes_follow_the_method_order():
 def test_quadrature_mode_is_validated(growth):
     with pytest.raises(ov.errors.InvalidArgumentError, match="quadrature"):
         ov.adjoint_gradients(growth, [1.0], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0], mode="quadratur")
+
+
+@pytest.mark.parametrize("time_input", [False, True])
+def test_per_sample_time_products_equal_one_call_per_sample(time_input):
+    # eval_f_at / eval_vjp_at (the quadrature's and dL/dt_i's one-call evaluations) against eval_f / eval_vjp
+    field = ov.MLPField((3, 7, 5, 3), time_input=time_input)
+    theta = field.init_params(np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    a, z, t = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), rng.uniform(0, 2, size=6)
+    sym = ov.ODESystem.from_strings("x y", "k w", ["-k*x + sin(w*t)*y", "x*y - t"])
+    th2 = np.array([0.8, 2.5])
+    for fld, th, n in [(field, theta, 3), (sym, th2, 2)]:
+        aa, zz = a[:, :n], z[:, :n]
+        singles = [fld.eval_vjp(aa[i : i + 1], zz[i : i + 1], t[i], th) for i in range(6)]
+        az, ath, at = fld.eval_vjp_at(aa, zz, t, th)
+        assert rel_err(az, np.vstack([s[1] for s in singles])) < 1e-14
+        assert rel_err(ath, sum(s[2] for s in singles)) < 1e-14
+        assert at == pytest.approx(sum(s[3] for s in singles), rel=1e-13, abs=1e-15)
+        f_one = np.vstack([fld.eval_f(zz[i : i + 1], t[i], th) for i in range(6)])
+        assert rel_err(fld.eval_f_at(zz, t, th), f_one) < 1e-14
+        assert rel_err(fld.eval_vjp_z(aa, zz, 0.7, th), fld.eval_vjp(aa, zz, 0.7, th)[1]) < 1e-14

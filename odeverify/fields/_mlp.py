@@ -373,6 +373,18 @@ class MLPField(AbstractVectorField):
                 G *= self._d1(xs[layer])
         return (f if with_f else None), a_z, a_theta, a_t
 
+    def eval_vjp_z(self, a, z, t, theta):
+        """``a^T df/dz`` without the parameter and time products (the reverse sweep through the weights only)."""
+        layers = self._unpack(theta)
+        _, xs = self._forward(z, t, layers)
+        n = self.n_states
+        G = a
+        for layer in range(len(layers) - 1, 0, -1):
+            G = G @ layers[layer][0]
+            G *= self._d1(xs[layer])
+        W = layers[0][0]
+        return G @ (W[:, :n] if self.time_input else W)
+
     def eval_f_at(self, z, t, theta):
         t = np.asarray(t, dtype=float).reshape(-1, 1)  # a column: per-sample times in the first layer
         return self._forward(np.asarray(z, dtype=float), t, self._unpack(theta))[0]

@@ -45,8 +45,8 @@ class Adjoint(Reference):
     mode : {'interpolated', 'backsolve', 'quadrature'}
         ``'quadrature'`` integrates a alone backwards and the parameter
         gradient by Gauss–Legendre quadrature on the backward steps (see
-        :func:`~odeverify.adjoint_gradients`): the cheapest of the three for
-        many parameters.
+        :func:`~odeverify.adjoint_gradients`): the cheapest of the three
+        with an implicit method on a field with many parameters.
     method : str
     rtol, atol : float
         Tolerances of the looser of the two runs.
