@@ -37,6 +37,10 @@ class SolverStats:
     nlu: int = 0
     nsteps_forward: int = 0
     nsteps_backward: int = 0
+    #: components of the backward state: 2 B n + p + 1 (backsolve), B n + p + 1 (interpolated), B n (quadrature)
+    backward_state_size: int = 0
+    #: quadrature nodes at which a^T df/dtheta and a^T df/dt were evaluated (quadrature mode), per sample
+    nquadrature: int = 0
 
     def __str__(self):
         return (
@@ -157,13 +161,33 @@ def adjoint_gradients(
         ``loss(zs) -> float`` with ``zs`` of shape (T, n), or (T, B, n) for a
         batch, written with ``autograd.numpy``; its gradient gives the jumps
         of ``a`` at the observation times.
-    mode : {'interpolated', 'backsolve'}
+    mode : {'interpolated', 'backsolve', 'quadrature'}
         ``'backsolve'`` reconstructs z backwards alongside a (memory does not
         grow with the number of steps; each interval restarts from the
         forward state at its right end) and reports how far the
         reconstruction drifts; ``'interpolated'`` takes z from the forward
         solution's dense output (robust when the backward reconstruction is
-        unstable).
+        unstable). ``'quadrature'`` (SciMLSensitivity's QuadratureAdjoint /
+        GaussAdjoint) takes z from the forward dense output too but
+        integrates a alone backwards (B n states instead of B n + p + 1),
+        keeping the backward steps' dense output; then dL/dtheta = int a^T
+        df/dtheta dt and the integral of a^T df/dt (for dL/dt_0) come from
+        Gauss–Legendre quadrature on every piece between the accepted steps
+        of both solves (nodes from the method's order,
+        ``odeverify._adjoint.gauss_legendre_nodes``), all nodes in a few
+        vectorized kernel calls (of ``QUADRATURE_CHUNK`` samples each, which
+        bounds their temporaries). The quadrature is as accurate as the steps resolve a and z; a
+        df/dtheta that varies where neither f nor a does (e.g. f = k g(t)
+        at k = 0) is under-resolved in this mode. The step control watches a
+        only, and an implicit method's Newton systems have B n unknowns, so it
+        is the fastest accurate choice with ``'Radau'``, ``'BDF'``,
+        ``'LSODA'`` on fields with many parameters (half the time of
+        ``'interpolated'`` with Radau on a 322-parameter MLP). With the
+        explicit methods it costs about as much as ``'interpolated'`` or more:
+        the quadrature evaluates all products at every node of both step
+        sequences. Memory grows with the number of steps (it keeps the
+        forward and the backward dense output), like ``'interpolated'``; only
+        ``'backsolve'`` is flat.
     method : str
         The solver of both ways: one of :func:`scipy.integrate.solve_ivp`
         (``'DOP853'``, ``'RK45'``, ``'RK23'``, ``'Radau'``, ``'BDF'``,
@@ -191,6 +215,9 @@ def adjoint_gradients(
       t_i) at every t_i, i >= 1, and obeys da_t/dt = -a^T df/dt;
     * dL/dtheta = a_theta(t_0), with a_theta(t_N) = 0;
     * dL/dz0 = a(t_0) + g_0.
+
+    ``stats.backward_state_size`` is the size of the backward system and
+    ``stats.nquadrature`` the number of quadrature nodes (quadrature mode).
 
     References
     ----------
@@ -238,7 +265,7 @@ def adjoint_gradients(
         atol=atol_z,
         jac=forward_jacobian(fld, theta, B, n, method) if implicit else None,
         t_out=ts,
-        dense=(mode == "interpolated"),
+        dense=(mode != "backsolve"),
         max_steps=max_steps,
         what="forward solve",
         inplace=True,
@@ -269,6 +296,30 @@ def adjoint_gradients(
         size = Bn + p + 1
         groups = (Bn, p, 1)  # the mixed error norm's groups (in-house methods)
         atol_b = atol_a
+    elif mode == "quadrature":
+        dense = fwd.dense
+        z_buf = np.empty(Bn)
+        products = np.empty(Bn + p + 1)  # [a_z, a_theta, a_t]: only a_z is integrated
+
+        def z_of(t):
+            return dense.at(t).reshape(B, n)
+
+        # y = a (B*n)
+        if kernels.adjoint_a is not None:
+
+            def fun_backward(t, y, out):
+                kernels.adjoint_a(t, dense.at(t, z_buf), y, out)
+
+        else:  # the fused kernel of all products (generated for ODESystem; the sums are cheap there)
+
+            def fun_backward(t, y, out):
+                kernels.adjoint(t, dense.at(t, z_buf), y, products)
+                out[:] = products[:Bn]
+
+        jac_backward = _quadrature_jacobian(fld, theta, B, n, method, z_of) if implicit else None
+        size = Bn
+        groups = None
+        atol_b = atol_a
     else:
         # y = [z (B*n), a (B*n), a_theta (p), a_t (1)]
         fun_backward = kernels.backward
@@ -281,20 +332,18 @@ def adjoint_gradients(
     # from its predecessor's end plus the jumps at ts[i]: a += g_i and a_t -= dL/dt_i, with
     # dL/dt_i = g_i . f(z(t_i), t_i); in backsolve mode z restarts from the forward state zs[i].
     t_grad = np.zeros(T)
-    f_i = np.empty(Bn)
-    for i in range(1, T):
-        kernels.f(float(ts[i]), zs[i].reshape(-1), f_i)
-        t_grad[i] = float(np.dot(g[i].reshape(-1), f_i))
+    t_grad[1:] = _observation_time_gradients(fld, theta, zs[1:], ts[1:], g[1:])
     rows = np.arange(T - 1, 0, -1)  # i of interval k
-    a_off = 0 if mode == "interpolated" else Bn  # where a starts in y
+    a_off = Bn if mode == "backsolve" else 0  # where a starts in y
     keep = np.ones(size)
     add = np.zeros((T - 1, size))
     add[:, a_off : a_off + Bn] = g[rows].reshape(T - 1, Bn)
-    add[:, -1] = -t_grad[rows]
+    if mode != "quadrature":
+        add[:, -1] = -t_grad[rows]
     if mode == "backsolve":
         keep[:Bn] = 0.0
         add[:, :Bn] = zs[rows].reshape(T - 1, Bn)
-    Y_end, bstats = integrate_intervals(
+    swept = integrate_intervals(
         fun_backward,
         ts[::-1],
         keep,
@@ -306,16 +355,23 @@ def adjoint_gradients(
         max_steps=max_steps,
         what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
         groups=groups,
+        dense=(mode == "quadrature"),
     )
+    Y_end, bstats = swept[:2]
     stats.nfev_backward += bstats["nfev"]
     stats.njev_backward += bstats["njev"]
     stats.nlu += bstats["nlu"]
     stats.nsteps_backward += bstats["nsteps"]
+    stats.backward_state_size = size
     y = Y_end[-1]  # at t0, before the jump g_0
     a_plus = y[a_off : a_off + Bn].reshape(B, n).copy()
     a = a_plus + g[0]
-    a_theta = y[a_off + Bn : a_off + Bn + p].copy()
-    a_t = float(y[-1])
+    if mode == "quadrature":
+        a_theta, a_t, stats.nquadrature = _parameter_and_time_integrals(fld, theta, fwd.dense, swept[2], method, B, n)
+        a_t -= float(np.sum(t_grad[1:]))  # the jumps of a_t at t_1 .. t_N
+    else:
+        a_theta = y[a_off + Bn : a_off + Bn + p].copy()
+        a_t = float(y[-1])
     drift = z0_rec = None
     if mode == "backsolve":
         # drift[i - 1]: at ts[i - 1], the end of the interval from ts[i]
@@ -358,6 +414,102 @@ def adjoint_gradients(
         backsolve_drift=drift,
         diagnostics=diagnostics,
     )
+
+
+#: the order of each method's steps (the highest for the variable-order BDF and LSODA)
+METHOD_ORDERS = {"RK23": 3, "RK45": 5, "dopri5": 5, "tsit5": 5, "DOP853": 8, "Radau": 5, "BDF": 5, "LSODA": 12}
+
+#: samples (nodes times B) of one quadrature kernel call: bounds the temporaries of the field (an MLP
+#: keeps a few (samples, width) arrays), so that they do not grow with the number of steps
+QUADRATURE_CHUNK = 512
+
+
+def gauss_legendre_nodes(method):
+    """Gauss–Legendre nodes and weights on [0, 1] for the accepted steps of ``method``.
+
+    A G-point rule integrates polynomials of degree 2G - 1 exactly, so on a
+    step of length h its error is O(h^(2G + 1)). With G = ceil(q / 2) + 1
+    for a method of order q that is O(h^(q + 3)): two orders below the step's
+    own local error O(h^(q + 1)), so the quadrature never dominates (3 nodes
+    for RK23, 4 for the 5th-order methods, 5 for DOP853, 7 for LSODA).
+
+    Returns
+    -------
+    x, w : ndarray, shape (G,)
+        Nodes in (0, 1) and weights summing to 1.
+    """
+    G = -(-METHOD_ORDERS[method] // 2) + 1
+    x, w = np.polynomial.legendre.leggauss(G)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+def _observation_time_gradients(fld, theta, zs, ts, g):
+    """dL/dt_i = g_i . f(z(t_i), t_i) for every row: one evaluation of f at all states, shape (T,)."""
+    T, B, n = zs.shape
+    if T == 0:
+        return np.zeros(0)
+    f = fld.eval_f_at(zs.reshape(T * B, n), np.repeat(ts, B), theta).reshape(T, B * n)
+    return np.einsum("ij,ij->i", g.reshape(T, B * n), f)
+
+
+def _parameter_and_time_integrals(fld, theta, z_dense, a_dense, method, B, n):
+    r"""Quadrature mode: ``a_theta(t_0) = -\int a^T f_theta dt`` and the integral part of ``a_t(t_0)``.
+
+    The integrals run along the backward solve, from ``ts[-1]`` to ``ts[0]``,
+    by Gauss–Legendre quadrature on every piece between consecutive step
+    boundaries of the backward *and* the forward solve: on a piece both a
+    (backward dense output) and z (forward dense output) are one polynomial,
+    and the pieces are as fine as either solve needed. (The backward steps
+    alone are not enough: where a is constant, as between observation times
+    of a linear loss on dx/dt = k sin(w t), they span many periods of f.) On
+    a piece of signed length h the contribution is ``-h sum_g w_g a(t_g)^T
+    f_theta(z(t_g), t_g)``; as the products are linear in a, a is weighted by
+    ``-h w_g`` and every node of every piece (and sample) goes into one
+    kernel call (in chunks of :data:`QUADRATURE_CHUNK` samples).
+
+    Returns
+    -------
+    a_theta : ndarray, shape (p,)
+    a_t : float
+        Without the jumps at the observation times.
+    nodes : int
+        Quadrature nodes evaluated (per sample).
+    """
+    x, w = gauss_legendre_nodes(method)
+    tb = a_dense.step_times  # backward order
+    tf = z_dense.step_times
+    lo_t, hi_t = min(tb[0], tb[-1]), max(tb[0], tb[-1])
+    grid = np.unique(np.concatenate([tb, tf[(tf > lo_t) & (tf < hi_t)]]))  # ascending
+    if tb[-1] < tb[0]:
+        grid = grid[::-1]
+    h = np.diff(grid)
+    nodes = (grid[:-1, None] + h[:, None] * x).reshape(-1)  # (N G,): piece-major
+    weights = (-h[:, None] * w).reshape(-1)
+    a_theta = np.zeros(fld.n_params)
+    a_t = 0.0
+    per_call = max(1, QUADRATURE_CHUNK // B)  # nodes per kernel call
+    for lo in range(0, nodes.size, per_call):
+        t = nodes[lo : lo + per_call]
+        a = a_dense.at_many(t) * weights[lo : lo + per_call, None]  # (k, B n)
+        z = z_dense.at_many(t)
+        _, ath, at = fld.eval_vjp_at(a.reshape(-1, n), z.reshape(-1, n), np.repeat(t, B), theta)
+        a_theta += ath
+        a_t += at
+    return a_theta, float(a_t), int(nodes.size)
+
+
+def _quadrature_jacobian(fld, theta, B, n, method, z_of):
+    """Jacobian of a' = -f_z^T a (block diagonal) with z from the dense output; None without field Jacobians."""
+    if not fld.has_jacobians:
+        return None
+    asm = BlockJacobian(B * n, B, dense=(method == "LSODA"))
+    asm.diag(0, 0, n, n)
+    asm.finish()
+
+    def jac(t, y):
+        return asm.build(-np.swapaxes(fld.eval_jac_z(z_of(t), t, theta), 1, 2))
+
+    return jac
 
 
 def _interpolated_jacobian(fld, theta, B, n, p, method, z_of):

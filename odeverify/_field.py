@@ -48,6 +48,9 @@ class SolverKernels:
     f: object
     backward: object
     adjoint: object
+    #: ``adjoint_a(t, z, y, out)`` with ``y = a`` (B*n,): ``out = -a^T f_z`` (the quadrature-mode system);
+    #: None: use ``adjoint`` and keep the first B*n entries
+    adjoint_a: object = None
 
 
 def generic_solver_kernels(field, theta, batch):
@@ -73,7 +76,11 @@ def generic_solver_kernels(field, theta, batch):
         np.negative(ath, out=out[Bn : Bn + p])
         out[-1] = -at
 
-    return SolverKernels(f, backward, adjoint)
+    # y = a
+    def adjoint_a(t, z, y, out):
+        np.negative(field.eval_vjp_z(y.reshape(B, n), z.reshape(B, n), t, theta).reshape(-1), out=out)
+
+    return SolverKernels(f, backward, adjoint, adjoint_a)
 
 
 class AbstractVectorField(abc.ABC):
@@ -145,6 +152,66 @@ class AbstractVectorField(abc.ABC):
         is an array of shape ``(p,)`` or a list of p scalars (the autograd
         references pass it split, which is cheaper for generated code).
         """
+
+    def eval_vjp_z(self, a, z, t, theta):
+        """``a^T df/dz`` alone, shape (B, n) (``a``, ``z`` of shape (B, n)); fields may skip the other products."""
+        return self.eval_vjp(a, z, t, theta)[1]
+
+    def eval_f_at(self, z, t, theta):
+        """f with a time per sample.
+
+        Parameters
+        ----------
+        z : ndarray, shape (M, n)
+        t : ndarray, shape (M,)
+        theta : ndarray, shape (p,)
+
+        Returns
+        -------
+        ndarray, shape (M, n)
+            Row m is f(z[m], t[m]; theta). The default makes one
+            :meth:`eval_f` call per distinct time (one in all when the field
+            is autonomous); fields that take a time per sample override it.
+        """
+        z = np.asarray(z, dtype=float)
+        out = np.empty_like(z)
+        for tk, rows in _rows_per_time(self, t):
+            out[rows] = self.eval_f(z[rows], tk, theta)
+        return out
+
+    def eval_vjp_at(self, a, z, t, theta):
+        """Vector-Jacobian products with a time per sample.
+
+        Parameters
+        ----------
+        a, z : ndarray, shape (M, n)
+        t : ndarray, shape (M,)
+        theta : ndarray, shape (p,)
+
+        Returns
+        -------
+        a_z : ndarray, shape (M, n)
+            ``a[m]^T df/dz(z[m], t[m])``.
+        a_theta : ndarray, shape (p,)
+            ``sum_m a[m]^T df/dtheta(z[m], t[m])``.
+        a_t : float
+            ``sum_m a[m]^T df/dt(z[m], t[m])``.
+
+        Notes
+        -----
+        The default makes one :meth:`eval_vjp` call per distinct time (one in
+        all when the field is autonomous).
+        """
+        a = np.asarray(a, dtype=float)
+        a_z = np.empty_like(a)
+        a_theta = np.zeros(self.n_params)
+        a_t = 0.0
+        for tk, rows in _rows_per_time(self, t):
+            _, az, ath, at = self.eval_vjp(a[rows], np.asarray(z)[rows], tk, theta)
+            a_z[rows] = az
+            a_theta += ath
+            a_t += at
+        return a_z, a_theta, a_t
 
     def eval_jac_z(self, z, t, theta):
         """df/dz for each sample, shape (B, n, n); None when not available."""
@@ -249,3 +316,14 @@ def _each_row(eval_f, z, t, theta, p):
             out = np.empty(z.shape, dtype=np.result_type(np.asarray(value), z))
         out[members] = np.asarray(value).reshape((len(members),) + z.shape[1:])
     return out
+
+
+def _rows_per_time(field, t):
+    """``(t_k, rows)`` pairs that split per-sample times ``t`` (M,) by distinct value (one pair if autonomous)."""
+    t = np.asarray(t, dtype=float).reshape(-1)
+    if field.is_autonomous or t.size == 0 or np.all(t == t[0]):
+        return [(float(t[0]) if t.size else 0.0, slice(None))]
+    values, inverse = np.unique(t, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(values.size + 1))
+    return [(float(v), order[lo:hi]) for v, lo, hi in zip(values, bounds[:-1], bounds[1:])]

@@ -12,6 +12,7 @@ solver's message.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,8 +20,8 @@ import scipy.integrate
 import scipy.sparse
 
 from ._rk import (
-    _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKFailure, ScipyDenseOutput, integrate_rk,
-    integrate_rk_intervals,
+    _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKDenseOutput, RKFailure, ScipyDenseOutput,
+    integrate_rk, integrate_rk_intervals,
 )
 from ._validate import (
     IMPLICIT_METHODS,
@@ -58,7 +59,14 @@ class SpanResult:
     nsteps: int
     interpolants: list | None
     step_times: list | None
-    dense: object = None  # a StepwiseDenseOutput when dense=True
+    _dense: object = None  # a StepwiseDenseOutput (in-house methods), made on first use from the interpolants otherwise
+
+    @property
+    def dense(self):
+        """A StepwiseDenseOutput of the kept steps when dense=True, else None."""
+        if self._dense is None and self.interpolants is not None:
+            self._dense = scipy_dense_output(self.step_times, self.interpolants)
+        return self._dense
 
 
 def integrate_span(
@@ -171,9 +179,11 @@ def integrate_span(
             t_new = solver.t
             if k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
                 interp = solver.dense_output()
-                while k < len(t_out) and direction * (t_out[k] - t_new) <= 0:
-                    y_at[k] = solver.y if t_out[k] == t_new else interp(t_out[k])
-                    k += 1
+                k_end = k + int(np.searchsorted(direction * t_out[k:], direction * t_new, side="right"))
+                y_at[k:k_end] = np.asarray(interp(t_out[k:k_end])).T  # the step's outputs in one call
+                if t_out[k_end - 1] == t_new:
+                    y_at[k_end - 1] = solver.y
+                k = k_end
                 if dense:
                     interpolants.append(interp)
             elif dense:
@@ -201,8 +211,52 @@ def integrate_span(
         nsteps=nsteps,
         interpolants=interpolants,
         step_times=step_times,
-        dense=ScipyDenseOutput(step_times, interpolants) if dense else None,
     )
+
+
+def scipy_dense_output(step_times, interpolants):
+    """A :class:`StepwiseDenseOutput` of SciPy step interpolants.
+
+    The interpolants of RK23, RK45, DOP853 and Radau are polynomials in
+    ``s = (t - t_old) / h``; they become one :class:`RKDenseOutput` (an
+    evaluation is a few array operations instead of SciPy's Python call, and
+    many times are evaluated in one). BDF's and LSODA's stay as they are.
+    """
+    coefficients = [_polynomial_coefficients(interp) for interp in interpolants]
+    if not coefficients or any(R is None for R in coefficients) or len({R.shape for R in coefficients}) != 1:
+        return ScipyDenseOutput(step_times, interpolants)
+    return RKDenseOutput(np.asarray(step_times, dtype=float), np.stack(coefficients))
+
+
+def _polynomial_coefficients(interp):
+    """``R`` (d + 1, size) with ``interp(t_old + s h) = [1, s, ..., s^d] . R``, or None for other interpolants."""
+    name = type(interp).__name__
+    if name == "RkDenseOutput":  # y_old + h Q [s, s^2, ...]
+        return np.vstack([interp.y_old, interp.h * interp.Q.T])
+    if name == "RadauDenseOutput":  # y_old + Q [s, s^2, s^3]
+        return np.vstack([interp.y_old, interp.Q.T])
+    if name == "Dop853DenseOutput":
+        R = _dop853_monomials(interp.F.shape[0]) @ interp.F
+        R[0] += interp.y_old
+        return R
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _dop853_monomials(m):
+    """C (m + 1, m): the monomial coefficients of DOP853's interpolant are ``C @ F`` (plus y_old in row 0).
+
+    SciPy evaluates ``y = 0; for i, f in enumerate(reversed(F)): y = (y + f) * (s if i is even else 1 - s)``;
+    the same recursion on the coefficient vectors of the basis F = I gives C.
+    """
+    c = np.zeros((m + 1, m))
+    for i, j in enumerate(range(m - 1, -1, -1)):
+        c[0, j] += 1.0
+        shifted = np.zeros_like(c)
+        shifted[1:] = c[:-1]  # times s
+        c = shifted if i % 2 == 0 else c - shifted
+    c.flags.writeable = False
+    return c
 
 
 def _into(fun):
@@ -260,14 +314,17 @@ def _budget_message(what, max_steps, t_reached, t_start, t_end, hint):
 
 def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, dense, max_steps, what, groups):
     """:func:`integrate_span` for the in-house methods of :mod:`odeverify._rk`."""
+    t_out = np.asarray(t_out, dtype=float).reshape(-1)
     with np.errstate(all="ignore"):
         try:
             res = integrate_rk(
-                fun, t_start, t_end, y0, tableau, rtol=rtol, atol=atol, t_out=t_out, dense=dense,
+                fun, t_start, t_end, y0, tableau, rtol=rtol, atol=atol, t_out=() if dense else t_out, dense=dense,
                 max_steps=max_steps, groups=groups,
             )
         except RKFailure as exc:
             raise _rk_error(exc, what, t_start, t_end, max_steps) from None
+        if dense:  # every output from the kept steps in one array operation (not one call per output)
+            res["y_at"] = _outputs_from_dense(res["dense"], t_out, t_start, t_end, y0, res["y_end"])
     if not np.all(np.isfinite(res["y_at"])):
         raise IntegrationError(
             f"the {what} produced non-finite values at the output times", t_reached=float(t_end), t_target=float(t_end)
@@ -281,8 +338,18 @@ def _integrate_adaptive(fun, t_start, t_end, y0, tableau, *, rtol, atol, t_out, 
         nsteps=res["nsteps"],
         interpolants=None,
         step_times=None,
-        dense=res["dense"],
+        _dense=res["dense"],
     )
+
+
+def _outputs_from_dense(dense, t_out, t_start, t_end, y0, y_end):
+    """The states at ``t_out`` (len(t_out), size) from a dense output; the span's ends exactly."""
+    if dense.step_times.size < 2:  # an empty span
+        return np.broadcast_to(y0, (t_out.size, y0.size)).copy()
+    y_at = dense.at_many(t_out)
+    y_at[t_out == t_start] = y0
+    y_at[t_out == t_end] = y_end
+    return y_at
 
 
 def _rk_error(exc, what, t_start, t_end, max_steps):
@@ -307,7 +374,7 @@ def _rk_error(exc, what, t_start, t_end, max_steps):
 
 
 def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, max_steps=DEFAULT_MAX_STEPS,
-                        what=None, groups=None):
+                        what=None, groups=None, dense=False):
     """Integrate over ``times[k] -> times[k + 1]`` for every k, restarting each interval from
     ``keep * y_end(k - 1) + add[k]`` (interval 0 from ``add[0]``).
 
@@ -330,6 +397,8 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
         As for :func:`integrate_span`.
     what : callable, optional
         ``what(k)``, the name of interval k's solve for error messages.
+    dense : bool
+        Also return the dense output of every accepted step of every interval.
 
     Returns
     -------
@@ -337,6 +406,10 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
         The state at the end of each interval (before the next jump).
     stats : dict
         ``nfev``, ``njev``, ``nlu``, ``nsteps`` summed over the intervals.
+    dense_output : StepwiseDenseOutput
+        Only when ``dense``: one dense output over ``times[0] -> times[K]``
+        whose steps are the accepted steps of all intervals (discontinuous at
+        the interval boundaries, where the jumps are).
     """
     times = np.asarray(times, dtype=float)
     K = len(times) - 1
@@ -345,21 +418,27 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
         with np.errstate(all="ignore"):
             try:
                 res = integrate_rk_intervals(fun, times, keep, add, ADAPTIVE_TABLEAUX[method], rtol=rtol, atol=atol,
-                                             max_steps=max_steps, groups=groups)
+                                             max_steps=max_steps, groups=groups, dense=dense)
             except RKFailure as exc:
                 k = exc.interval
                 raise _rk_error(exc, what(k), float(times[k]), float(times[k + 1]), max_steps) from None
         stats = {"nfev": res["nfev"], "njev": 0, "nlu": 0, "nsteps": res["nsteps"]}
-        return res["Y_end"], stats
+        return (res["Y_end"], stats, res["dense"]) if dense else (res["Y_end"], stats)
     Y_end = np.empty((K, add.shape[1]))
     stats = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
+    step_times, interpolants = [float(times[0])], []
     for k in range(K):
         y0 = add[0].copy() if k == 0 else keep * Y_end[k - 1] + add[k]
         span = integrate_span(fun, float(times[k]), float(times[k + 1]), y0, method=method, rtol=rtol, atol=atol,
-                              jac=jac, max_steps=max_steps, what=what(k), inplace=True, groups=groups)
+                              jac=jac, max_steps=max_steps, what=what(k), inplace=True, groups=groups, dense=dense)
         Y_end[k] = span.y_end
         for key in stats:
             stats[key] += getattr(span, key)
+        if dense:
+            step_times += span.step_times[1:]
+            interpolants += span.interpolants
+    if dense:
+        return Y_end, stats, scipy_dense_output(step_times, interpolants)
     return Y_end, stats
 
 

@@ -137,6 +137,45 @@ class StepwiseDenseOutput:
         """The step (in integration order) of ascending segment ``j``."""
         return self._nseg - 1 - j if self._reverse else j
 
+    @property
+    def step_times(self):
+        """The step boundaries in integration order, shape (N + 1,)."""
+        return self._asc_arr[::-1] if self._reverse else self._asc_arr
+
+    def steps_of(self, ts):
+        """The step (in integration order) holding each time of ``ts`` (clamped to the span), shape (M,).
+
+        A time on a boundary between two steps gets one of them; both give the same
+        value where the solution is continuous.
+        """
+        j = np.searchsorted(self._asc_arr, ts, side="right") - 1
+        np.clip(j, 0, self._nseg - 1, out=j)
+        return self._nseg - 1 - j if self._reverse else j
+
+    def at_many(self, ts):
+        """The state at every time of ``ts``, shape (len(ts), size).
+
+        One array operation per step that holds some of the times (the
+        subclasses make it one operation in all where they can).
+        """
+        ts = np.ascontiguousarray(ts, dtype=float).reshape(-1)
+        steps = self.steps_of(ts)
+        order = np.argsort(steps, kind="stable")
+        uniq, first = np.unique(steps[order], return_index=True)
+        bounds = np.append(first, ts.size)
+        out = None
+        for i, lo, hi in zip(uniq, bounds[:-1], bounds[1:]):
+            rows = order[lo:hi]
+            y = self._eval_step(int(i), ts[rows])  # (size, k)
+            if out is None:
+                out = np.empty((ts.size, y.shape[0]), dtype=y.dtype)
+            out[rows] = y.T
+        return out if out is not None else np.empty((0, 0))
+
+    def _eval_step(self, i, ts):
+        """Step ``i``'s interpolant at the times ``ts`` (inside it), shape (size, len(ts))."""
+        raise NotImplementedError
+
     def at(self, t, out=None):
         """The state at one time ``t``, shape (size,), written into ``out`` when given."""
         raise NotImplementedError
@@ -150,24 +189,51 @@ class StepwiseDenseOutput:
 
 
 class RKDenseOutput(StepwiseDenseOutput):
-    """Dense output of :func:`integrate_rk`: per step ``y(t0 + s h) = [1, s, ..., s^d] . R``.
+    """Piecewise-polynomial dense output: per step ``y(t0 + s h) = [1, s, ..., s^d] . R``.
 
     ``R`` stacks the state at the step's start and ``h`` times the dense
-    output's coefficient vectors, shape (d + 1, size).
+    output's coefficient vectors, shape (d + 1, size). :func:`integrate_rk`
+    returns one; the interpolants of SciPy's explicit Runge–Kutta methods and
+    Radau are converted to one (:func:`odeverify._integrate.integrate_span`).
     """
+
+    #: times evaluated together by :meth:`at_many` (bounds its temporaries)
+    CHUNK = 4096
 
     def __init__(self, t_steps, R):
         super().__init__(t_steps)
-        self._t0 = [float(x) for x in t_steps[:-1]]
-        self._h = [float(b - a) for a, b in zip(t_steps[:-1], t_steps[1:])]
+        t_steps = np.asarray(t_steps, dtype=float)
+        self._t0_arr = t_steps[:-1]
+        self._h_arr = np.diff(t_steps)
+        self._t0 = self._t0_arr.tolist()
+        self._h = self._h_arr.tolist()
         self._R = R  # (N, d + 1, size)
+        self._powers = np.arange(R.shape[1], dtype=float)
+        self._pw = np.empty(R.shape[1])
+
+    def at_many(self, ts):
+        """The state at every time of ``ts``, shape (len(ts), size): searchsorted and one polynomial evaluation."""
+        ts = np.ascontiguousarray(ts, dtype=float).reshape(-1)
+        out = np.empty((ts.size, self._R.shape[2]), dtype=self._R.dtype)
+        for lo in range(0, ts.size, self.CHUNK):
+            t = ts[lo : lo + self.CHUNK]
+            i = self.steps_of(t)
+            s = ((t - self._t0_arr[i]) / self._h_arr[i])[:, None]
+            y = out[lo : lo + self.CHUNK]
+            y[...] = self._R[i, -1]
+            for d in range(self._R.shape[1] - 2, -1, -1):  # Horner over the coefficient rows
+                y *= s
+                y += self._R[i, d]
+        return out
 
     def at(self, t, out=None):
-        i = self._step_index(self._segment(t))
+        j = self._segment(t)
+        i = self._nseg - 1 - j if self._reverse else j
         R = self._R[i]
         if out is None:
             out = np.empty(R.shape[1], dtype=R.dtype)
-        return _interpolate(R, (t - self._t0[i]) / self._h[i], out)
+        np.power((t - self._t0[i]) / self._h[i], self._powers, out=self._pw)  # [1, s, ..., s^d]
+        return np.dot(self._pw, R, out)
 
 
 class ScipyDenseOutput(StepwiseDenseOutput):
@@ -176,6 +242,9 @@ class ScipyDenseOutput(StepwiseDenseOutput):
     def __init__(self, t_steps, interpolants):
         super().__init__(t_steps)
         self._interpolants = interpolants
+
+    def _eval_step(self, i, ts):
+        return np.asarray(self._interpolants[i](ts)).reshape(-1, ts.size)
 
     def at(self, t, out=None):
         y = self._interpolants[self._step_index(self._segment(t))](t)
@@ -350,13 +419,16 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     return OK, t, Y[0].copy(), Y[1].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
 
 
-def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err):
+def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err,
+                  dense_steps=None):
     """:func:`_rk_loop` over consecutive intervals ``times[k] -> times[k+1]``, restarting each from
     ``keep * y_end(previous) + add[k]`` (``y_end(-1) = 0``): the backward adjoint sweep in one call.
 
     ``keep`` (size,) and ``add`` (K, size) express the jumps of the adjoint at the observation times
     and the restart of a reconstructed state from the forward one. Each interval has its own step
     budget; the step size proposed at the end of one starts the next (``h_abs <= 0``: Hairer's).
+    With a list ``dense_steps``, every interval appends its ``(t_steps, R)`` (the dense output's step
+    boundaries and stacked coefficients, as :class:`RKDenseOutput` takes them).
 
     Returns ``(status, k, t, y, f, Y_end, nfev, nsteps, h_abs)``: ``Y_end[k]`` the state at the end of
     interval k; on a failure ``k`` is the failed interval and ``t, y, f`` where it stopped.
@@ -365,6 +437,7 @@ def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, s
     size = add.shape[1]
     Y_end = np.zeros((K, size))
     no_out = np.empty(0)
+    dense = dense_steps is not None
     y = np.zeros(size)
     nfev = 0
     nsteps = 0
@@ -375,13 +448,15 @@ def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, s
             y[:] = keep * Y_end[k - 1] + add[k]
         status, t, y_end, f, y_at, nf, ns, nr, h_abs, t_steps, R_all, n_dense = _rk_loop(
             fun, times[k], times[k + 1], y, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends,
-            no_out, False, max_steps, h_abs, order_err, False,
+            no_out, dense, max_steps, h_abs, order_err, False,
         )
         nfev += nf
         nsteps += ns
         if status != OK:
             return status, k, t, y_end, f, Y_end, nfev, nsteps, h_abs
         Y_end[k] = y_end
+        if dense:
+            dense_steps.append((t_steps[: n_dense + 1].copy(), R_all[:n_dense].copy()))  # not the grown buffers
     return OK, K, times[K], y, y, Y_end, nfev, nsteps, h_abs
 
 
@@ -512,7 +587,7 @@ def integrate_rk(
     }
 
 
-def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_steps=100_000, groups=None):
+def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_steps=100_000, groups=None, dense=False):
     """Integrate over consecutive intervals with jumps between them (see :func:`_rk_intervals`).
 
     Parameters
@@ -527,11 +602,16 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
         Added to the start of interval k (interval 0 starts at ``add[0]``).
     tableau, rtol, atol, max_steps, groups
         As for :func:`integrate_rk`; ``max_steps`` is each interval's budget.
+    dense : bool
+        Keep every step: ``"dense"`` of the result is one :class:`RKDenseOutput`
+        over all intervals (discontinuous at the interval boundaries, where the
+        jumps are; a boundary time gets one of its two steps).
 
     Returns
     -------
     dict
-        ``Y_end`` (K, size), the states at the intervals' ends; ``nfev``, ``nsteps``.
+        ``Y_end`` (K, size), the states at the intervals' ends; ``nfev``, ``nsteps``;
+        ``dense`` (an :class:`RKDenseOutput` or None).
 
     Raises
     ------
@@ -545,12 +625,22 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
     size = add.shape[1]
     starts, ends = _group_bounds(size, None if groups is None else tuple(groups))
     atol = np.full(size, atol) if np.ndim(atol) == 0 else np.ascontiguousarray(atol, dtype=float)
+    dense_steps = [] if dense else None
     status, k, t, y, f, Y_end, nfev, nsteps, h_abs = _rk_intervals(
         fun, times, keep, add, W1, W0, Wd0, c, -1.0 / tableau.order, float(rtol), atol, starts, ends,
-        int(max_steps), -1.0, tableau.order - 1,
+        int(max_steps), -1.0, tableau.order - 1, dense_steps,
     )
     if status != OK:
         exc = RKFailure(status, t, y, f)
         exc.interval = int(k)
         raise exc
-    return {"Y_end": Y_end, "nfev": int(nfev), "nsteps": int(nsteps)}
+    out = {"Y_end": Y_end, "nfev": int(nfev), "nsteps": int(nsteps), "dense": None}
+    if dense:
+        out["dense"] = joined_dense_output(dense_steps)
+    return out
+
+
+def joined_dense_output(pieces):
+    """One :class:`RKDenseOutput` from consecutive pieces ``(t_steps, R)``, each starting where the last ended."""
+    t_steps = np.concatenate([pieces[0][0][:1]] + [ts[1:] for ts, _ in pieces])
+    return RKDenseOutput(t_steps, np.concatenate([R for _, R in pieces]))

@@ -596,6 +596,13 @@ class ODESystem(AbstractVectorField):
         f, az, ath, at = self.numeric._kernel("vjp")(a, z, t, theta, check=False)
         return (f if with_f else None), az, ath.sum(axis=0), float(at.sum())
 
+    def eval_f_at(self, z, t, theta):
+        return self.numeric._kernel("f")(z, t, theta, check=False)[0]
+
+    def eval_vjp_at(self, a, z, t, theta):
+        _, az, ath, at = self.numeric._kernel("vjp")(a, z, t, theta, check=False)
+        return az, ath.sum(axis=0), float(at.sum())
+
     def f_autograd(self, z, t, theta):
         return self.numeric._kernel("f").autograd(z, t, theta)[0]
 

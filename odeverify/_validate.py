@@ -33,7 +33,7 @@ METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA", "dopri5", "tsit5")
 #: implicit solvers, which use the analytic Jacobian
 IMPLICIT_METHODS = ("Radau", "BDF", "LSODA")
 #: adjoint modes
-MODES = ("interpolated", "backsolve")
+MODES = ("interpolated", "backsolve", "quadrature")
 
 
 def _short(value, width=80):

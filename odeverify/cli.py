@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from ._adjoint import adjoint_gradients
+from ._validate import MODES
 from .errors import IntegrationError, InvalidArgumentError, OdeverifyError
 from .spec import load_spec, load_system
 
@@ -23,7 +24,7 @@ __all__ = ["main"]
 
 def _add_solver_options(p):
     p.add_argument("--method", help="solver (DOP853, RK45, RK23, Radau, BDF, LSODA); default from the spec or DOP853")
-    p.add_argument("--mode", choices=["interpolated", "backsolve"], help="adjoint mode; default from the spec")
+    p.add_argument("--mode", choices=list(MODES), help="adjoint mode; default from the spec or interpolated")
     p.add_argument("--rtol", type=float, help="relative tolerance; default from the spec or 1e-8")
     p.add_argument("--atol", type=float, help="absolute tolerance; default from the spec or 1e-8")
 

@@ -20,7 +20,7 @@ A spec names the system, the inputs, a loss and the solver settings::
 
     [solver]                             # optional
     method = "DOP853"
-    mode = "interpolated"
+    mode = "interpolated"                # or "backsolve", "quadrature"
     rtol = 1e-8
     atol = 1e-8
 

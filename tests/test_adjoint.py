@@ -7,7 +7,7 @@ from helpers import entry_rel_err, forced_decay_reference, linear_reference, rel
 
 import odeverify as ov
 
-MODES = ["interpolated", "backsolve"]
+MODES = ["interpolated", "backsolve", "quadrature"]
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +245,8 @@ def test_mixed_norm_keeps_the_parameter_gradient_accurate_in_a_batch(mode, monke
     err_one, err_many = errors()
     assert err_one < 1e-6 and err_many < 1e-6
     assert err_many < 5 * err_one
+    if mode == "quadrature":  # a_theta is not in the backward state: no norm can dilute its error
+        return
     # the same solve with a plain RMS norm: the batch dilutes the a_theta error
     bounds = rk._group_bounds
     monkeypatch.setattr(rk, "_group_bounds", lambda size, groups: bounds(size, None))
@@ -289,3 +291,152 @@ def test_in_house_methods_with_a_field_that_is_not_an_odesystem(method, mode):
     assert rel_err(got.theta, want.theta) < 1e-8
 
 
+
+
+# ---------------------------------------------------------------------------- quadrature mode
+QUAD_METHODS = ["DOP853", "dopri5", "tsit5", "Radau"]
+
+
+def _linear_problem(decreasing):
+    A = np.array([[-0.3, 1.1, 0.2], [-0.9, -0.2, 0.4], [0.1, -0.5, -0.6]])
+    ts = np.array([0.0, 0.3, 0.9, 1.4, 2.0])
+    if decreasing:
+        ts = ts[::-1] - 1.0
+    names = [f"a{i}{j}" for i in range(3) for j in range(3)]
+    rhs = [" + ".join(f"a{i}{j}*z{j}" for j in range(3)) for i in range(3)]
+    return ov.ODESystem.from_strings("z0 z1 z2", names, rhs), A, ts
+
+
+@pytest.mark.parametrize("method", QUAD_METHODS)
+@pytest.mark.parametrize("decreasing", [False, True])
+def test_quadrature_linear_system_against_expm_frechet(method, decreasing):
+    sys_, A, ts = _linear_problem(decreasing)
+    z0 = np.array([1.0, -0.5, 0.8])
+    c = np.random.default_rng(3).normal(size=(len(ts), 3))
+    res = ov.adjoint_gradients(
+        sys_, z0, ts, A.ravel(), lambda zs: anp.sum(c * zs) + 0.5 * anp.sum(zs**2),
+        mode="quadrature", method=method, rtol=1e-11, atol=1e-11,
+    )
+    L, dz0, dA, dts = linear_reference(A, z0, ts, c)
+    assert res.loss == pytest.approx(L, rel=1e-9)
+    assert entry_rel_err(res.z0, dz0) < 1e-8
+    assert entry_rel_err(res.theta, dA) < 1e-8
+    assert entry_rel_err(res.t, dts) < 1e-8
+    # the backward system is a alone: n states (not 2n + p + 1 or n + p + 1)
+    assert res.stats.backward_state_size == 3
+    assert res.stats.nquadrature >= res.stats.nsteps_backward
+
+
+@pytest.mark.parametrize("method", QUAD_METHODS)
+@pytest.mark.parametrize("decreasing", [False, True])
+def test_quadrature_forced_decay_every_time_gradient(method, decreasing):
+    # non-autonomous: dL/dt0 needs the quadrature of a df/dt plus the jumps
+    sys_ = ov.ODESystem.from_strings("x", "k w", ["-k*x + sin(w*t)"])
+    k, w, x0 = 0.8, 2.5, 1.2
+    ts = np.array([0.3, 1.0, 1.7, 2.9])
+    if decreasing:
+        ts = ts[::-1]
+    weights = np.array([0.5, 1.0, -0.7, 2.0])
+    L, dx0, dth, dts = forced_decay_reference(k, w, x0, ts, weights)
+    res = ov.adjoint_gradients(sys_, [x0], ts, [k, w], lambda zs: anp.sum(weights * zs[:, 0] ** 2),
+                               mode="quadrature", method=method, rtol=1e-11, atol=1e-11)
+    assert res.loss == pytest.approx(L, rel=1e-9)
+    assert res.z0[0] == pytest.approx(dx0, rel=1e-8)
+    assert entry_rel_err(res.theta, dth) < 1e-8
+    assert entry_rel_err(res.t, dts) < 1e-8
+    assert res.diagnostics["t0_discrepancy"] < 1e-8 * abs(dts[0])
+
+
+@pytest.mark.parametrize("method", QUAD_METHODS)
+def test_quadrature_batch_of_three_against_expm_frechet(method):
+    sys_, A, ts = _linear_problem(False)
+    Z0 = np.array([[1.0, -0.5, 0.8], [0.2, 0.4, -1.1], [-0.7, 0.9, 0.3]])
+    c = np.random.default_rng(5).normal(size=(len(ts), 3, 3))  # (T, B, n)
+    res = ov.adjoint_gradients(sys_, Z0, ts, A.ravel(), lambda zs: anp.sum(c * zs) + 0.5 * anp.sum(zs**2),
+                               mode="quadrature", method=method, rtol=1e-11, atol=1e-11)
+    refs = [linear_reference(A, Z0[b], ts, c[:, b, :]) for b in range(3)]
+    assert res.loss == pytest.approx(sum(r[0] for r in refs), rel=1e-9)
+    assert entry_rel_err(res.z0, [r[1] for r in refs]) < 1e-8
+    assert entry_rel_err(res.theta, sum(r[2] for r in refs)) < 1e-8
+    assert entry_rel_err(res.t, sum(r[3] for r in refs)) < 1e-8
+    assert res.stats.backward_state_size == 9  # B n
+
+
+@pytest.mark.parametrize("method", QUAD_METHODS)
+def test_quadrature_loss_at_t0_only(method):
+    # L = x(t0)^2 on dx/dt = a x: a(t) = 0 after t0, so dL/da = 0 and dL/dt0 = 0
+    sys_ = ov.ODESystem.from_strings("x", "a", ["a*x"])
+    res = ov.adjoint_gradients(sys_, [1.5], [0.0, 0.7, 1.0], [0.4], lambda zs: zs[0, 0] ** 2,
+                               mode="quadrature", method=method, rtol=1e-11, atol=1e-11)
+    assert res.z0[0] == pytest.approx(3.0, rel=1e-12)
+    assert res.theta[0] == 0.0
+    assert np.all(res.t == 0.0)
+
+
+@pytest.mark.parametrize("method", ["DOP853", "tsit5", "Radau"])
+@pytest.mark.parametrize("time_input", [False, True])
+def test_quadrature_mlp_field_matches_interpolated(method, time_input):
+    field = ov.MLPField((2, 8, 2), time_input=time_input)
+    theta = field.init_params(np.random.default_rng(0))
+    Z0 = np.random.default_rng(1).normal(size=(3, 2))
+    ts = np.array([0.0, 0.4, 1.1, 1.5])
+    loss = lambda zs: anp.sum(zs**2) + anp.sum(zs[1] * zs[2])  # noqa: E731
+    kw = dict(method=method, rtol=1e-11, atol=1e-11)
+    quad = ov.adjoint_gradients(field, Z0, ts, theta, loss, mode="quadrature", **kw)
+    interp = ov.adjoint_gradients(field, Z0, ts, theta, loss, mode="interpolated", **kw)
+    assert rel_err(quad.z0, interp.z0) < 1e-8
+    assert rel_err(quad.theta, interp.theta) < 1e-8
+    assert rel_err(quad.t, interp.t) < 1e-8
+    assert quad.stats.backward_state_size == 6
+    assert interp.stats.backward_state_size == 6 + field.n_params + 1
+
+
+def test_quadrature_resolves_f_theta_where_a_is_constant():
+    # dx/dt = k sin(w t), L = sum c_i x(t_i): a is constant between the observation times, so the
+    # backward steps are long; the quadrature also splits at the forward steps, which resolve sin(w t)
+    osc = ov.ODESystem.from_strings("x", "k w", ["k*sin(w*t)"])
+    k, w = 1.3, 6.0
+    ts = np.array([0.0, 2.0, 4.0])
+    c = np.array([0.0, 1.0, -2.0])
+    g = (1 - np.cos(w * ts)) / w  # x(t) = x0 + k g(t)
+    exact = np.array([np.sum(c * g), np.sum(c * k * (ts * np.sin(w * ts) / w - g / w))])
+    res = ov.adjoint_gradients(osc, [0.5], ts, [k, w], lambda zs: anp.sum(c[:, None] * zs),
+                               mode="quadrature", method="DOP853", rtol=1e-11, atol=1e-11)
+    assert entry_rel_err(res.theta, exact) < 1e-8
+
+
+def test_gauss_nodes_follow_the_method_order():
+    from odeverify._adjoint import gauss_legendre_nodes
+
+    for method, G in [("RK23", 3), ("dopri5", 4), ("DOP853", 5), ("LSODA", 7)]:
+        x, w = gauss_legendre_nodes(method)
+        assert x.shape == w.shape == (G,)
+        # exact for degree 2G - 1 on [0, 1]: the integral of s^k is 1 / (k + 1)
+        for deg in range(2 * G):
+            assert np.dot(w, x**deg) == pytest.approx(1.0 / (deg + 1), rel=1e-13)
+
+
+def test_quadrature_mode_is_validated(growth):
+    with pytest.raises(ov.errors.InvalidArgumentError, match="quadrature"):
+        ov.adjoint_gradients(growth, [1.0], [0.0, 1.0], [1.0], lambda zs: zs[-1, 0], mode="quadratur")
+
+
+@pytest.mark.parametrize("time_input", [False, True])
+def test_per_sample_time_products_equal_one_call_per_sample(time_input):
+    # eval_f_at / eval_vjp_at (the quadrature's and dL/dt_i's one-call evaluations) against eval_f / eval_vjp
+    field = ov.MLPField((3, 7, 5, 3), time_input=time_input)
+    theta = field.init_params(np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    a, z, t = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), rng.uniform(0, 2, size=6)
+    sym = ov.ODESystem.from_strings("x y", "k w", ["-k*x + sin(w*t)*y", "x*y - t"])
+    th2 = np.array([0.8, 2.5])
+    for fld, th, n in [(field, theta, 3), (sym, th2, 2)]:
+        aa, zz = a[:, :n], z[:, :n]
+        singles = [fld.eval_vjp(aa[i : i + 1], zz[i : i + 1], t[i], th) for i in range(6)]
+        az, ath, at = fld.eval_vjp_at(aa, zz, t, th)
+        assert rel_err(az, np.vstack([s[1] for s in singles])) < 1e-14
+        assert rel_err(ath, sum(s[2] for s in singles)) < 1e-14
+        assert at == pytest.approx(sum(s[3] for s in singles), rel=1e-13, abs=1e-15)
+        f_one = np.vstack([fld.eval_f(zz[i : i + 1], t[i], th) for i in range(6)])
+        assert rel_err(fld.eval_f_at(zz, t, th), f_one) < 1e-14
+        assert rel_err(fld.eval_vjp_z(aa, zz, 0.7, th), fld.eval_vjp(aa, zz, 0.7, th)[1]) < 1e-14

@@ -44,7 +44,7 @@ def test_gradients_exponential_matches_closed_form():
     assert d["t"] == pytest.approx([-2 * e2, 2 * e2], rel=1e-8)
 
 
-@pytest.mark.parametrize("mode", ["interpolated", "backsolve"])
+@pytest.mark.parametrize("mode", ["interpolated", "backsolve", "quadrature"])
 def test_gradients_lotka_volterra_against_finite_differences(mode):
     code, text = run(["gradients", str(EXAMPLES / "lotka_volterra.toml"), "--json", "--mode", mode])
     assert code == 0

@@ -19,6 +19,7 @@ from odeverify.references import (
 SOURCES = {
     "adjoint": lambda: Adjoint("interpolated"),
     "adjoint-backsolve": lambda: Adjoint("backsolve"),
+    "adjoint-quadrature": lambda: Adjoint("quadrature"),
     "forward": ForwardSensitivity,
     "autograd": AutogradRK,
     "fd": FiniteDifferences,
@@ -49,6 +50,11 @@ def test_source_matches_closed_form_within_its_error_estimate(exact, source, nam
             key, err, est.errors[key],
         )
     assert est.error_model and est.seconds >= 0
+
+
+def test_adjoint_reference_validates_its_mode():
+    with pytest.raises(InvalidArgumentError, match="quadrature"):
+        Adjoint("gauss")
 
 
 def test_complex_step_is_used_only_when_valid():

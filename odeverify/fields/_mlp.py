@@ -384,7 +384,8 @@ class MLPField(AbstractVectorField):
             if layer == 0:
                 if self.time_input:
                     np.matmul(G.T, xs[0], out=gW[:, :n])
-                    gW[:, n] = t * a_theta[b0:end]
+                    # sum_b G_b t_b: t is a float, or a column (B, 1) of per-sample times (eval_vjp_at)
+                    gW[:, n] = G.T @ t[:, 0] if np.ndim(t) else t * a_theta[b0:end]
                     a_t = float(a_theta[b0:end] @ W[:, n])
                     a_z = G @ W[:, :n]
                 else:
@@ -395,6 +396,27 @@ class MLPField(AbstractVectorField):
                 G = G @ W
                 G *= self._d1(xs[layer])
         return (f if with_f else None), a_z, a_theta, a_t
+
+    def eval_vjp_z(self, a, z, t, theta):
+        """``a^T df/dz`` without the parameter and time products (the reverse sweep through the weights only)."""
+        layers = self._unpack(theta)
+        _, xs = self._forward(z, t, layers)
+        n = self.n_states
+        G = a
+        for layer in range(len(layers) - 1, 0, -1):
+            G = G @ layers[layer][0]
+            G *= self._d1(xs[layer])
+        W = layers[0][0]
+        return G @ (W[:, :n] if self.time_input else W)
+
+    def eval_f_at(self, z, t, theta):
+        t = np.asarray(t, dtype=float).reshape(-1, 1)  # a column: per-sample times in the first layer
+        return self._forward(np.asarray(z, dtype=float), t, self._unpack(theta))[0]
+
+    def eval_vjp_at(self, a, z, t, theta):
+        t = np.asarray(t, dtype=float).reshape(-1, 1)
+        _, a_z, a_theta, a_t = self.eval_vjp(np.asarray(a, dtype=float), np.asarray(z, dtype=float), t, theta)
+        return a_z, a_theta, a_t
 
     # ------------------------------------------------------------------ Jacobians
     def _input(self, z, t):

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.integrate
 
 from .._adjoint import BacksolveDriftWarning, adjoint_gradients
-from .._validate import check_method
+from .._validate import check_method, check_mode
 from ..errors import IntegrationError, InvalidArgumentError
 from ._base import GradientEstimate, Reference
 
@@ -36,14 +36,18 @@ class Adjoint(Reference):
 
     Parameters
     ----------
-    mode : {'interpolated', 'backsolve'}
+    mode : {'interpolated', 'backsolve', 'quadrature'}
+        ``'quadrature'`` integrates a alone backwards and the parameter
+        gradient by Gauss–Legendre quadrature on the backward steps (see
+        :func:`~odeverify.adjoint_gradients`): the cheapest of the three
+        with an implicit method on a field with many parameters.
     method : str
     rtol, atol : float
         Tolerances of the looser of the two runs.
     """
 
     def __init__(self, mode="interpolated", *, method="DOP853", rtol=1e-10, atol=1e-10):
-        self.mode = mode
+        self.mode = check_mode(mode)
         self.method = check_method(method)
         self.rtol = rtol
         self.atol = atol
