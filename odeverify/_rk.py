@@ -164,7 +164,10 @@ class RKDenseOutput(StepwiseDenseOutput):
         self._pw = np.ones(R.shape[1])  # scratch powers of the step fraction
 
     def at(self, t, out=None):
-        i = self._step_index(self._segment(t))
+        j = self._j  # the cached segment, tested inline: the adjoint's monotone queries mostly hit it
+        if not self._asc[j] <= t <= self._asc[j + 1]:
+            j = self._segment(t)
+        i = self._nseg - 1 - j if self._reverse else j
         R = self._R[i]
         if out is None:
             out = np.empty(R.shape[1], dtype=R.dtype)
@@ -209,7 +212,7 @@ def _interpolate(R, s, out, pw=None):
     for k in range(1, d):
         p *= s
         pw[k] = p
-    np.dot(pw, R, out)
+    pw.dot(R, out)  # the method skips np.dot's dispatch
     return out
 
 
@@ -227,8 +230,8 @@ def _step_layout(W1, W0, Wd0):
 
     Rows of ``M``: ``0..s-1`` the stage inputs, ``s`` the error estimate, ``s+1..`` the dense output's
     stacked coefficients (``Wd0``'s rows, with ``W1``'s dense rows times h). ``C`` only has a first
-    column (the weight of ``y``), so ``M[:, 1:] = h * H[:, 1:]`` is one multiplication per attempt
-    and gives the same numbers as ``W1 * h + W0``.
+    column (the weight of ``y``) and ``H`` none, so ``h * H + C`` gives the same numbers as
+    ``W1 * h + W0`` (two calls on contiguous arrays: cheaper than one on the strided ``M[:, 1:]``).
     """
     key = (id(W1), id(W0), id(Wd0))
     hit = _LAYOUTS.get(key)
@@ -248,6 +251,42 @@ def _step_layout(W1, W0, Wd0):
     return H, C
 
 
+class _Workspace:
+    """The buffers, weight matrix and views of :func:`_rk_loop` for one tableau, state size and dtype.
+
+    Building them costs more than a short solve's steps (the backward sweep
+    of the adjoint runs one loop per observation interval), so finished
+    loops hand theirs back to a pool for the next loop of the same shape.
+    """
+
+    def __init__(self, W1, W0, Wd0, c, size, dtype):
+        self.key = (W1, W0, Wd0)
+        s = c.shape[0]
+        d1 = Wd0.shape[0]
+        self.H, self.C = _step_layout(W1, W0, Wd0)
+        self.M = M = np.empty_like(self.H)  # h * H + C, formed per attempt
+        self.Y = Y = np.empty((s + 1, size), dtype=dtype)  # y, k_1, ..., k_s
+        self.y_new = y_new = np.empty(size, dtype=dtype)
+        self.y_stage = y_stage = np.empty(size, dtype=dtype)
+        self.err = np.empty(size, dtype=dtype)
+        self.scale = np.empty(size)
+        self.abs_a = np.empty(size)
+        self.abs_b = np.empty(size)
+        self.E = E = np.empty((1 + d1, size), dtype=dtype)  # the error estimate, then the dense output's rows
+        self.err_fused, self.R_new = E[0], E[1:]
+        c_l = c.tolist()
+        # (weights.dot, stages, input, output, node) of stages 2..s; the last input is y_new (FSAL). Bound
+        # ndarray.dot methods skip np.dot's dispatch, a third of its cost on short vectors.
+        self.stages = [
+            (M[i, : i + 1].dot, Y[: i + 1], y_new if i == s - 1 else y_stage, Y[i + 1], c_l[i]) for i in range(1, s)
+        ]
+        self.err_dot, self.tail_dot = M[s].dot, M[s:].dot
+        self.y_row, self.f_row, self.k_last = Y[0], Y[1], Y[s]
+
+
+_WORKSPACES = {}
+
+
 def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
     """The adaptive step loop.
 
@@ -258,25 +297,37 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     stacked coefficients. ``h_abs <= 0`` asks for Hairer's starting step.
 
     The loop's own cost per attempt is a fixed handful of NumPy calls on
-    preallocated buffers and views: one multiplication forms all the
-    weights, one dot per stage, one for the error (together with the dense
-    output when the step needs it); for states of at most
+    preallocated buffers and views (a :class:`_Workspace`): two form all
+    the weights, one dot per stage, one for the error (together with the
+    dense output when the step needs it); for states of at most
     :data:`SMALL_SIZE` real components the scaled error norm runs on
     Python floats, which costs less than NumPy calls on such short vectors.
 
     Returns ``(status, t, y, f, y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense)``.
     """
+    key = (id(W1), id(W0), id(Wd0), y0.shape[0], y0.dtype.char)
+    ws = _WORKSPACES.pop(key, None)  # popped: a nested solve (fun solving) builds its own
+    if ws is None or ws.key[0] is not W1 or ws.key[1] is not W0 or ws.key[2] is not Wd0:
+        ws = _Workspace(W1, W0, Wd0, c, y0.shape[0], y0.dtype)
+    try:
+        return _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps,
+                         h_abs, order_err, cplx)
+    finally:
+        _WORKSPACES[key] = ws
+
+
+def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
+    """The body of :func:`_rk_loop`, on the buffers of the workspace ``ws``."""
     s = c.shape[0]
-    d1 = Wd0.shape[0]
+    Y, y_new, y_stage, err, scale = ws.Y, ws.y_new, ws.y_stage, ws.err, ws.scale
+    H, C, M, E, err_fused, R_new = ws.H, ws.C, ws.M, ws.E, ws.err_fused, ws.R_new
+    stages, err_dot, tail_dot = ws.stages, ws.err_dot, ws.tail_dot
+    y_row, f_row, k_last = ws.y_row, ws.f_row, ws.k_last
+    d1 = E.shape[0] - 1
     size = y0.shape[0]
     direction = 1.0 if t_end > t else -1.0
     interval = abs(t_end - t)
-    Y = np.empty((s + 1, size), dtype=y0.dtype)  # y, k_1, ..., k_s
-    Y[0] = y0
-    y_new = np.empty_like(y0)
-    y_stage = np.empty_like(y0)
-    err = np.empty_like(y0)
-    scale = np.empty(size)
+    y_row[...] = y0
     n_out = t_out.shape[0]
     y_at = np.empty((n_out, size), dtype=y0.dtype)
     cap = max(4, min(256, 1_000_000 // (d1 * size + 1))) if dense else 1  # steps stored before growing
@@ -287,11 +338,13 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     k = 0
     t_out_l = t_out.tolist()
     while k < n_out and t_out_l[k] == t:
-        y_at[k] = Y[0]
+        y_at[k] = y_row
         k += 1
-    fun(t, Y[0], Y[1])
+    small = size <= SMALL_SIZE and not cplx
+    fun(t, y_row, f_row)
     nfev = 1
-    if not math.isfinite(abs(Y[1].sum())):  # f undefined at the start: no step size can help
+    if not math.isfinite(sum(f_row.tolist()) if small else abs(np.add.reduce(f_row))):
+        # f undefined at the start: no step size can help
         return F_NOT_FINITE, t, Y[0].copy(), Y[1].copy(), y_at, nfev, 0, 0, h_abs, t_steps, R_all, n_dense
     if h_abs <= 0.0:  # Hairer's starting step size (Solving ODEs I, II.4), one more evaluation
         scale[:] = np.abs(Y[0]) * rtol + atol
@@ -311,27 +364,14 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     else:
         h_abs = min(h_abs, interval)
 
-    # ---- preallocated weights, views and buffers: the attempts below only call into them
-    H, C = _step_layout(W1, W0, Wd0)
-    M = C.copy()  # M[:, 1:] = h * H[:, 1:] per attempt
-    H_h, M_h = H[:, 1:], M[:, 1:]
-    E = np.empty((1 + d1, size), dtype=y0.dtype)  # the error estimate, then the dense output's rows
-    err_fused, R_new = E[0], E[1:]
-    W_err, W_tail = M[s], M[s:]
-    c_l = c.tolist()
-    stages = [  # (weights, stages, input, output) of stages 2..s; the last input is y_new (FSAL)
-        (M[i, : i + 1], Y[: i + 1], y_new if i == s - 1 else y_stage, Y[i + 1], c_l[i]) for i in range(1, s)
-    ]
-    y_row, f_row, k_last = Y[0], Y[1], Y[s]
     groups = list(zip(starts.tolist(), ends.tolist()))
-    small = size <= SMALL_SIZE and not cplx
     if small:
-        atol_l = np.broadcast_to(atol, (size,)).tolist()
+        atol_l = atol.tolist() if np.ndim(atol) else [float(atol)] * size
         abs_y_l = [abs(v) for v in y_row.tolist()]
         inv_counts = [1.0 / (b - a) for a, b in groups]
     else:
-        abs_y = np.abs(y_row)
-        abs_new = np.empty(size)
+        abs_y, abs_new = ws.abs_a, ws.abs_b
+        np.abs(y_row, abs_y)
         one_group = len(groups) == 1
     nsteps = 0
     nrejected = 0
@@ -352,18 +392,19 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
                 h = t_new - t
                 h_abs = abs(h)
             if h != h_formed:
-                np.multiply(H_h, h, out=M_h)
+                np.multiply(H, h, M)
+                np.add(M, C, M)
                 h_formed = h
-            for w, Ys, target, k_out, ci in stages:
-                np.dot(w, Ys, target)  # y + h sum_j a_ij k_j
+            for w_dot, Ys, target, k_out, ci in stages:
+                w_dot(Ys, target)  # y + h sum_j a_ij k_j
                 fun(t + ci * h, target, k_out)
             nfev += s - 1
             need_out = k < n_out and direction * (t_out_l[k] - t_new) <= 0
             if dense or need_out:  # error and dense output in one product
-                np.dot(W_tail, Y, E)
+                tail_dot(Y, E)
                 e = err_fused
             else:
-                np.dot(W_err, Y, err)  # h sum_j (b_j - b_err_j) k_j
+                err_dot(Y, err)  # h sum_j (b_j - b_err_j) k_j
                 e = err
             if small:
                 y_new_l = y_new.tolist()
@@ -382,17 +423,17 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
                         m = v
                 err_norm = math.sqrt(m)
             else:
-                np.abs(y_new, out=abs_new)
+                np.abs(y_new, abs_new)
                 np.maximum(abs_y, abs_new, out=scale)
-                scale *= rtol
-                scale += atol
+                np.multiply(scale, rtol, scale)
+                np.add(scale, atol, scale)
                 if cplx:
                     r = np.abs(e)
-                    r /= scale
+                    np.divide(r, scale, r)
                 else:
-                    r = np.divide(e, scale, out=scale)
+                    r = np.divide(e, scale, scale)
                 if one_group:
-                    err_norm = math.sqrt(float(np.dot(r, r)) / size)
+                    err_norm = math.sqrt(float(r.dot(r)) / size)
                 else:
                     err_norm = _norm(r, starts, ends)
             if err_norm < 1.0:
