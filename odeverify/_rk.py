@@ -364,11 +364,10 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
     else:
         h_abs = min(h_abs, interval)
 
-    groups = list(zip(starts.tolist(), ends.tolist()))
+    groups = [(a, b, b - a) for a, b in zip(starts.tolist(), ends.tolist())]  # (start, end, count)
     if small:
         atol_l = atol.tolist() if np.ndim(atol) else [float(atol)] * size
         abs_y_l = [abs(v) for v in y_row.tolist()]
-        inv_counts = [1.0 / (b - a) for a, b in groups]
     else:
         abs_y, abs_new = ws.abs_a, ws.abs_b
         np.abs(y_row, abs_y)
@@ -414,11 +413,11 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
                     for x, a, b, at in zip(e.tolist(), abs_y_l, abs_new_l, atol_l)
                 ]
                 m = 0.0
-                for (lo, hi), inv in zip(groups, inv_counts):
+                for lo, hi, count in groups:
                     v = 0.0
                     for x in q[lo:hi]:
                         v += x * x
-                    v *= inv
+                    v /= count
                     if not v <= m:
                         m = v
                 err_norm = math.sqrt(m)
@@ -435,7 +434,13 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
                 if one_group:
                     err_norm = math.sqrt(float(r.dot(r)) / size)
                 else:
-                    err_norm = _norm(r, starts, ends)
+                    m = 0.0
+                    for lo, hi, count in groups:
+                        seg = r[lo:hi]
+                        v = seg.dot(seg) / count
+                        if not v <= m:
+                            m = v
+                    err_norm = math.sqrt(m)
             if err_norm < 1.0:
                 factor = MAX_FACTOR if err_norm == 0.0 else min(MAX_FACTOR, SAFETY * err_norm**exponent)
                 if rejected:
