@@ -285,6 +285,7 @@ class _Workspace:
 
 
 _WORKSPACES = {}
+_POOL_SIZE = 32
 
 
 def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
@@ -313,6 +314,8 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
         return _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps,
                          h_abs, order_err, cplx)
     finally:
+        if len(_WORKSPACES) >= _POOL_SIZE:  # many shapes seen: keep the pool small
+            _WORKSPACES.clear()
         _WORKSPACES[key] = ws
 
 
@@ -455,7 +458,7 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
             rejected = True
             nrejected += 1
         if not math.isfinite(sum(y_new_l) if small else abs(np.add.reduce(y_new))):
-            return NOT_FINITE, t_new, y_new, Y[s].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
+            return NOT_FINITE, t_new, y_new.copy(), Y[s].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
         nsteps += 1
         if dense or need_out:
             if dense:

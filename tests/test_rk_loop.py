@@ -192,3 +192,17 @@ def test_scalar_kernels_keep_numpy_semantics(rhs, z, expected):
         outc = np.empty(1, dtype=complex)
         one.f(0.0, np.array([z + 1e-30j]), outc)
         assert outc[0].real == expected and outc[0].imag != 0.0
+
+
+def test_a_failure_keeps_its_state_after_later_solves():
+    # the loop's buffers are pooled between solves: what a failure reports must not be one of them
+    from odeverify._rk import RKFailure
+
+    def overflow(t, y, out):  # a finite rate whose step overflows the state: an accepted, infinite step
+        out[:] = 1e307
+
+    with pytest.raises(RKFailure, match="infinite") as info, np.errstate(over="ignore", invalid="ignore"):
+        integrate_rk(overflow, 0.0, 100.0, np.array([1.0, 2.0]), TSIT5, rtol=1e-6, atol=1e-6, first_step=100.0)
+    y_failed = np.array(info.value.y, copy=True)
+    integrate_rk(as_inplace(forced), 0.0, 1.0, np.array([0.3, 0.4]), TSIT5, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(info.value.y, y_failed)
