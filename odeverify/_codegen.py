@@ -524,25 +524,60 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
         exprs = [_hoist_scalars(e, per_sample, scalar_symbol, facts, memo) for e in exprs]
         printer = _NamedPrinter({**inputs, **hoisted})
         body, reduced, depends, used = _body(exprs, cse, "        ", printer, facts)
+        if not batch:
+            return scalar_kernel(name, args, exprs, sources, body, reduced, used, per_call, printer)
         out_lines = [f"    def {name}({args}):"]
         for x in sorted(used & per_sample, key=order.get):
             sym, (array, offset) = inputs[x], sources[x]
-            if batch:
-                out_lines.append(f"        {sym} = {array}[{offset}:{offset} + Bn:{n}]")
-            else:
-                out_lines.append(f"        {sym} = {array}[{offset}]")
+            out_lines.append(f"        {sym} = {array}[{offset}:{offset} + Bn:{n}]")
         if time in used or per_call:
             out_lines.append(f"        {t_sym} = numpy.float64(t)")
         out_lines.extend(f"        {sym} = {setup_printer.doprint(e)}" for e, sym in per_call.items())
         out_lines.extend(body)
-        if batch:
-            for (kind, pos), e in zip(layout, reduced):
-                if kind == "sample":  # pos: offset of a sample-major block entry
-                    out_lines.append(f"        out[{pos}:{pos} + Bn:{n}] = {printer.doprint(e)}")
-                else:  # pos: a flat index; summed over the batch
-                    out_lines.append(f"        out[{pos}] = {batch_sum(e, depends, printer)}")
+        for (kind, pos), e in zip(layout, reduced):
+            if kind == "sample":  # pos: offset of a sample-major block entry
+                out_lines.append(f"        out[{pos}:{pos} + Bn:{n}] = {printer.doprint(e)}")
+            else:  # pos: a flat index; summed over the batch
+                out_lines.append(f"        out[{pos}] = {batch_sum(e, depends, printer)}")
+        return out_lines
+
+    def scalar_kernel(name, args, exprs, sources, body, reduced, used, per_call, printer):
+        """The B = 1 kernel: on Python floats where that gives NumPy's numbers, else on NumPy scalars.
+
+        Python float arithmetic is IEEE double arithmetic like NumPy's float64
+        scalars, at a fraction of their per-operation cost; it differs only
+        where it raises (a division by zero, an overflowing power), which
+        falls back to the NumPy-scalar evaluation, and in fractional powers
+        of negative numbers (complex in Python, NaN in NumPy): expressions
+        with such powers, and complex inputs, always take the NumPy path.
+        """
+        xs = sorted(used & per_sample, key=order.get)
+        arrays = sorted({sources[x][0] for x in xs})
+        outs = [printer.doprint(e) for e in reduced]
+        if len(outs) <= SCALAR_ITEM_WRITES:  # item writes beat one tuple assignment on short outputs
+            writes = [f"out[{i}] = {o}" for i, o in enumerate(outs)]
         else:
-            out_lines.append(f"        out[:] = ({''.join(printer.doprint(e) + ', ' for e in reduced)})")
+            writes = [f"out[:] = ({''.join(o + ', ' for o in outs)})"]
+        t_used = time in used or per_call
+        per_call_lines = [f"{sym} = {setup_printer.doprint(e)}" for e, sym in per_call.items()]
+        body = [line.strip() for line in body]
+        out_lines = [f"    def {name}({args}):"]
+        if _float_safe([*exprs, *per_call]):
+            out_lines += [f"        _l{a} = {a}.tolist()" for a in arrays]
+            out_lines += [f"        {inputs[x]} = _l{sources[x][0]}[{sources[x][1]}]" for x in xs]
+            first = {}  # one input per array: its type says whether the array is real
+            for x in xs:
+                first.setdefault(sources[x][0], inputs[x])
+            real = " and ".join(f"type({name_}) is float" for name_ in first.values()) or "True"
+            out_lines.append(f"        if {real}:")
+            out_lines.append("            try:")
+            fast = ([f"{t_sym} = float(t)"] if t_used else []) + per_call_lines + body + writes + ["return"]
+            out_lines += [f"                {line}" for line in fast]
+            out_lines.append("            except (ArithmeticError, TypeError, ValueError):")
+            out_lines.append("                pass  # evaluated again below with NumPy's semantics")
+        out_lines += [f"        {inputs[x]} = {sources[x][0]}[{sources[x][1]}]" for x in xs]
+        slow = ([f"{t_sym} = numpy.float64(t)"] if t_used else []) + per_call_lines + body + writes
+        out_lines += [f"        {line}" for line in slow]
         return out_lines
 
     def batch_sum(e, depends, printer):
@@ -581,9 +616,30 @@ def generate_solver_source(states, adjoint, params, time, f, adj, adj_theta, adj
         sample + [("sum", f"Bn + {j}") for j in range(p + 1)],
     )
     setup = [f"    {sym} = {setup_printer.doprint(e)}" for e, sym in per_solve.items()]
+    if not batch:  # NumPy computed them; as Python floats they keep the kernels' NumPy inputs NumPy scalars
+        setup += [f"    {sym} = float({sym})" for sym in [*(f"_s{2 * n + j}" for j in range(p)), *per_solve.values()]]
     lines[4 if p else 3 : 4 if p else 3] = setup
     lines.append("    return f, backward, adjoint")
     return "\n".join(lines) + "\n"
+
+
+#: outputs up to which a B = 1 kernel writes item by item
+SCALAR_ITEM_WRITES = 32
+
+
+def _float_safe(exprs):
+    """True when Python floats evaluate ``exprs`` as NumPy float64 scalars do, or raise.
+
+    Integer powers and square roots (printed as ``numpy.sqrt``) qualify; a
+    fractional or symbolic power does not (a negative base gives a complex
+    number in Python, NaN in NumPy).
+    """
+    for e in exprs:
+        for pw in sp.sympify(e).atoms(sp.Pow):
+            x = pw.exp
+            if not ((x.is_Integer and abs(int(x)) <= 64) or x in (sp.S.Half, -sp.S.Half)):
+                return False
+    return True
 
 
 def _rebuild(expr, args):

@@ -208,8 +208,7 @@ class RKDenseOutput(StepwiseDenseOutput):
         self._t0 = self._t0_arr.tolist()
         self._h = self._h_arr.tolist()
         self._R = R  # (N, d + 1, size)
-        self._powers = np.arange(R.shape[1], dtype=float)
-        self._pw = np.empty(R.shape[1])
+        self._pw = np.ones(R.shape[1])  # scratch powers of the step fraction
 
     def at_many(self, ts):
         """The state at every time of ``ts``, shape (len(ts), size): searchsorted and one polynomial evaluation."""
@@ -227,13 +226,14 @@ class RKDenseOutput(StepwiseDenseOutput):
         return out
 
     def at(self, t, out=None):
-        j = self._segment(t)
+        j = self._j  # the cached segment, tested inline: the adjoint's monotone queries mostly hit it
+        if not self._asc[j] <= t <= self._asc[j + 1]:
+            j = self._segment(t)
         i = self._nseg - 1 - j if self._reverse else j
         R = self._R[i]
         if out is None:
             out = np.empty(R.shape[1], dtype=R.dtype)
-        np.power((t - self._t0[i]) / self._h[i], self._powers, out=self._pw)  # [1, s, ..., s^d]
-        return np.dot(self._pw, R, out)
+        return _interpolate(R, (t - self._t0[i]) / self._h[i], out, self._pw)
 
 
 class ScipyDenseOutput(StepwiseDenseOutput):
@@ -265,19 +265,92 @@ def _norm(r, starts, ends):
     return math.sqrt(m)
 
 
-def _interpolate(R, s, out):
-    """``out = [1, s, s^2, ..., s^d] . R`` for one step's stacked coefficients ``R``; returns ``out``."""
+def _interpolate(R, s, out, pw=None):
+    """``out = [1, s, s^2, ..., s^d] . R`` for one step's stacked coefficients ``R``; returns ``out``.
+
+    ``pw``, a scratch vector of length ``R.shape[0]`` whose first entry is 1, saves an allocation.
+    """
     d = R.shape[0]
-    pw = np.empty(d)
-    pw[0] = 1.0
+    if pw is None:
+        pw = np.ones(d)
+    p = 1.0
     for k in range(1, d):
-        pw[k] = pw[k - 1] * s
-    np.dot(pw, R, out)
+        p *= s
+        pw[k] = p
+    pw.dot(R, out)  # the method skips np.dot's dispatch
     return out
 
 
 # status codes of _rk_loop
 OK, STEP_TOO_SMALL, NOT_FINITE, BUDGET, F_NOT_FINITE = 0, 1, 2, 3, 4
+
+#: state sizes up to which the error norm of a step runs on Python floats (cheaper than NumPy calls there)
+SMALL_SIZE = 32
+
+_LAYOUTS = {}
+
+
+def _step_layout(W1, W0, Wd0):
+    """``(H, C)``: one matrix ``M = h * H + C`` of every linear combination of a step (cached).
+
+    Rows of ``M``: ``0..s-1`` the stage inputs, ``s`` the error estimate, ``s+1..`` the dense output's
+    stacked coefficients (``Wd0``'s rows, with ``W1``'s dense rows times h). ``C`` only has a first
+    column (the weight of ``y``) and ``H`` none, so ``h * H + C`` gives the same numbers as
+    ``W1 * h + W0`` (two calls on contiguous arrays: cheaper than one on the strided ``M[:, 1:]``).
+    """
+    key = (id(W1), id(W0), id(Wd0))
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0] is W1 and hit[1] is W0 and hit[2] is Wd0:
+        return hit[3], hit[4]
+    s = W1.shape[1] - 1
+    H = np.zeros((s + 1 + Wd0.shape[0], s + 1))
+    C = np.zeros_like(H)
+    H[: s + 1] = W1[: s + 1]
+    C[: s + 1] = W0[: s + 1]
+    H[s + 2 :] = W1[s + 1 :]
+    C[s + 1 :] = Wd0
+    C[s + 2 :] += W0[s + 1 :]
+    if H[:, 0].any() or C[:, 1:].any():
+        raise ValueError("the step matrices mix h into the weight of y; expected those of _step_matrices")
+    _LAYOUTS[key] = (W1, W0, Wd0, H, C)
+    return H, C
+
+
+class _Workspace:
+    """The buffers, weight matrix and views of :func:`_rk_loop` for one tableau, state size and dtype.
+
+    Building them costs more than a short solve's steps (the backward sweep
+    of the adjoint runs one loop per observation interval), so finished
+    loops hand theirs back to a pool for the next loop of the same shape.
+    """
+
+    def __init__(self, W1, W0, Wd0, c, size, dtype):
+        self.key = (W1, W0, Wd0)
+        s = c.shape[0]
+        d1 = Wd0.shape[0]
+        self.H, self.C = _step_layout(W1, W0, Wd0)
+        self.M = M = np.empty_like(self.H)  # h * H + C, formed per attempt
+        self.Y = Y = np.empty((s + 1, size), dtype=dtype)  # y, k_1, ..., k_s
+        self.y_new = y_new = np.empty(size, dtype=dtype)
+        self.y_stage = y_stage = np.empty(size, dtype=dtype)
+        self.err = np.empty(size, dtype=dtype)
+        self.scale = np.empty(size)
+        self.abs_a = np.empty(size)
+        self.abs_b = np.empty(size)
+        self.E = E = np.empty((1 + d1, size), dtype=dtype)  # the error estimate, then the dense output's rows
+        self.err_fused, self.R_new = E[0], E[1:]
+        c_l = c.tolist()
+        # (weights.dot, stages, input, output, node) of stages 2..s; the last input is y_new (FSAL). Bound
+        # ndarray.dot methods skip np.dot's dispatch, a third of its cost on short vectors.
+        self.stages = [
+            (M[i, : i + 1].dot, Y[: i + 1], y_new if i == s - 1 else y_stage, Y[i + 1], c_l[i]) for i in range(1, s)
+        ]
+        self.err_dot, self.tail_dot = M[s].dot, M[s:].dot
+        self.y_row, self.f_row, self.k_last = Y[0], Y[1], Y[s]
+
+
+_WORKSPACES = {}
+_POOL_SIZE = 32
 
 
 def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
@@ -289,21 +362,40 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     ``s`` the error estimate, rows ``s+1..`` (with ``Wd0``) the dense output's
     stacked coefficients. ``h_abs <= 0`` asks for Hairer's starting step.
 
-    Returns ``(status, t, y, f, y_at, nfev, nsteps, nrejected, h_abs, t_steps, R, n_dense)``.
+    The loop's own cost per attempt is a fixed handful of NumPy calls on
+    preallocated buffers and views (a :class:`_Workspace`): two form all
+    the weights, one dot per stage, one for the error (together with the
+    dense output when the step needs it); for states of at most
+    :data:`SMALL_SIZE` real components the scaled error norm runs on
+    Python floats, which costs less than NumPy calls on such short vectors.
+
+    Returns ``(status, t, y, f, y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense)``.
     """
+    key = (id(W1), id(W0), id(Wd0), y0.shape[0], y0.dtype.char)
+    ws = _WORKSPACES.pop(key, None)  # popped: a nested solve (fun solving) builds its own
+    if ws is None or ws.key[0] is not W1 or ws.key[1] is not W0 or ws.key[2] is not Wd0:
+        ws = _Workspace(W1, W0, Wd0, c, y0.shape[0], y0.dtype)
+    try:
+        return _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps,
+                         h_abs, order_err, cplx)
+    finally:
+        if len(_WORKSPACES) >= _POOL_SIZE:  # many shapes seen: keep the pool small
+            _WORKSPACES.clear()
+        _WORKSPACES[key] = ws
+
+
+def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
+    """The body of :func:`_rk_loop`, on the buffers of the workspace ``ws``."""
     s = c.shape[0]
-    d1 = Wd0.shape[0]
+    Y, y_new, y_stage, err, scale = ws.Y, ws.y_new, ws.y_stage, ws.err, ws.scale
+    H, C, M, E, err_fused, R_new = ws.H, ws.C, ws.M, ws.E, ws.err_fused, ws.R_new
+    stages, err_dot, tail_dot = ws.stages, ws.err_dot, ws.tail_dot
+    y_row, f_row, k_last = ws.y_row, ws.f_row, ws.k_last
+    d1 = E.shape[0] - 1
     size = y0.shape[0]
     direction = 1.0 if t_end > t else -1.0
     interval = abs(t_end - t)
-    Y = np.empty((s + 1, size), dtype=y0.dtype)  # y, k_1, ..., k_s
-    Y[0] = y0
-    y_new = np.empty_like(y0)
-    y_stage = np.empty_like(y0)
-    err = np.empty_like(y0)
-    scale = np.empty(size)
-    W = np.empty_like(W1)
-    Wd = Wd0.copy()
+    y_row[...] = y0
     n_out = t_out.shape[0]
     y_at = np.empty((n_out, size), dtype=y0.dtype)
     cap = max(4, min(256, 1_000_000 // (d1 * size + 1))) if dense else 1  # steps stored before growing
@@ -312,12 +404,15 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     n_dense = 0
     t_steps[0] = t
     k = 0
-    while k < n_out and t_out[k] == t:
-        y_at[k] = Y[0]
+    t_out_l = t_out.tolist()
+    while k < n_out and t_out_l[k] == t:
+        y_at[k] = y_row
         k += 1
-    fun(t, Y[0], Y[1])
+    small = size <= SMALL_SIZE and not cplx
+    fun(t, y_row, f_row)
     nfev = 1
-    if not math.isfinite(abs(Y[1].sum())):  # f undefined at the start: no step size can help
+    if not math.isfinite(sum(f_row.tolist()) if small else abs(np.add.reduce(f_row))):
+        # f undefined at the start: no step size can help
         return F_NOT_FINITE, t, Y[0].copy(), Y[1].copy(), y_at, nfev, 0, 0, h_abs, t_steps, R_all, n_dense
     if h_abs <= 0.0:  # Hairer's starting step size (Solving ODEs I, II.4), one more evaluation
         scale[:] = np.abs(Y[0]) * rtol + atol
@@ -336,10 +431,19 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
         h_abs = min(100 * h0, h1, interval)
     else:
         h_abs = min(h_abs, interval)
-    abs_y = np.abs(Y[0])
+
+    groups = [(a, b, b - a) for a, b in zip(starts.tolist(), ends.tolist())]  # (start, end, count)
+    if small:
+        atol_l = atol.tolist() if np.ndim(atol) else [float(atol)] * size
+        abs_y_l = [abs(v) for v in y_row.tolist()]
+    else:
+        abs_y, abs_new = ws.abs_a, ws.abs_b
+        np.abs(y_row, abs_y)
+        one_group = len(groups) == 1
     nsteps = 0
     nrejected = 0
     factor = 1.0
+    h_formed = None  # the h that M holds
     while direction * (t_end - t) > 0:
         min_step = 10.0 * 2.220446049250313e-16 * max(abs(t), 1e-300)
         rejected = False
@@ -354,22 +458,57 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
                 t_new = t_end
                 h = t_new - t
                 h_abs = abs(h)
-            W[:] = W1 * h + W0
-            for i in range(1, s):
-                target = y_new if i == s - 1 else y_stage  # the last stage is taken at y_new (FSAL)
-                np.dot(W[i, : i + 1], Y[: i + 1], target)  # y + h sum_j a_ij k_j
-                fun(t + c[i] * h, target, Y[i + 1])
+            if h != h_formed:
+                np.multiply(H, h, M)
+                np.add(M, C, M)
+                h_formed = h
+            for w_dot, Ys, target, k_out, ci in stages:
+                w_dot(Ys, target)  # y + h sum_j a_ij k_j
+                fun(t + ci * h, target, k_out)
             nfev += s - 1
-            np.dot(W[s], Y, err)  # h sum_j (b_j - b_err_j) k_j
-            abs_new = np.abs(y_new)
-            scale = np.maximum(abs_y, abs_new)
-            scale *= rtol
-            scale += atol
-            if cplx:
-                err_norm = _norm(np.abs(err) / scale, starts, ends)
+            need_out = k < n_out and direction * (t_out_l[k] - t_new) <= 0
+            if dense or need_out:  # error and dense output in one product
+                tail_dot(Y, E)
+                e = err_fused
             else:
-                err /= scale
-                err_norm = _norm(err.real, starts, ends)
+                err_dot(Y, err)  # h sum_j (b_j - b_err_j) k_j
+                e = err
+            if small:
+                y_new_l = y_new.tolist()
+                abs_new_l = [abs(v) for v in y_new_l]
+                q = [
+                    x / ((a if a > b else b) * rtol + at)
+                    for x, a, b, at in zip(e.tolist(), abs_y_l, abs_new_l, atol_l)
+                ]
+                m = 0.0
+                for lo, hi, count in groups:
+                    v = 0.0
+                    for x in q[lo:hi]:
+                        v += x * x
+                    v /= count
+                    if not v <= m:
+                        m = v
+                err_norm = math.sqrt(m)
+            else:
+                np.abs(y_new, abs_new)
+                np.maximum(abs_y, abs_new, out=scale)
+                np.multiply(scale, rtol, scale)
+                np.add(scale, atol, scale)
+                if cplx:
+                    r = np.abs(e)
+                    np.divide(r, scale, r)
+                else:
+                    r = np.divide(e, scale, scale)
+                if one_group:
+                    err_norm = math.sqrt(float(r.dot(r)) / size)
+                else:
+                    m = 0.0
+                    for lo, hi, count in groups:
+                        seg = r[lo:hi]
+                        v = seg.dot(seg) / count
+                        if not v <= m:
+                            m = v
+                    err_norm = math.sqrt(m)
             if err_norm < 1.0:
                 factor = MAX_FACTOR if err_norm == 0.0 else min(MAX_FACTOR, SAFETY * err_norm**exponent)
                 if rejected:
@@ -383,35 +522,35 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
             h_abs *= factor
             rejected = True
             nrejected += 1
-        if not math.isfinite(abs(y_new.sum())):
-            return NOT_FINITE, t_new, y_new, Y[s].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
+        if not math.isfinite(sum(y_new_l) if small else abs(np.add.reduce(y_new))):
+            return NOT_FINITE, t_new, y_new.copy(), Y[s].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
         nsteps += 1
-        need_out = k < n_out and direction * (t_out[k] - t_new) <= 0
         if dense or need_out:
-            Wd[1:] = W[s + 1 :]
-            if dense and n_dense == cap:  # grow the dense storage
-                grown = np.empty((2 * cap, d1, size), dtype=y0.dtype)
-                grown[:cap] = R_all
-                R_all = grown
-                t_grown = np.empty(2 * cap + 1)
-                t_grown[: cap + 1] = t_steps
-                t_steps = t_grown
-                cap *= 2
-            R = R_all[n_dense] if dense else R_all[0]
-            np.dot(Wd, Y, R)
             if dense:
+                if n_dense == cap:  # grow the dense storage
+                    grown = np.empty((2 * cap, d1, size), dtype=y0.dtype)
+                    grown[:cap] = R_all
+                    R_all = grown
+                    t_grown = np.empty(2 * cap + 1)
+                    t_grown[: cap + 1] = t_steps
+                    t_steps = t_grown
+                    cap *= 2
+                R_all[n_dense] = R_new
                 n_dense += 1
                 t_steps[n_dense] = t_new
-            while k < n_out and direction * (t_out[k] - t_new) <= 0:
-                if t_out[k] == t_new:
+            while k < n_out and direction * (t_out_l[k] - t_new) <= 0:
+                if t_out_l[k] == t_new:
                     y_at[k] = y_new
                 else:
-                    _interpolate(R, (t_out[k] - t) / h, y_at[k])
+                    _interpolate(R_new, (t_out_l[k] - t) / h, y_at[k])
                 k += 1
         # accept: y <- y_new, k_1 <- f(t_new, y_new)
-        Y[0] = y_new
-        Y[1] = Y[s]
-        abs_y = abs_new
+        y_row[...] = y_new
+        f_row[...] = k_last
+        if small:
+            abs_y_l = abs_new_l
+        else:
+            abs_y, abs_new = abs_new, abs_y
         t = t_new
         h_abs *= factor
         if nsteps >= max_steps and direction * (t_end - t) > 0:
