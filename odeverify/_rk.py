@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from .tableaux import DOPRI5, TSIT5
+from .tableaux import DOP853_ADAPTIVE, DOPRI5, TSIT5
 
 __all__ = [
     "ADAPTIVE_TABLEAUX",
@@ -50,8 +50,9 @@ __all__ = [
     "integrate_rk_intervals",
 ]
 
-#: the adaptive methods by name
-ADAPTIVE_TABLEAUX = {"dopri5": DOPRI5, "tsit5": TSIT5}
+#: the adaptive methods by name; "DOP853" is odeverify's own stepping of Hairer's DOP853, with SciPy's
+#: steps and numbers (to rounding; tests/test_rk_loop.py), without SciPy's per-step Python overhead
+ADAPTIVE_TABLEAUX = {"dopri5": DOPRI5, "tsit5": TSIT5, "DOP853": DOP853_ADAPTIVE}
 
 SAFETY = 0.9
 MIN_FACTOR = 0.2
@@ -324,13 +325,15 @@ class _Workspace:
     loops hand theirs back to a pool for the next loop of the same shape.
     """
 
-    def __init__(self, W1, W0, Wd0, c, size, dtype):
+    def __init__(self, W1, W0, Wd0, c, size, dtype, extra=None):
         self.key = (W1, W0, Wd0)
         s = c.shape[0]
-        d1 = Wd0.shape[0]
+        d1 = Wd0.shape[0] if extra is None else extra.D1.shape[0]
         self.H, self.C = _step_layout(W1, W0, Wd0)
         self.M = M = np.empty_like(self.H)  # h * H + C, formed per attempt
-        self.Y = Y = np.empty((s + 1, size), dtype=dtype)  # y, k_1, ..., k_s
+        n_extra = 0 if extra is None else extra.count
+        self.Y_all = np.empty((s + 1 + n_extra, size), dtype=dtype)  # y, k_1, ..., k_s, extra stages
+        self.Y = Y = self.Y_all[: s + 1]  # y, k_1, ..., k_s
         self.y_new = y_new = np.empty(size, dtype=dtype)
         self.y_stage = y_stage = np.empty(size, dtype=dtype)
         self.err = np.empty(size, dtype=dtype)
@@ -347,13 +350,25 @@ class _Workspace:
         ]
         self.err_dot, self.tail_dot = M[s].dot, M[s:].dot
         self.y_row, self.f_row, self.k_last = Y[0], Y[1], Y[s]
+        self.extra = extra
+        if extra is not None:  # DOP853: the second estimator, extra stages and dense rows, formed per step
+            self.e3 = np.empty(s + 1)
+            self.X = np.empty_like(extra.X)
+            self.D = np.empty_like(extra.D1)
+            self.err3 = np.empty(size, dtype=dtype)
+            self.R_extra = np.empty((extra.D1.shape[0], size), dtype=dtype)
+            self.extra_stages = [
+                (self.X[j, : s + 1 + j].dot, self.Y_all[: s + 1 + j], self.Y_all[s + 1 + j], float(extra.c[j]))
+                for j in range(extra.count)
+            ]
 
 
 _WORKSPACES = {}
 _POOL_SIZE = 32
 
 
-def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx):
+def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps, h_abs, order_err, cplx,
+             extra=None):
     """The adaptive step loop.
 
     ``fun(t, y, out)`` writes dy/dt into ``out``. Every linear
@@ -361,6 +376,8 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     ``W = h * W1 + W0``, rows ``0..s-1`` of ``W`` give the stage inputs, row
     ``s`` the error estimate, rows ``s+1..`` (with ``Wd0``) the dense output's
     stacked coefficients. ``h_abs <= 0`` asks for Hairer's starting step.
+    ``extra`` (an :class:`_Extra`, DOP853) adds the second error estimator,
+    with DOP853's norm, and the extra stages of its dense output.
 
     The loop's own cost per attempt is a fixed handful of NumPy calls on
     preallocated buffers and views (a :class:`_Workspace`): two form all
@@ -374,7 +391,7 @@ def _rk_loop(fun, t, t_end, y0, W1, W0, Wd0, c, exponent, rtol, atol, starts, en
     key = (id(W1), id(W0), id(Wd0), y0.shape[0], y0.dtype.char)
     ws = _WORKSPACES.pop(key, None)  # popped: a nested solve (fun solving) builds its own
     if ws is None or ws.key[0] is not W1 or ws.key[1] is not W0 or ws.key[2] is not Wd0:
-        ws = _Workspace(W1, W0, Wd0, c, y0.shape[0], y0.dtype)
+        ws = _Workspace(W1, W0, Wd0, c, y0.shape[0], y0.dtype, extra)
     try:
         return _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_out, dense, max_steps,
                          h_abs, order_err, cplx)
@@ -391,7 +408,8 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
     H, C, M, E, err_fused, R_new = ws.H, ws.C, ws.M, ws.E, ws.err_fused, ws.R_new
     stages, err_dot, tail_dot = ws.stages, ws.err_dot, ws.tail_dot
     y_row, f_row, k_last = ws.y_row, ws.f_row, ws.k_last
-    d1 = E.shape[0] - 1
+    extra = ws.extra
+    d1 = E.shape[0] - 1 if extra is None else ws.R_extra.shape[0]
     size = y0.shape[0]
     direction = 1.0 if t_end > t else -1.0
     interval = abs(t_end - t)
@@ -461,19 +479,29 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
             if h != h_formed:
                 np.multiply(H, h, M)
                 np.add(M, C, M)
+                if extra is not None:
+                    _form_extra(ws, extra, h)
                 h_formed = h
             for w_dot, Ys, target, k_out, ci in stages:
                 w_dot(Ys, target)  # y + h sum_j a_ij k_j
                 fun(t + ci * h, target, k_out)
             nfev += s - 1
             need_out = k < n_out and direction * (t_out_l[k] - t_new) <= 0
-            if dense or need_out:  # error and dense output in one product
+            if extra is not None:  # DOP853: two estimators and its own norm; dense output after acceptance
+                err_dot(Y, err)
+                ws.e3.dot(Y, ws.err3)
+                err_norm = _dop853_norm(err, ws.err3, y_row, y_new, rtol, atol, groups, cplx)
+            elif dense or need_out:  # error and dense output in one product
                 tail_dot(Y, E)
                 e = err_fused
             else:
                 err_dot(Y, err)  # h sum_j (b_j - b_err_j) k_j
                 e = err
-            if small:
+            if extra is not None:
+                if small:
+                    y_new_l = y_new.tolist()
+                    abs_new_l = None
+            elif small:
                 y_new_l = y_new.tolist()
                 abs_new_l = [abs(v) for v in y_new_l]
                 q = [
@@ -526,6 +554,13 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
             return NOT_FINITE, t_new, y_new.copy(), Y[s].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
         nsteps += 1
         if dense or need_out:
+            if extra is not None:  # the extra stages of DOP853's interpolant, then its coefficients
+                for w_dot, Ys, k_out, cj in ws.extra_stages:
+                    w_dot(Ys, y_stage)
+                    fun(t + cj * h, y_stage, k_out)
+                nfev += extra.count
+                ws.D.dot(ws.Y_all, ws.R_extra)
+                R_new = ws.R_extra
             if dense:
                 if n_dense == cap:  # grow the dense storage
                     grown = np.empty((2 * cap, d1, size), dtype=y0.dtype)
@@ -547,7 +582,9 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
         # accept: y <- y_new, k_1 <- f(t_new, y_new)
         y_row[...] = y_new
         f_row[...] = k_last
-        if small:
+        if extra is not None:
+            pass  # DOP853's norm scales by the states themselves
+        elif small:
             abs_y_l = abs_new_l
         else:
             abs_y, abs_new = abs_new, abs_y
@@ -558,8 +595,38 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
     return OK, t, Y[0].copy(), Y[1].copy(), y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense
 
 
+def _form_extra(ws, extra, h):
+    """DOP853's per-step weights (see :class:`_Extra`) for the step size ``h``."""
+    np.multiply(extra.e3, h, ws.e3)
+    np.multiply(extra.X, h, ws.X)
+    ws.X[:, 0] = 1.0
+    np.multiply(extra.D1, h, ws.D)
+    np.add(ws.D, extra.D0, ws.D)
+
+
+def _dop853_norm(err5, err3, y, y_new, rtol, atol, groups, cplx):
+    """DOP853's error norm (Hairer's dop853.f, as SciPy computes it), the largest over the groups.
+
+    With ``e5 = err5 / scale`` and ``e3 = err3 / scale`` (both already times h) and the squared sums
+    over a group of ``count`` components: ``|e5|^2 / sqrt((|e5|^2 + 0.01 |e3|^2) count)``.
+    """
+    scale = np.maximum(np.abs(y), np.abs(y_new))
+    scale *= rtol
+    scale += atol
+    r5 = np.abs(err5) / scale if cplx else err5 / scale
+    r3 = np.abs(err3) / scale if cplx else err3 / scale
+    m = 0.0
+    for lo, hi, count in groups:
+        a5, a3 = r5[lo:hi], r3[lo:hi]
+        n5, n3 = float(a5.dot(a5)), float(a3.dot(a3))
+        v = 0.0 if (n5 == 0.0 and n3 == 0.0) else n5 / math.sqrt((n5 + 0.01 * n3) * count)
+        if not v <= m:
+            m = v
+    return m
+
+
 def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends, max_steps, h_abs, order_err,
-                  dense_steps=None):
+                  dense_steps=None, extra=None):
     """:func:`_rk_loop` over consecutive intervals ``times[k] -> times[k+1]``, restarting each from
     ``keep * y_end(previous) + add[k]`` (``y_end(-1) = 0``): the backward adjoint sweep in one call.
 
@@ -587,7 +654,7 @@ def _rk_intervals(fun, times, keep, add, W1, W0, Wd0, c, exponent, rtol, atol, s
             y[:] = keep * Y_end[k - 1] + add[k]
         status, t, y_end, f, y_at, nf, ns, nr, h_abs, t_steps, R_all, n_dense = _rk_loop(
             fun, times[k], times[k + 1], y, W1, W0, Wd0, c, exponent, rtol, atol, starts, ends,
-            no_out, dense, max_steps, h_abs, order_err, False,
+            no_out, dense, max_steps, h_abs, order_err, False, extra,
         )
         nfev += nf
         nsteps += ns
@@ -626,22 +693,57 @@ def _group_bounds(size, groups):
 
 
 def _step_matrices(tableau):
-    """``W1, W0, Wd0, c`` of :func:`_rk_loop` for a tableau (cached)."""
+    """``W1, W0, Wd0, c, extra`` of :func:`_rk_loop` for a tableau (cached).
+
+    ``extra`` is None for a pair with one error estimator (``b_err``) and a
+    dense output on the stages; for DOP853's form (``E``, ``A_extra``) it is a
+    :class:`_Extra`: the second error estimator, the extra stages and the
+    dense output over them, which the loop evaluates only on accepted steps
+    that need dense output (as Hairer's dop853.f and SciPy do).
+    """
     if tableau.name not in _MATRICES or _MATRICES[tableau.name][0] is not tableau:
-        if not tableau.fsal or tableau.b_err is None or tableau.P is None:
-            raise ValueError(f"{tableau.name}: integrate_rk needs an FSAL tableau with b_err and a dense output P")
+        two_err = tableau.E is not None
+        if not tableau.fsal or tableau.P is None or (tableau.b_err is None and not two_err):
+            raise ValueError(f"{tableau.name}: integrate_rk needs an FSAL tableau with b_err (or E) and a dense output P")
         s = tableau.stages
-        d = tableau.P.shape[1]
+        d = 0 if two_err else tableau.P.shape[1]
         W1 = np.zeros((s + 1 + d, s + 1))
         W1[:s, 1:] = tableau.A
-        W1[s, 1:] = tableau.b - tableau.b_err
-        W1[s + 1 :, 1:] = tableau.P.T
+        W1[s, 1:] = tableau.E[0] if two_err else tableau.b - tableau.b_err
         W0 = np.zeros_like(W1)
         W0[:s, 0] = 1.0
         Wd0 = np.zeros((d + 1, s + 1))  # the dense output's rows: y, then h * P^T K
         Wd0[0, 0] = 1.0
-        _MATRICES[tableau.name] = (tableau, (W1, W0, Wd0, np.array(tableau.c, dtype=float)))
+        extra = None
+        if two_err:
+            extra = _Extra(tableau)
+        else:
+            W1[s + 1 :, 1:] = tableau.P.T
+        _MATRICES[tableau.name] = (tableau, (W1, W0, Wd0, np.array(tableau.c, dtype=float), extra))
     return _MATRICES[tableau.name][1]
+
+
+class _Extra:
+    """DOP853's second error estimator, extra stages and dense output, as weight matrices.
+
+    With ``Y = [y, k_1, ..., k_s, x_1, ..., x_e]`` (``k_s = f(y_new)``): ``E3 = h * e3 . Y`` is the
+    second estimator, extra stage j's input ``h * X[j] . Y + y``, the dense output's stacked
+    coefficients ``R = h * D1 . Y + D0 . Y`` (``R[0] = y``).
+    """
+
+    def __init__(self, tableau):
+        s, e = tableau.stages, tableau.A_extra.shape[0]
+        d = tableau.P.shape[1]
+        self.stages, self.count = s, e
+        self.c = np.array(tableau.c_extra, dtype=float)
+        self.e3 = np.zeros(s + 1)
+        self.e3[1:] = tableau.E[1]
+        self.X = np.zeros((e, s + 1 + e))
+        self.X[:, 1:] = tableau.A_extra[:, : s + e]
+        self.D1 = np.zeros((d + 1, s + 1 + e))
+        self.D1[1:, 1:] = tableau.P.T
+        self.D0 = np.zeros_like(self.D1)
+        self.D0[0, 0] = 1.0
 
 
 def integrate_rk(
@@ -698,7 +800,7 @@ def integrate_rk(
         When the step size collapses, the state becomes non-finite, or the
         step budget runs out (``str(exc)`` says which).
     """
-    W1, W0, Wd0, c = _step_matrices(tableau)
+    W1, W0, Wd0, c, extra = _step_matrices(tableau)
     y0 = np.asarray(y0)
     dtype = np.result_type(y0.dtype, np.float64)
     y0 = np.ascontiguousarray(y0, dtype=dtype)
@@ -710,7 +812,7 @@ def integrate_rk(
     out = _rk_loop(
         fun, float(t_start), float(t_end), y0, W1, W0, Wd0, c, -1.0 / tableau.order,
         float(rtol), atol, starts, ends, t_out, bool(dense), int(max_steps),
-        -1.0 if first_step is None else abs(float(first_step)), tableau.order - 1, cplx,
+        -1.0 if first_step is None else abs(float(first_step)), tableau.order - 1, cplx, extra,
     )
     status, t, y, f, y_at, nfev, nsteps, nrejected, h_abs, t_steps, R_all, n_dense = out
     if status != OK:
@@ -757,7 +859,7 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
     RKFailure
         With ``.interval``, the index of the interval that failed.
     """
-    W1, W0, Wd0, c = _step_matrices(tableau)
+    W1, W0, Wd0, c, extra = _step_matrices(tableau)
     times = np.ascontiguousarray(times, dtype=float)
     keep = np.ascontiguousarray(keep, dtype=float)
     add = np.ascontiguousarray(add, dtype=float)
@@ -767,7 +869,7 @@ def integrate_rk_intervals(fun, times, keep, add, tableau, *, rtol, atol, max_st
     dense_steps = [] if dense else None
     status, k, t, y, f, Y_end, nfev, nsteps, h_abs = _rk_intervals(
         fun, times, keep, add, W1, W0, Wd0, c, -1.0 / tableau.order, float(rtol), atol, starts, ends,
-        int(max_steps), -1.0, tableau.order - 1, dense_steps,
+        int(max_steps), -1.0, tableau.order - 1, dense_steps, extra,
     )
     if status != OK:
         exc = RKFailure(status, t, y, f)

@@ -206,3 +206,50 @@ def test_a_failure_keeps_its_state_after_later_solves():
     y_failed = np.array(info.value.y, copy=True)
     integrate_rk(as_inplace(forced), 0.0, 1.0, np.array([0.3, 0.4]), TSIT5, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(info.value.y, y_failed)
+
+
+@pytest.mark.parametrize("rtol", [1e-4, 1e-8, 1e-12])
+def test_dop853_takes_scipys_steps_and_gives_its_numbers(rtol):
+    # odeverify's own stepping of DOP853 (two error estimators, order-7 dense output with three extra
+    # stages) against SciPy's DOP853 on a forced Van der Pol oscillator: the same accepted steps, the
+    # same states at output times and the same dense output. The error estimate is a difference of
+    # O(1) terms (about 1e-10 of them here), so summation order moves it by ~1e-7 relative, and the
+    # step sizes by ~1e-8: "the same steps" to that, not to the last bit. At rtol 1e-12 the estimate
+    # itself is at the level of rounding in both codes: there the step counts agree within 2 %
+    import scipy.integrate
+
+    from odeverify._rk import integrate_rk
+    from odeverify.tableaux import DOP853_ADAPTIVE
+
+    def f(t, y):
+        return np.array([y[1], (1 - y[0] ** 2) * y[1] - y[0] + 0.3 * np.sin(t)])
+
+    def f_into(t, y, out):
+        out[:] = f(t, y)
+
+    y0, t_out = np.array([1.0, 0.5]), np.linspace(0.0, 7.0, 15)
+    ref = scipy.integrate.solve_ivp(f, (0.0, 7.0), y0, method="DOP853", rtol=rtol, atol=rtol, dense_output=True)
+    res = integrate_rk(f_into, 0.0, 7.0, y0, DOP853_ADAPTIVE, rtol=rtol, atol=rtol, t_out=t_out, dense=True)
+    if rtol >= 1e-8:
+        assert res["nsteps"] == len(ref.t) - 1
+        np.testing.assert_allclose(res["dense"].step_times, ref.t, rtol=1e-6, atol=1e-12)
+    else:
+        assert abs(res["nsteps"] - (len(ref.t) - 1)) <= 0.02 * len(ref.t)
+    scale = np.max(np.abs(ref.y))
+    agree = max(100 * rtol, 1e-9) * scale  # both within their tolerance of the solution
+    assert np.max(np.abs(res["y_at"] - ref.sol(t_out).T)) < agree
+    fine = np.linspace(0.0, 7.0, 201)
+    assert np.max(np.abs(res["dense"](fine) - ref.sol(fine))) < agree
+
+
+def test_dop853_mixed_norm_and_backwards():
+    # groups of the mixed norm: DOP853's norm per group, the largest counts; backwards in time too
+    from odeverify._rk import integrate_rk
+    from odeverify.tableaux import DOP853_ADAPTIVE
+
+    def decay(t, y, out):
+        out[:] = -np.array([1.0, 3.0]) * y
+
+    res = integrate_rk(decay, 2.0, 0.0, np.array([1.0, 1.0]), DOP853_ADAPTIVE, rtol=1e-11, atol=1e-13,
+                       groups=[1, 1], t_out=[1.0, 0.0])
+    np.testing.assert_allclose(res["y_at"], [[np.e, np.e**3], [np.e**2, np.e**6]], rtol=1e-9)

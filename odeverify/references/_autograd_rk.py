@@ -172,7 +172,7 @@ class AutogradRK(Reference):
                 inplace=True, what="forward solve",
             )
         # the number of adaptive steps taken up to time t, linear within a step
-        step_times = np.abs(np.asarray(res.step_times) - ts[0])
+        step_times = np.abs(np.asarray(res.dense.step_times) - ts[0])
         counts = np.diff(np.interp(np.abs(ts - ts[0]), step_times, np.arange(len(step_times), dtype=float)))
         if q < 7:
             counts *= rtol ** (1.0 / 5 - 1.0 / q)  # an order-5 step for rtol, shrunk to the tableau's order
