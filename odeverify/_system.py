@@ -11,7 +11,7 @@ import sympy as sp
 from ._codegen import ArrayKernel, Group, compile_solver_kernels, generate_solver_source
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
-from ._parse import MAX_NAMES, parse_expression, parse_names
+from ._parse import MAX_NAMES, constant_out_of_range, describe_constant, parse_expression, parse_names
 from ._rk import (
     CompiledRHS, RKDenseOutput, RKFailure, compiled_dense_rhs, dense_rhs_args, integrate_rk, integrate_rk_intervals,
 )
@@ -143,7 +143,7 @@ class ODESystem(AbstractVectorField):
             rhs = [rhs]
         if isinstance(rhs, sp.MatrixBase):
             rhs = list(rhs)
-        if not isinstance(rhs, Sequence):
+        if isinstance(rhs, (bytes, bytearray)) or not isinstance(rhs, Sequence):
             raise InvalidTypeError(f"rhs must be a sequence of SymPy expressions, got {type(rhs).__name__}")
         if len(rhs) != len(state_syms):
             raise InvalidArgumentError(
@@ -198,6 +198,12 @@ class ODESystem(AbstractVectorField):
     def _check_expression(e, argname):
         if e.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
             raise InvalidArgumentError(f"{argname} = {e} contains an infinity or NaN")
+        huge = constant_out_of_range(e)
+        if huge is not None:  # before anything prints e: SymPy's printer evaluates constants
+            raise InvalidArgumentError(
+                f"{argname} holds the constant {describe_constant(huge)}, beyond the double range (about 1.8e308); "
+                "rescale the model"
+            )
         if e.has(sp.I):
             raise InvalidArgumentError(f"{argname} = {e} is complex; right-hand sides must be real")
         for bad in (sp.Derivative, sp.Integral, sp.Sum, sp.Product, sp.Subs):
@@ -249,8 +255,11 @@ class ODESystem(AbstractVectorField):
         pnames = parse_names(params, "params", reserved=[tname, *snames])
         if isinstance(rhs, str):
             rhs = [rhs]
-        if not isinstance(rhs, Sequence):
-            raise InvalidTypeError(f"rhs must be a string or a list of strings, got {type(rhs).__name__}")
+        if isinstance(rhs, (bytes, bytearray)) or not isinstance(rhs, Sequence):
+            raise InvalidTypeError(
+                f"rhs must be a string or a list of strings, got {type(rhs).__name__} {rhs!r:.60}"
+                + ("; decode it first, e.g. rhs=data.decode()" if isinstance(rhs, (bytes, bytearray)) else "")
+            )
         if len(rhs) > MAX_NAMES:
             raise InvalidArgumentError(f"rhs has {len(rhs)} entries, over the limit of {MAX_NAMES}")
         symbols = {n: sp.Symbol(n, real=True) for n in [tname, *snames, *pnames]}

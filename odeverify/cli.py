@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from ._adjoint import adjoint_gradients
 from .errors import IntegrationError, OdeverifyError
-from .spec import load_spec
+from .spec import load_spec, printable
 
 __all__ = ["main"]
 
@@ -75,9 +75,9 @@ def _solver_kwargs(problem, args):
 
 
 def _header(problem):
-    lines = [f"{problem.name}  ({problem.source})"]
+    lines = [f"{printable(problem.name)}  ({printable(problem.source)})"]
     if problem.description:
-        lines.append(f"  {problem.description}")
+        lines.append(f"  {printable(problem.description)}")
     s = problem.system
     for name, expr in zip(s.state_names, s.f):
         lines.append(f"  d{name}/d{s.time.name} = {expr}")
