@@ -447,8 +447,9 @@ class ODESystem(AbstractVectorField):
     def _repr_latex_(self):
         return "$" + self.latex("f") + "$"
 
-    def pretty(self, names=None, *, latex=False) -> str:
-        """A readable multi-line rendering of the derivation (``latex=True`` for LaTeX)."""
+    def pretty(self, names=None, *, latex=False, unicode=True) -> str:
+        """A readable multi-line rendering of the derivation (``latex=True`` for LaTeX; ``unicode=False``
+        draws the matrices in ASCII)."""
         names = self.DERIVATION if names is None else names
         parts = [
             f"{self.name}: states ({', '.join(self.state_names)}), params ({', '.join(self.param_names)}), "
@@ -459,7 +460,7 @@ class ODESystem(AbstractVectorField):
             if latex:
                 parts.append(f"% {self._TITLES[nm]}\n{self._LATEX_TITLES[nm]} = {sp.latex(mat)}")
             else:
-                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{sp.pretty(mat, use_unicode=True)}")
+                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{sp.pretty(mat, use_unicode=unicode)}")
         return "\n\n".join(parts)
 
     def __repr__(self):
