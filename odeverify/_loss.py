@@ -1,4 +1,8 @@
-"""Evaluating a user loss and its gradient with respect to the observed states."""
+"""Evaluating a user loss and its gradient with respect to the observed states.
+
+Private: any loss callable goes through here. The ready-made losses a user picks from are the public
+:mod:`odeverify.losses`.
+"""
 
 from __future__ import annotations
 

@@ -28,3 +28,8 @@ def assert_gradients_close(system, z0, ts, theta, loss, *, candidate=None, refer
     if not report.passed:
         raise AssertionError("\n" + str(report))
     return report
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)
