@@ -12,6 +12,9 @@ from scipy.integrate import solve_ivp
 
 import warnings
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from odeverify.cli import EXIT_TRIVIAL, _parser, gradient_labels, main
 from odeverify.errors import SpecError
 from odeverify.spec import load_spec, parse_spec
@@ -381,3 +384,23 @@ def test_a_file_name_with_a_newline_is_escaped(tmp_path, capsys):
     code, _ = run(["gradients", write(tmp_path, missing, name="missing.toml")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no\\nsuch.csv" in err
+
+
+_TOML_VALUES = ["2.5", "1", "'x'", "true", "[]", "[0.0]", "[[0.0]]", "[0.0, 'a']", "{}", "[{a = 1}]",
+                "1979-05-27", "inf", "nan", "[0.0, inf]", "{start = 0.0}", "{start = [], stop = 1.0, num = 3}",
+                "{start = 0.0, stop = 1.0, num = 2.5}", "{start = 0.0, stop = 1.0, num = true}", "'a\\nb'"]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.sampled_from(["ts", "z0", "theta"]), st.lists(st.sampled_from(_TOML_VALUES), min_size=1, max_size=3),
+       st.integers(0, 40))
+def test_fuzz_spec_values_give_one_line_spec_errors(key, parts, depth):
+    # ill-typed, nested or odd values in the spec's numeric keys: a SpecError on one line, or a valid spec
+    value = "[" * depth + ", ".join(parts) + "]" * depth if depth else parts[0]
+    text = BASE.replace(f"{key} = ", f"{key} = {value}\n_old_{key} = ", 1) if key in BASE else BASE
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("_old_"))
+    text += "\n[loss]\nkind='expression'\nexpression='x'\n"
+    try:
+        parse_spec(text)
+    except SpecError as exc:
+        assert "\n" not in str(exc)
