@@ -1,6 +1,15 @@
-"""odeverify: derive, compute and verify adjoint gradients of ODEs and Neural ODEs."""
+"""odeverify: derive, compute and verify adjoint gradients of ODEs and Neural ODEs.
 
-from importlib.metadata import PackageNotFoundError, version
+Public modules and what they hold (the names starting with ``_`` are private implementations):
+:mod:`odeverify.losses` ready-made losses (``_loss`` evaluates any loss); :mod:`odeverify.tableaux`
+Runge–Kutta methods as data (``_rk`` is the adaptive stepping loop that runs them);
+:class:`odeverify.MLPField` the Neural-ODE vector field, :class:`odeverify.theory.MLP` the plain network
+of the notes' §3.3 backpropagation; :mod:`odeverify.catalog`, :mod:`odeverify.references`,
+:mod:`odeverify.testing`, :mod:`odeverify.theory`, :mod:`odeverify.implicit`, :mod:`odeverify.errors`.
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._adjoint import AdjointResult as AdjointResult
 from ._adjoint import BacksolveDriftWarning as BacksolveDriftWarning
@@ -31,6 +40,23 @@ from . import testing as testing
 from . import theory as theory
 
 try:
-    __version__ = version("odeverify")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("odeverify")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+__all__ = [
+    "AbstractVectorField", "AdjointResult", "BacksolveDriftWarning", "CallableField", "FitProgress", "FitResult",
+    "GradientReport", "MLPField", "ODESystem", "Solution", "SolverStats", "TaylorResult", "TrajectoryData",
+    "adjoint_gradients", "check_gradients", "compute_references", "fit", "load_trajectories", "parse_expression",
+    "solve", "taylor_test",
+    "catalog", "errors", "implicit", "references", "testing", "theory",
+]
+
+
+def __dir__():
+    # what tab completion shows: the public API and the public submodules imported so far
+    import sys
+
+    loaded = [n for n in ("cli", "fields", "losses", "spec", "strategies", "tableaux", "pytest_plugin")
+              if f"{__name__}.{n}" in sys.modules]
+    return sorted(set(__all__) | set(loaded) | {"__version__"})

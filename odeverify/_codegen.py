@@ -114,6 +114,22 @@ def _namespace(backend: str) -> dict:
     raise InvalidArgumentError(f"backend={backend!r} is not one of 'numpy', 'complex', 'autograd'")
 
 
+def _double_literal(number) -> str:
+    """``repr`` of a SymPy number as a double; one beyond the double range is an error, never ``inf``."""
+    try:
+        value = float(number)
+    except OverflowError:
+        value = float("inf")
+    if not np.isfinite(value):
+        text = str(number)
+        text = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise InvalidArgumentError(
+            f"the generated code would hold the constant {text}, beyond the double range (about 1.8e308); "
+            "a derivative of the model (e.g. of 1e306*x**1000) leaves the double range: rescale the model"
+        )
+    return repr(value)
+
+
 class _Printer(NumPyPrinter):
     """NumPy printer with exact float literals and broadcast-safe min/max/piecewise."""
 
@@ -121,14 +137,14 @@ class _Printer(NumPyPrinter):
         super().__init__({"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": False})
 
     def _print_Float(self, expr):
-        return repr(float(expr))
+        return _double_literal(expr)
 
     def _print_Rational(self, expr):
-        return repr(float(expr))
+        return _double_literal(expr)
 
     def _print_Integer(self, expr):
         v = int(expr)
-        return str(v) if abs(v) < 2**53 else repr(float(v))
+        return str(v) if abs(v) < 2**53 else _double_literal(expr)
 
     def _print_Half(self, expr):
         return "0.5"

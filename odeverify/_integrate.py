@@ -26,12 +26,13 @@ from ._rk import (
 )
 from ._validate import (
     IMPLICIT_METHODS,
+    _as_float_array,
     check_method,
     check_positive_int,
     check_problem,
     check_tolerances,
 )
-from .errors import IntegrationError
+from .errors import IntegrationError, InvalidArgumentError
 
 __all__ = ["solve", "Solution", "integrate_span", "DEFAULT_MAX_STEPS"]
 
@@ -626,8 +627,11 @@ class Solution:
     def __call__(self, t):
         """The state at time(s) ``t`` from the dense output; shape ``np.shape(t) + z0.shape``."""
         if self.sol is None:
-            raise ValueError("this Solution has no dense output; call solve(..., dense_output=True)")
-        t = np.asarray(t, dtype=float)
+            raise InvalidArgumentError(
+                "this Solution has no dense output, so it cannot be evaluated between the times ts; "
+                "read its values at ts from .z, or call solve(..., dense_output=True)"
+            )
+        t = _as_float_array(t, "t")
         y = self.sol(t)  # (size,) or (size, k)
         y = np.moveaxis(np.asarray(y), 0, -1)
         return y.reshape(t.shape + self._shape)

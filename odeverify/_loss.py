@@ -1,4 +1,8 @@
-"""Evaluating a user loss and its gradient with respect to the observed states."""
+"""Evaluating a user loss and its gradient with respect to the observed states.
+
+Private: any loss callable goes through here. The ready-made losses a user picks from are the public
+:mod:`odeverify.losses`.
+"""
 
 from __future__ import annotations
 
@@ -98,6 +102,11 @@ def _scalar(value):
         val = complex(raw) if np.iscomplexobj(raw) else float(raw)
     except (TypeError, ValueError):
         raise LossError(f"loss returned {type(raw).__name__} {raw!r:.60}, not a real number") from None
+    except OverflowError:
+        raise LossError(
+            f"loss returned the {type(raw).__name__} {str(raw)[:20]}..., beyond the double range (about 1.8e308); "
+            "return a float, e.g. rescale the loss"
+        ) from None
     if isinstance(val, complex):
         raise LossError(f"loss returned the complex number {val!r}; it must be real")
     if not np.isfinite(val):

@@ -11,7 +11,10 @@ Work is bounded, not only length: an expression is at most
 :data:`MAX_EXPRESSION_LENGTH` characters and :data:`MAX_DEPTH` levels deep,
 and a power whose exponent is a number is refused when the exponent exceeds
 :data:`MAX_EXPONENT` in magnitude (``9**9**9**9`` would otherwise ask SymPy for
-an integer of hundreds of millions of digits).
+an integer of hundreds of millions of digits). Every constant -- a literal,
+a folded product such as ``1e308*10``, a call such as ``exp(1000)`` -- must be
+a finite double: one beyond the double range is refused where it is built
+(:func:`constant_out_of_range`), before SymPy is asked to compute with it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EXPONENT",
     "MAX_NAME_LENGTH",
+    "constant_out_of_range",
+    "describe_constant",
 ]
 
 #: Longest accepted expression, in characters.
@@ -91,6 +96,73 @@ _NODE_WORDS = {
 }
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: largest finite double, the bound on every constant
+_DOUBLE_MAX = 1.7976931348623157e308
+
+
+def _finite_constant(value) -> bool:
+    """Whether the SymPy number ``value`` evaluates to a finite double (complex values: both parts)."""
+    if isinstance(value, sp.Integer):
+        return abs(int(value)) <= _DOUBLE_MAX
+    try:
+        v = complex(value)
+    except OverflowError:  # mpmath cannot even form the number
+        return False
+    except (TypeError, ValueError):  # not a number SymPy can evaluate: left to the other checks
+        return True
+    return math.isfinite(v.real) and math.isfinite(v.imag)
+
+
+def constant_out_of_range(expr):
+    """The first constant of ``expr`` that is not a finite double, or None.
+
+    Walks the tree bottom-up, so the constant returned is the smallest one
+    out of range (its own parts are finite, and printing it is safe).
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+
+    Returns
+    -------
+    sympy.Expr or None
+    """
+    seen = {}
+
+    def constant(e):  # True when e is a constant expression, all of whose parts are in range
+        if e in seen:
+            return seen[e]
+        if isinstance(e, sp.Symbol):
+            result = False
+        elif not e.args:
+            result = True
+            if isinstance(e, sp.Expr) and e.is_number and not _finite_constant(e):
+                raise _OutOfRange(e)
+        else:
+            result = all([constant(a) for a in e.args])
+            if result and isinstance(e, sp.Expr) and not _finite_constant(e):
+                raise _OutOfRange(e)
+        seen[e] = result
+        return result
+
+    try:
+        constant(expr)
+    except _OutOfRange as exc:
+        return exc.args[0]
+    return None
+
+
+class _OutOfRange(Exception):
+    pass
+
+
+def describe_constant(value) -> str:
+    """A short text for a constant in an error message (a huge integer by its number of digits)."""
+    if isinstance(value, sp.Integer) and abs(int(value)) > _DOUBLE_MAX:
+        digits = str(int(value))
+        return f"{digits[:6]}...{digits[-3:]} ({len(digits.lstrip('-'))} digits)"
+    text = str(sp.Float(value, 5)) if isinstance(value, sp.Float) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _offset(text: str, node: ast.AST) -> int:
@@ -141,11 +213,21 @@ class _Builder:
             word = "'not'" if isinstance(node.op, ast.Not) else "'~'"
             raise self.fail(f"the unary operator {word} is not allowed; use + - * / ** and functions", node)
         if isinstance(node, ast.BinOp):
-            return self.binop(node, depth)
+            return self.in_range(self.binop(node, depth), node)
         if isinstance(node, ast.Call):
-            return self.call(node, depth)
+            return self.in_range(self.call(node, depth), node)
         word = _NODE_WORDS.get(type(node), type(node).__name__)
         raise self.fail(f"{word} are not allowed; use numbers, the declared symbols, + - * / ** and functions", node)
+
+    def in_range(self, value, node: ast.AST):
+        """``value`` if its constants are finite doubles (checked as each node is built, so none grows huge)."""
+        parts = [value] if value.is_number else [a for a in value.args if a.is_number]
+        for part in parts:
+            if not _finite_constant(part):
+                raise self.fail(
+                    f"the constant {describe_constant(part)} is beyond the double range (about 1.8e308); rescale the model", node
+                )
+        return value
 
     def constant(self, node: ast.Constant):
         value = node.value
@@ -156,10 +238,12 @@ class _Builder:
         if isinstance(value, complex):
             raise self.fail("complex numbers are not allowed; right-hand sides are real", node)
         if isinstance(value, int):
+            if abs(value) > _DOUBLE_MAX:
+                raise self.fail("number is too large (not a finite double: beyond the double range, about 1.8e308)", node)
             return sp.Integer(value)
         if isinstance(value, float):
             if not math.isfinite(value):
-                raise self.fail("number is too large (not a finite double)", node)
+                raise self.fail("number is too large (not a finite double: beyond the double range, about 1.8e308)", node)
             return sp.Float(value)
         raise self.fail(f"constant of type {type(value).__name__} is not allowed", node)
 
@@ -367,7 +451,7 @@ def parse_names(spec, argname: str, *, reserved: Sequence[str] = ()) -> list[str
         return []
     if isinstance(spec, str):
         names = [n for n in re.split(r"[\s,]+", spec.strip()) if n]
-    elif isinstance(spec, Sequence):
+    elif isinstance(spec, Sequence) and not isinstance(spec, (bytes, bytearray)):
         names = list(spec)
     else:
         raise InvalidTypeError(

@@ -11,7 +11,7 @@ import sympy as sp
 from ._codegen import ArrayKernel, Group, compile_solver_kernels
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
-from ._parse import MAX_NAMES, parse_expression, parse_names
+from ._parse import MAX_NAMES, constant_out_of_range, describe_constant, parse_expression, parse_names
 from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["ODESystem"]
@@ -132,7 +132,7 @@ def _minus_transpose_times(jac, a):
 PRETTY_MAX_NODES = 2_000
 
 
-def _pretty_matrix(mat):
+def _pretty_matrix(mat, unicode=True):
     """``sympy.pretty`` of a matrix, or one line per non-zero entry when the matrix is large.
 
     SymPy's two-dimensional layout costs seconds per kilobyte of expression
@@ -146,7 +146,7 @@ def _pretty_matrix(mat):
         if nodes > PRETTY_MAX_NODES:
             break
     if nodes <= PRETTY_MAX_NODES:
-        return sp.pretty(mat, use_unicode=True)
+        return sp.pretty(mat, use_unicode=unicode)
     lines = [
         f"[{i}, {j}] = {sp.sstr(mat[i, j], order='none')}"
         for i in range(mat.rows)
@@ -245,7 +245,7 @@ class ODESystem(AbstractVectorField):
             rhs = [rhs]
         if isinstance(rhs, sp.MatrixBase):
             rhs = list(rhs)
-        if not isinstance(rhs, Sequence):
+        if isinstance(rhs, (bytes, bytearray)) or not isinstance(rhs, Sequence):
             raise InvalidTypeError(f"rhs must be a sequence of SymPy expressions, got {type(rhs).__name__}")
         if len(rhs) != len(state_syms):
             raise InvalidArgumentError(
@@ -302,6 +302,12 @@ class ODESystem(AbstractVectorField):
     def _check_expression(e, argname):
         if e.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
             raise InvalidArgumentError(f"{argname} = {e} contains an infinity or NaN")
+        huge = constant_out_of_range(e)
+        if huge is not None:  # before anything prints e: SymPy's printer evaluates constants
+            raise InvalidArgumentError(
+                f"{argname} holds the constant {describe_constant(huge)}, beyond the double range (about 1.8e308); "
+                "rescale the model"
+            )
         if e.has(sp.I):
             raise InvalidArgumentError(f"{argname} = {e} is complex; right-hand sides must be real")
         for bad in (sp.Derivative, sp.Integral, sp.Sum, sp.Product, sp.Subs):
@@ -353,8 +359,11 @@ class ODESystem(AbstractVectorField):
         pnames = parse_names(params, "params", reserved=[tname, *snames])
         if isinstance(rhs, str):
             rhs = [rhs]
-        if not isinstance(rhs, Sequence):
-            raise InvalidTypeError(f"rhs must be a string or a list of strings, got {type(rhs).__name__}")
+        if isinstance(rhs, (bytes, bytearray)) or not isinstance(rhs, Sequence):
+            raise InvalidTypeError(
+                f"rhs must be a string or a list of strings, got {type(rhs).__name__} {rhs!r:.60}"
+                + ("; decode it first, e.g. rhs=data.decode()" if isinstance(rhs, (bytes, bytearray)) else "")
+            )
         if len(rhs) > MAX_NAMES:
             raise InvalidArgumentError(f"rhs has {len(rhs)} entries, over the limit of {MAX_NAMES}")
         symbols = {n: sp.Symbol(n, real=True) for n in [tname, *snames, *pnames]}
@@ -552,8 +561,9 @@ class ODESystem(AbstractVectorField):
     def _repr_latex_(self):
         return "$" + self.latex("f") + "$"
 
-    def pretty(self, names=None, *, latex=False) -> str:
-        """A readable multi-line rendering of the derivation (``latex=True`` for LaTeX)."""
+    def pretty(self, names=None, *, latex=False, unicode=True) -> str:
+        """A readable multi-line rendering of the derivation (``latex=True`` for LaTeX; ``unicode=False``
+        draws the matrices in ASCII)."""
         names = self.DERIVATION if names is None else names
         parts = [
             f"{self.name}: states ({', '.join(self.state_names)}), params ({', '.join(self.param_names)}), "
@@ -564,7 +574,7 @@ class ODESystem(AbstractVectorField):
             if latex:
                 parts.append(f"% {self._TITLES[nm]}\n{self._LATEX_TITLES[nm]} = {sp.latex(mat)}")
             else:
-                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{_pretty_matrix(mat)}")
+                parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{_pretty_matrix(mat, unicode)}")
         return "\n\n".join(parts)
 
     def __repr__(self):

@@ -95,6 +95,11 @@ def _as_float_array(value, argname):
     if arr.dtype == object:
         try:
             arr = arr.astype(float)
+        except OverflowError:  # a Python int such as 10**400
+            raise InvalidArgumentError(
+                f"{argname} holds a number beyond the double range (about 1.8e308): {_short(value)}; "
+                "pass finite floats"
+            ) from None
         except (TypeError, ValueError):
             raise InvalidTypeError(
                 f"{argname} must be an array of numbers, got {_short(value)}; ragged lists or non-numbers cannot be used"
@@ -104,6 +109,16 @@ def _as_float_array(value, argname):
     if arr.dtype.kind not in "biuf":
         raise InvalidTypeError(f"{argname} must be numeric, got dtype {arr.dtype} from {_short(value)}")
     return arr.astype(np.float64)
+
+
+def _real_float(value, argname) -> float:
+    """``float(value)`` for a real number; a Python int beyond the double range is an error, not OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidArgumentError(
+            f"{argname}={_short(value)} is beyond the double range (about 1.8e308); pass a finite float"
+        ) from None
 
 
 def _check_finite(arr, argname):
@@ -225,7 +240,7 @@ def check_tolerances(rtol, atol, n: int):
     """Validate rtol (positive scalar) and atol (positive scalar or (n,) array)."""
     if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real):
         raise InvalidTypeError(f"rtol must be a positive number, got {_short(rtol)}")
-    rtol = float(rtol)
+    rtol = _real_float(rtol, "rtol")
     min_rtol = 100 * np.finfo(float).eps
     if not np.isfinite(rtol) or rtol <= 0:
         raise InvalidArgumentError(f"rtol={rtol!r} must be a positive finite number such as 1e-8")
@@ -262,7 +277,7 @@ def check_positive_float(value, argname, *, example=None, below_one=False):
     hint = f", e.g. {argname}={example}" if example is not None else ""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidTypeError(f"{argname} must be a positive number, got {value!r}{hint}")
-    value = float(value)
+    value = _real_float(value, argname)
     if not (math.isfinite(value) and value > 0):
         raise InvalidArgumentError(f"{argname}={value!r} must be a positive finite number{hint}")
     if below_one and value >= 1:

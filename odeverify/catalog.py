@@ -309,3 +309,8 @@ def get(name, **kwargs) -> CatalogProblem:
     if name not in _FACTORIES:
         raise InvalidArgumentError(f"no catalog problem {name!r}; available: {', '.join(_FACTORIES)}")
     return _FACTORIES[name](**kwargs)
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)

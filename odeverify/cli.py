@@ -2,24 +2,111 @@
 
 Commands: ``derive``, ``gradients``, ``check``, ``taylor``. Exit status: 0 on
 success (a check that passed), 1 when a solve or a check fails, 2 for bad
-input (a malformed spec, a bad option).
+input (a malformed spec, a bad option), 3 when ``check`` passed but cannot
+fail (a :class:`~odeverify.errors.TrivialTestWarning`, e.g. every gradient
+identically zero): such a pass shows nothing, so it is not reported as 0.
+
+Warnings raised while a command runs are printed once each, as a line
+(``odeverify check: warning: ...`` on stderr) unless the report already lists
+them; never as Python's raw warning with a source line. When stdout cannot
+encode the report's symbols (``PYTHONIOENCODING=ascii``), they are written in
+ASCII (``∂L/∂θ`` as ``dL/dtheta``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import warnings
 
 import numpy as np
 
 from . import __version__
 from ._adjoint import adjoint_gradients
 from ._validate import MODES
-from .errors import IntegrationError, InvalidArgumentError, OdeverifyError
-from .spec import load_spec, load_system
+from .errors import IntegrationError, InvalidArgumentError, OdeverifyError, TrivialTestWarning
+from .spec import load_spec, load_system, printable
 
-__all__ = ["main"]
+__all__ = ["main", "gradient_labels", "EXIT_PASSED", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_TRIVIAL"]
+
+#: exit status: success, a passed check
+EXIT_PASSED = 0
+#: exit status: a solve or a check failed
+EXIT_FAILED = 1
+#: exit status: bad input (a malformed spec, a bad option)
+EXIT_BAD_INPUT = 2
+#: exit status: the check passed but cannot fail (TrivialTestWarning), so the pass shows nothing
+EXIT_TRIVIAL = 3
+
+_EXIT_HELP = (
+    "exit status: 0 success (a passed check), 1 a solve or check failed, 2 bad input, "
+    "3 the check passed but cannot fail (trivial: e.g. every gradient identically zero)"
+)
+
+#: ASCII spellings of the report's symbols, for a stdout that cannot encode them
+_ASCII = {
+    "∂": "d", "θ": "theta", "—": "--", "–": "-", "−": "-", "≤": "<=", "≥": ">=", "·": "*", "½": "1/2",
+    "Σ": "sum", "×": "x", "²": "^2", "³": "^3", "≈": "~", "⁺": "+", "⁻": "-", "→": "->", "…": "...",
+    "ᵖ": "^p", "±": "+/-", "₀": "0", "∞": "inf", "∈": "in", "ε": "eps", "λ": "lambda", "‖": "||", "’": "'",
+    "ᵀ": "^T", "ω": "omega", "σ": "sigma", "φ": "phi", "ŷ": "y_hat", "∘": "o", "§": "section ",
+}
+_ASCII_TABLE = str.maketrans(_ASCII)
+
+
+def _can_encode(stream) -> bool:
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return True  # a StringIO or another text sink without an encoding takes any text
+    try:
+        "".join(_ASCII).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _ascii_line(line: str) -> str:
+    """``line`` in ASCII; a run of 2+ spaces after a lengthened symbol gives back the extra width (tables stay aligned)."""
+    out, debt, i = [], 0, 0
+    while i < len(line):
+        ch = line[i]
+        if ch == " ":
+            j = i
+            while j < len(line) and line[j] == " ":
+                j += 1
+            run = j - i
+            if run >= 2 and debt:
+                give = min(debt, run - 1)
+                run -= give
+                debt -= give
+            out.append(" " * run)
+            i = j
+            continue
+        rep = _ASCII.get(ch, ch)
+        debt += len(rep) - 1
+        out.append(rep)
+        i += 1
+    return "".join(out).encode("ascii", "backslashreplace").decode("ascii")
+
+
+class _Output:
+    """The stream a command writes to: records the text (to tell which warnings it printed) and
+    falls back to ASCII when the stream cannot encode the report's symbols."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.ascii_only = not _can_encode(stream)
+        self.text = []
+
+    def write(self, text):
+        self.text.append(text)
+        if self.ascii_only:
+            text = "\n".join(_ascii_line(line) for line in text.split("\n"))
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
 
 
 def _add_solver_options(p):
@@ -31,7 +118,7 @@ def _add_solver_options(p):
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="odeverify", description="Derive, compute and verify adjoint gradients of ODEs."
+        prog="odeverify", description="Derive, compute and verify adjoint gradients of ODEs.", epilog=_EXIT_HELP
     )
     parser.add_argument("--version", action="version", version=f"odeverify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +134,9 @@ def _parser():
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser(
         "check",
-        help="check the adjoint gradients against independent references (exit 0 pass, 1 fail, 2 bad input)",
+        help="check the adjoint gradients against independent references (exit 0 pass, 1 fail, 2 bad input, "
+        "3 passed but trivial)",
+        epilog=_EXIT_HELP,
     )
     p.add_argument("spec")
     _add_solver_options(p)
@@ -85,9 +174,9 @@ def _solver_kwargs(problem, args):
 
 
 def _header(problem):
-    lines = [f"{problem.name}  ({problem.source})"]
+    lines = [f"{printable(problem.name)}  ({printable(problem.source)})"]
     if problem.description:
-        lines.append(f"  {problem.description}")
+        lines.append(f"  {printable(problem.description)}")
     s = problem.system
     for name, expr in zip(s.state_names, s.f):
         lines.append(f"  d{name}/d{s.time.name} = {expr}")
@@ -97,26 +186,41 @@ def _header(problem):
     return lines
 
 
+def _tolerance_text(tol) -> str:
+    """A tolerance as given (``1e-04``, not ``0.``): a number with :g, an array as a list of them."""
+    arr = np.asarray(tol, dtype=float)
+    if arr.ndim == 0:
+        return f"{float(arr):g}"
+    return "[" + ", ".join(f"{v:g}" for v in arr.ravel()) + "]"
+
+
 def gradient_labels(system, ts):
-    """Labels of every gradient entry, in the order z0, theta, t."""
+    """Labels of every gradient entry, in the order z0, theta, t: the same as in ``check``'s report.
+
+    ``∂L/∂x(t0)`` per state, ``∂L/∂θ[k] (name)`` per parameter, ``∂L/∂t<i>`` per time
+    (the last marked ``(tN)``).
+    """
     labels = [f"∂L/∂{name}(t0)" for name in system.state_names]
-    labels += [f"∂L/∂{name}" for name in system.param_names]
-    labels += [f"∂L/∂t{i}" + (" (t0)" if i == 0 else " (tN)" if i == len(ts) - 1 else "") for i in range(len(ts))]
+    labels += [f"∂L/∂θ[{k}] ({name})" for k, name in enumerate(system.param_names)]
+    labels += [f"∂L/∂t{i}" + (" (tN)" if i == len(ts) - 1 else "") for i in range(len(ts))]
     return labels
 
 
 def _cmd_derive(args, out):
     system = load_system(args.spec)  # a derivation needs only states, params, time and rhs
     names = None
-    if args.only:
+    if args.only is not None:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
+        valid = ", ".join(system.DERIVATION)
+        if not names:
+            raise OdeverifyError(f"--only {args.only!r} selects nothing; give one or more of {valid}")
         bad = [n for n in names if n not in system.DERIVATION]
         if bad:
-            raise OdeverifyError(f"--only: {bad[0]!r} is not one of {', '.join(system.DERIVATION)}")
+            raise OdeverifyError(f"--only: {bad[0]!r} is not one of {valid}")
     if args.latex:
         out.write(system.pretty(names, latex=True) + "\n")
     else:
-        out.write(system.pretty(names) + "\n")
+        out.write(system.pretty(names, unicode=not getattr(out, "ascii_only", False)) + "\n")
     return 0
 
 
@@ -131,7 +235,7 @@ def _cmd_gradients(args, out):
         out.write(json.dumps(d, indent=2) + "\n")
         return 0
     lines = _header(problem)
-    lines.append(f"  solver: {res.method}, mode {res.mode}, rtol {res.rtol:g}, atol {np.asarray(res.atol)}")
+    lines.append(f"  solver: {res.method}, mode {res.mode}, rtol {res.rtol:g}, atol {_tolerance_text(res.atol)}")
     lines.append("")
     lines.append(f"L = {res.loss:.15g}")
     lines.append("")
@@ -163,7 +267,7 @@ def _candidate(problem, args):
     mode = kw.get("mode", "interpolated")
     adjoint.__name__ = (
         f"odeverify adjoint ({mode}, {kw.get('method', 'DOP853')}, rtol={kw.get('rtol', 1e-8):g}, "
-        f"atol={np.array2string(np.asarray(kw.get('atol', 1e-8), dtype=float), precision=3)})"
+        f"atol={_tolerance_text(kw.get('atol', 1e-8))})"
     )
     return adjoint
 
@@ -299,19 +403,40 @@ def _cmd_taylor(args, out):
 
 
 def main(argv=None, out=None):
-    """Run the command line; returns the exit status."""
-    out = out or sys.stdout
+    """Run the command line; returns the exit status (see the module documentation)."""
+    out = _Output(out or sys.stdout)
+    err = _Output(sys.stderr)
     parser = _parser()
     args = parser.parse_args(argv)
     handlers = {"derive": _cmd_derive, "gradients": _cmd_gradients, "check": _cmd_check, "taylor": _cmd_taylor}
-    try:
-        return handlers[args.command](args, out)
-    except IntegrationError as exc:
-        print(f"odeverify {args.command}: solve failed: {exc}", file=sys.stderr)
-        return 1
-    except OdeverifyError as exc:
-        print(f"odeverify {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            status = handlers[args.command](args, out)
+        except IntegrationError as exc:
+            err.write(f"odeverify {args.command}: solve failed: {exc}\n")
+            status = EXIT_FAILED
+        except OdeverifyError as exc:
+            err.write(f"odeverify {args.command}: error: {exc}\n")
+            status = EXIT_BAD_INPUT
+    _print_warnings(args.command, caught, "".join(out.text), err)
+    if status == EXIT_PASSED and args.command == "check" and any(
+        issubclass(w.category, TrivialTestWarning) for w in caught
+    ):
+        err.write(f"odeverify check: the check passed but cannot fail (see the warnings): exit {EXIT_TRIVIAL}\n")
+        status = EXIT_TRIVIAL
+    return status
+
+
+def _print_warnings(command, caught, printed, err):
+    """Each warning once, as a line on ``err``, unless the command's output already shows it."""
+    seen = set()
+    for w in caught:
+        message = re.sub(r"\s+", " ", str(w.message)).strip()
+        if message in seen or message in re.sub(r"\s+", " ", printed):
+            continue
+        seen.add(message)
+        err.write(f"odeverify {command}: warning: {message}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -130,3 +130,8 @@ class TrivialTestWarning(OdeverifyWarning):
 
 class HypothesisWarning(OdeverifyWarning):
     """The hypotheses behind the adjoint method (smoothness, Lipschitz continuity) may fail."""
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)

@@ -461,3 +461,8 @@ def check_implicit(layer, x, y0, *, eps=1e-6, rtol=1e-6):
         fd[:, j] = (layer(x + e, sol.y) - layer(x - e, sol.y)) / (2 * step)
     err = float(np.max(np.abs(sol.dy_dx - fd)) / max(np.max(np.abs(fd)), 1e-300))
     return ImplicitCheck(ift=sol.dy_dx, finite_differences=fd, rel_error=err, rtol=rtol)
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)

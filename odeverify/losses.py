@@ -2,7 +2,8 @@
 
 Each is a callable ``loss(zs) -> float`` written with ``autograd.numpy``, for
 ``zs`` of shape ``(T, n)`` or, for a batch, ``(T, B, n)`` (summed over the
-batch), as :func:`odeverify.adjoint_gradients` expects.
+batch), as :func:`odeverify.adjoint_gradients` expects. (The private ``odeverify._loss`` evaluates
+any loss, these or yours, and its gradient.)
 """
 
 from __future__ import annotations
@@ -187,3 +188,8 @@ class ExpressionLoss:
 
     def __repr__(self):
         return f"ExpressionLoss({self.text!r}, at={self.at!r}" + (f", weight={self.weight!r})" if self.weight != 1.0 else ")")
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)

@@ -77,7 +77,7 @@ from ._system import ODESystem
 from .errors import OdeverifyError, SpecError
 from .losses import ExpressionLoss, SquaredError, resolve_at
 
-__all__ = ["Problem", "load_spec", "load_system", "parse_spec", "parse_system"]
+__all__ = ["Problem", "load_spec", "load_system", "parse_spec", "parse_system", "printable"]
 
 _TOP_KEYS = {
     "name", "description", "states", "params", "time", "rhs", "z0", "theta", "ts", "loss", "solver", "check", "exact",
@@ -123,7 +123,8 @@ class Problem:
 
 
 def _err(source, key, message):
-    return SpecError(f"{source}: {key}: {message}")
+    """A SpecError on one line: paths and values from the spec are escaped (a file name may hold a newline)."""
+    return SpecError(printable(f"{source}: {key}: {message}"))
 
 
 def load_spec(path) -> Problem:
@@ -146,15 +147,15 @@ def parse_system(text: str, *, source="<spec>") -> ODESystem:
 def _read_text(path):
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"{path}: no such spec file; pass the path of a .toml spec such as examples/lotka_volterra.toml")
+        raise SpecError(f"{printable(path)}: no such spec file; pass the path of a .toml spec such as examples/lotka_volterra.toml")
     size = path.stat().st_size
     if size > MAX_SPEC_BYTES:
-        raise SpecError(f"{path}: the spec is {size} bytes, over the limit of {MAX_SPEC_BYTES}")
+        raise SpecError(f"{printable(path)}: the spec is {size} bytes, over the limit of {MAX_SPEC_BYTES}")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc})") from None
+        raise SpecError(f"{printable(path)}: not UTF-8 text ({exc})") from None
     return text, path
 
 
@@ -163,6 +164,11 @@ def _toml(text, source):
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise SpecError(
+            f"{source}: nested too deeply for the TOML reader (arrays or tables inside each other); a spec needs "
+            "at most 2 levels (e.g. targets = [[...], ...])"
+        ) from None
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise _err(source, sorted(unknown)[0], f"unknown key; known keys are {', '.join(sorted(_TOP_KEYS))}")
@@ -229,7 +235,7 @@ def parse_spec(text: str, *, source="<spec>", base_dir=".") -> Problem:
             raise
         except OdeverifyError as exc:
             raise SpecError(f"{source}: loss: {exc}") from None
-        where = f"from {loss_table['file']}" if "file" in loss_table else "inline"
+        where = f"from {printable(loss_table['file'])}" if "file" in loss_table else "inline"
         description = f"½ Σ (z - y)² over observed entries, targets {where}, at {at}"
     elif kind == "expression":
         if "expression" not in loss_table:
@@ -340,6 +346,12 @@ def _check_check_table(check, source):
             )
 
 
+def printable(text) -> str:
+    """``text`` for one line of output: as is when printable, else escaped (``repr`` without the quotes)."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _number_array(value, source, key, allow_nan=False):
     def convert(v):
         if isinstance(v, list):
@@ -352,7 +364,10 @@ def _number_array(value, source, key, allow_nan=False):
             raise _err(source, key, f"holds the string {v!r}, not a number")
         return float(v)
 
-    converted = convert(value)
+    try:
+        converted = convert(value)
+    except RecursionError:
+        raise _err(source, key, "is nested too deeply; give a list of numbers (or of rows)") from None
     try:
         arr = np.array(converted, dtype=float)
     except ValueError:
@@ -370,10 +385,20 @@ def _time_grid(value, source):
         num = value["num"]
         if isinstance(num, bool) or not isinstance(num, int) or not 2 <= num <= 1_000_000:
             raise _err(source, "ts.num", f"must be an integer from 2 to 1000000, got {num!r}")
-        start = _number_array(value["start"], source, "ts.start")
-        stop = _number_array(value["stop"], source, "ts.stop")
-        return np.linspace(float(start), float(stop), num)
-    return _number_array(value, source, "ts")
+        for key in ("start", "stop"):
+            v = value[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise _err(source, f"ts.{key}", f"{v!r} is not a finite number; e.g. ts = {{start = 0.0, stop = 1.0, num = 3}}")
+        return np.linspace(float(value["start"]), float(value["stop"]), num)
+    if not isinstance(value, list):
+        raise _err(
+            source, "ts", f"{value!r:.60} is not a list of times; e.g. ts = [0.0, 0.5, 1.0] or "
+            "ts = {start = 0.0, stop = 1.0, num = 3}"
+        )
+    ts = _number_array(value, source, "ts")
+    if ts.ndim != 1:
+        raise _err(source, "ts", f"has shape {ts.shape}; give a flat list of times, e.g. ts = [0.0, 0.5, 1.0]")
+    return ts
 
 
 def _read_csv(base_dir, name, system, source):

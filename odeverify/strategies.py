@@ -798,7 +798,12 @@ def _gradient_vanishes(problem):
 
 
 def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_alone=False):
-    """Problems for a given system: draws ``z0``, ``ts``, ``theta`` and a loss.
+    """Problems for a system of yours: draws ``z0``, ``ts``, ``theta`` and a loss.
+
+    The defaults suit an ordinary model (Lotka–Volterra, SIR, decay, logistic growth): positive rates of
+    order one and positive states. Draws whose forward solve fails (finite-time blow-up, a step size
+    collapse) are rejected, so the test meets well-posed problems only; when the first draws for a system
+    all fail, the strategy raises an error that says how to bound ``theta`` and ``z0``.
 
     Two kinds of problem, for which :func:`odeverify.check_gradients` would
     warn that the test is trivial, are rejected (``hypothesis.assume``):
@@ -817,11 +822,13 @@ def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_
         Default :func:`time_grids` ``()``.
     batch_size : int or (int, int), optional
         Draw a batch of initial states, shape (B, n); default one state.
-    theta : SearchStrategy, optional
-        Parameters; default: ``system.init_params`` with a drawn seed when
-        the system has it (MLP fields), else entries uniform in [-1, 1].
-    z0 : SearchStrategy, optional
-        Initial states; default entries with magnitude in [0.1, 1.5].
+    theta : SearchStrategy or array_like, shape (p,), optional
+        Parameters: a strategy, or values of yours, near which parameters are drawn (each entry times a
+        factor in [0.5, 1.5], shrinking to your values). Default: ``system.init_params`` with a drawn seed
+        when the system has it (MLP fields), else entries in [0.5, 1.5] (shrinking to 1).
+    z0 : SearchStrategy or array_like, shape (n,), optional
+        Initial states: a strategy, or values near which they are drawn (as for ``theta``); default
+        entries in [0.5, 1.5] (shrinking to 1).
     t0_alone : bool
         Also draw losses at t0 alone. Their gradients with respect to theta
         and the times are identically zero, so check_gradients warns
@@ -829,9 +836,9 @@ def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_
 
     Notes
     -----
-    The defaults suit the systems of this module. For a system of your own,
-    pass ``theta`` and ``z0`` strategies for which its solutions exist and
-    stay bounded on the grids (e.g. positive rates).
+    A gradient check takes 0.1-1 s, over hypothesis's default deadline of 200 ms: give the test
+    ``@settings(deadline=None)``, or run it under the profile ``odeverify-ci`` of odeverify's pytest plugin.
+    The system's kernels are compiled when the first problem is drawn, outside the test's time.
 
     Returns
     -------
@@ -842,6 +849,47 @@ def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_
             f"Expected an ODESystem or another odeverify vector field but got system={system!r:.80} "
             f"(type={type(system).__name__})"
         )
+    n, p = system.n_states, system.n_params
+    theta = _near_values(theta, "theta", p)
+    z0 = _near_values(z0, "z0", n)
+    if theta is None and not hasattr(system, "init_params"):
+        theta = st.lists(_lattice(0.5, 1.5, steps=16, towards=1.0), min_size=p, max_size=p)
+    if z0 is None and batch_size is None:
+        z0 = st.lists(_lattice(0.5, 1.5, steps=10, towards=1.0), min_size=n, max_size=n)
+    return _from_system(system, grids=grids, batch_size=batch_size, theta=theta, z0=z0, t0_alone=t0_alone,
+                        reject_failures=True)
+
+
+def _near_values(values, name, size):
+    """A strategy from ``values``: a strategy as it is, None as None, numbers as draws near them."""
+    if values is None or isinstance(values, st.SearchStrategy):
+        return values
+    if isinstance(values, (str, bytes)):
+        raise StrategyTypeError(
+            f"Expected a hypothesis strategy or an array of {size} numbers but got {name}={values!r:.80} "
+            f"(type={type(values).__name__})"
+        )
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise StrategyTypeError(
+            f"Expected a hypothesis strategy or an array of {size} numbers but got {name}={values!r:.80} "
+            f"(type={type(values).__name__})"
+        ) from None
+    if arr.shape != (size,) or not np.all(np.isfinite(arr)):
+        raise StrategyArgumentError(
+            f"Invalid argument {name}={values!r:.80}: expected {size} finite numbers (shape ({size},)), "
+            f"got shape {arr.shape}"
+        )
+    factors = _lattice(0.5, 1.5, steps=16, towards=1.0)
+    return st.lists(factors, min_size=size, max_size=size).map(lambda f: arr * np.asarray(f, dtype=float))
+
+
+#: draws in a row whose forward solve fails before from_system gives up with advice
+_MAX_FAILED_SOLVES = 20
+
+
+def _from_system(system, *, grids, batch_size, theta, z0, t0_alone, reject_failures):
     grids = time_grids() if grids is None else _check_strategy(grids, "grids")
     batch = None if batch_size is None else _check_size_range(batch_size, "batch_size", minimum=1, maximum=_MAX_BATCH)
     if theta is not None:
@@ -851,6 +899,7 @@ def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_
     t0_alone = _check_bool(t0_alone, "t0_alone")
     n, p = system.n_states, system.n_params
     names = tuple(getattr(system, "state_names", ()) or ())
+    tally = {"solved": 0, "failed": 0}
 
     @st.composite
     def build(draw):
@@ -870,11 +919,33 @@ def from_system(system, *, grids=None, batch_size=None, theta=None, z0=None, t0_
             th = np.array(draw(_parameters(p)), dtype=float)
         loss = draw(losses(len(ts), n, t0_alone=t0_alone, names=names if len(names) == n else None))
         problem = Problem(system, z, ts, th, loss)
+        if reject_failures:
+            assume(_solves(problem, tally))
         assume(_integrated_exactly(make_problem(*problem)) is None)
         assume(not _gradient_vanishes(problem))
         return problem
 
     return build()
+
+
+def _solves(problem, tally):
+    """Whether the forward and adjoint solves of ``problem`` succeed; after many failures in a row, advice."""
+    try:
+        adjoint_gradients(*problem, rtol=1e-8, atol=1e-8)  # also compiles the kernels, outside the test's time
+    except IntegrationError as exc:
+        tally["failed"] += 1
+        if tally["solved"] == 0 and tally["failed"] >= _MAX_FAILED_SOLVES:
+            raise StrategyArgumentError(
+                f"from_system: the first {tally['failed']} problems drawn for {problem.system!r:.80} could not be "
+                f"solved (last: z0={problem.z0.tolist()}, theta={problem.theta.tolist()}: {str(exc)[:200]}). "
+                "Bound the draws to values where the model is well-posed: from_system(system, theta=[...], "
+                "z0=[...]) draws near your values (factors 0.5-1.5), or pass strategies, e.g. "
+                f"theta=st.lists(st.floats(0.5, 1.5), min_size={problem.system.n_params}, "
+                f"max_size={problem.system.n_params})"
+            ) from None
+        return False
+    tally["solved"] += 1
+    return True
 
 
 def problems(*, systems=None, n_states=(1, 3), n_times=(2, 4), decreasing=False, batch_size=None, grids=None,
@@ -934,6 +1005,7 @@ def problems(*, systems=None, n_states=(1, 3), n_times=(2, 4), decreasing=False,
         ts = np.asarray(draw(grid_strategy), dtype=float)
         backwards = len(ts) > 1 and bool(ts[-1] < ts[0])
         system = draw(systems if systems is not None else default_systems[backwards])
-        return draw(from_system(system, grids=st.just(ts), batch_size=batch_size, t0_alone=t0_alone))
+        return draw(_from_system(system, grids=st.just(ts), batch_size=batch_size, theta=None, z0=None,
+                                 t0_alone=t0_alone, reject_failures=False))
 
     return build()

@@ -1,5 +1,8 @@
 """Runge–Kutta methods as data (Butcher tableaux) and one pure step function.
 
+Public: the methods themselves. The private ``odeverify._rk`` is the adaptive stepping loop that runs the
+embedded pairs (``method="dopri5"``, ``"tsit5"``) from these tableaux.
+
 A one-step method (notes §2.4) advances ``z_{i+1} = z_i + h sum_j b_j k_j`` with
 stages ``k_j = f(z_i + h sum_l A_jl k_l, t_i + c_j h)``. Euler's method (§2.5)
 is the one-stage tableau ``A = [[0]], b = [1], c = [0]``. Every method here is
@@ -452,3 +455,8 @@ def odeint_fixed(f, z0, ts, *, method="rk4", steps=None, max_step=None, xp=np):
             z = rk_step(f, t0 + k * h, z, h, tab, xp=xp)
         out.append(z)
     return xp.stack(out)
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)

@@ -33,3 +33,8 @@ def assert_gradients_close(
     if not report.passed:
         raise AssertionError("\n" + str(report))
     return report
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here (np, sp, ...)
+    return sorted(__all__)

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from odeverify.cli import main
+import warnings
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from odeverify.cli import EXIT_TRIVIAL, _parser, gradient_labels, main
 from odeverify.errors import SpecError
 from odeverify.spec import load_spec, parse_spec
 
@@ -76,7 +81,7 @@ def test_gradients_lotka_volterra_against_finite_differences(mode):
 def test_gradients_text_output():
     code, text = run(["gradients", str(EXAMPLES / "lotka_volterra.toml")])
     assert code == 0
-    assert "∂L/∂x(t0)" in text and "∂L/∂d" in text and "∂L/∂t15 (tN)" in text
+    assert "∂L/∂x(t0)" in text and "∂L/∂θ[3] (d)" in text and "∂L/∂t15 (tN)" in text
     assert "work: forward" in text
 
 
@@ -247,9 +252,158 @@ def test_check_with_an_atol_list_and_a_constant_loss(tmp_path):
     code, text = run(["check", path, "--references", "forward,fd"])
     assert code == 0 and "PASSED" in text
     path = write(tmp_path, BASE + "[loss]\nkind='expression'\nexpression='1'\n", name="const.toml")
-    with pytest.warns(Warning, match="identically zero"):
+    code, text = run(["check", path, "--references", "forward,fd"])
+    assert code == EXIT_TRIVIAL and "exactly zero" in text
+
+
+# ---------------------------------------------------------------- what a new user hit (issue 11)
+def test_tolerances_are_printed_as_given(capsys):
+    code, text = run(["gradients", str(EXAMPLES / "exponential.toml"), "--atol", "1e-4", "--rtol", "1e-9"])
+    assert code == 0 and "rtol 1e-09, atol 0.0001" in text
+    code, text = run(["check", str(EXAMPLES / "exponential.toml"), "--atol", "1e-4", "--references", "forward,fd"])
+    assert "rtol=1e-10, atol=0.0001)" in text and "atol=0." not in text.replace("atol=0.0001", "")
+
+
+def test_derive_only_empty_is_an_error_naming_the_valid_names(capsys):
+    for only in ("", " , "):
+        code, text = run(["derive", str(EXAMPLES / "exponential.toml"), "--only", only])
+        err = capsys.readouterr().err
+        assert code == 2 and text == ""
+        assert "selects nothing" in err and "jac_z" in err and "adjoint_rhs" in err
+
+
+def _ascii_stream():
+    return io.TextIOWrapper(io.BytesIO(), encoding="ascii", newline="\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["derive", str(EXAMPLES / "lotka_volterra.toml")],
+    ["gradients", str(EXAMPLES / "exponential.toml")],
+    ["check", str(EXAMPLES / "exponential.toml"), "--references", "forward,fd"],
+])
+def test_a_stdout_that_cannot_encode_unicode_gets_ascii_labels(argv):
+    out = _ascii_stream()
+    code = main(argv, out=out)
+    out.flush()
+    text = out.buffer.getvalue().decode("ascii")  # raises if anything non-ASCII was written
+    assert code == 0 and "\\u" not in text
+    if argv[0] != "derive":
+        assert "dL/dx(t0)" in text and "dL/dtheta[0] (a)" in text
+    else:
+        assert "df/dz" in text and "[a*x - b*x*y" in text.replace("[-", "[")  # SymPy's ASCII drawing
+
+
+def test_ascii_tables_stay_aligned():
+    out = _ascii_stream()
+    main(["check", str(EXAMPLES / "exponential.toml"), "--references", "forward,fd"], out=out)
+    out.flush()
+    rows = [line for line in out.buffer.getvalue().decode("ascii").splitlines() if line.startswith("dL/d")]
+    assert len(rows) == 4
+    # the status column ends every row at the same place as in the Unicode table
+    ends = {len(r.rstrip()) for r in rows}
+    assert len(ends) == 1, rows
+
+
+def test_pythonioencoding_ascii_in_a_real_process():
+    env = {**__import__("os").environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "odeverify", "gradients", str(EXAMPLES / "exponential.toml")],
+        capture_output=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"Traceback" not in proc.stderr and b"dL/dtheta[0] (a)" in proc.stdout
+
+
+def test_a_trivial_check_prints_its_warning_once_and_exits_3(tmp_path, capsys):
+    path = write(tmp_path, BASE + "[loss]\nkind='expression'\nexpression='1'\n", name="const.toml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         code, text = run(["check", path, "--references", "forward,fd"])
-    assert code == 0 and "exactly zero" in text
+    err = capsys.readouterr().err
+    assert code == EXIT_TRIVIAL == 3
+    assert not caught  # no raw Python warning escapes the command line
+    assert text.count("∂L/∂θ is identically zero") == 1 and "∂L/∂θ is identically zero" not in err
+    assert "cannot fail" in err and "Warning:" not in err and "report = " not in err
+    # the exit status is documented in the help
+    assert "3 the check passed but cannot fail" in _parser().format_help()
+
+
+def test_a_warning_not_in_the_output_is_printed_once_as_a_line(tmp_path, capsys):
+    # --json output has the warnings escaped; they are printed once on stderr as lines
+    path = write(tmp_path, BASE + "[loss]\nkind='expression'\nexpression='1'\n", name="const.toml")
+    code, _ = run(["check", path, "--references", "forward,fd", "--json"])
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if "warning:" in line]
+    assert code == 3 and lines and len(lines) == len(set(lines))
+    assert all(line.startswith("odeverify check: warning: ") for line in lines)
+
+
+def test_gradients_labels_are_the_check_labels():
+    code, text = run(["gradients", str(EXAMPLES / "lotka_volterra.toml"), "--json"])
+    grad_labels = json.loads(text)["labels"]
+    code, text = run(["check", str(EXAMPLES / "exponential.toml"), "--references", "forward,fd", "--json"])
+    check_labels = [row["label"] for row in json.loads(text)["rows"]]
+    problem = load_spec(EXAMPLES / "exponential.toml")
+    assert gradient_labels(problem.system, problem.ts) == check_labels
+    assert grad_labels[2] == "∂L/∂θ[0] (a)" and grad_labels[5] == "∂L/∂θ[3] (d)"
+    assert grad_labels[6] == "∂L/∂t0" and grad_labels[-1].endswith("(tN)")
+
+
+# ---------------------------------------------------------------- spec fuzz findings (issue 11)
+@pytest.mark.parametrize("ts, match", [
+    ("{start = [0.0], stop = 1.0, num = 3}", "ts.start: [0.0] is not a finite number"),
+    ("{start = 0.0, stop = 'one', num = 3}", "ts.stop: 'one' is not a finite number"),
+    ("2.5", "ts: 2.5 is not a list of times"),
+    ("'0 1'", "ts: '0 1' is not a list of times"),
+    ("[[0.0, 1.0]]", "ts: has shape (1, 2)"),
+    ("[" * 1000 + "]" * 1000, "nested too deeply"),
+])
+def test_malformed_ts_is_a_spec_error_exit_2(tmp_path, capsys, ts, match):
+    text = BASE.replace("ts = [0.0, 1.0]", "ts = " + ts) + "[loss]\nkind='expression'\nexpression='x'\n"
+    code, out = run(["gradients", write(tmp_path, text)])
+    err = capsys.readouterr().err
+    assert code == 2 and out == "" and match in err and err.count("\n") == 1
+
+
+def test_deeply_nested_values_anywhere_are_one_line_errors(tmp_path, capsys):
+    deep = "[" * 1000 + "]" * 1000
+    for text in (BASE + f"junk = {deep}\n", BASE.replace("z0 = ", f"z0 = {deep}\n#"), "a = " + "{b = " * 600 + "1" + "}" * 600):
+        code, _ = run(["gradients", write(tmp_path, text)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_file_name_with_a_newline_is_escaped(tmp_path, capsys):
+    (tmp_path / "a\nb.csv").write_text("t,x\n0,1\n1,0.5\n")
+    text = BASE + "[loss]\nkind='squared_error'\nfile=\"a\\nb.csv\"\n"
+    code, out = run(["gradients", write(tmp_path, text)])
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if "targets from" in line]
+    assert "a\\nb.csv" in line
+    missing = BASE + "[loss]\nkind='squared_error'\nfile=\"no\\nsuch.csv\"\n"
+    code, _ = run(["gradients", write(tmp_path, missing, name="missing.toml")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no\\nsuch.csv" in err
+
+
+_TOML_VALUES = ["2.5", "1", "'x'", "true", "[]", "[0.0]", "[[0.0]]", "[0.0, 'a']", "{}", "[{a = 1}]",
+                "1979-05-27", "inf", "nan", "[0.0, inf]", "{start = 0.0}", "{start = [], stop = 1.0, num = 3}",
+                "{start = 0.0, stop = 1.0, num = 2.5}", "{start = 0.0, stop = 1.0, num = true}", "'a\\nb'"]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.sampled_from(["ts", "z0", "theta"]), st.lists(st.sampled_from(_TOML_VALUES), min_size=1, max_size=3),
+       st.integers(0, 40))
+def test_fuzz_spec_values_give_one_line_spec_errors(key, parts, depth):
+    # ill-typed, nested or odd values in the spec's numeric keys: a SpecError on one line, or a valid spec
+    value = "[" * depth + ", ".join(parts) + "]" * depth if depth else parts[0]
+    text = BASE.replace(f"{key} = ", f"{key} = {value}\n_old_{key} = ", 1) if key in BASE else BASE
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("_old_"))
+    text += "\n[loss]\nkind='expression'\nexpression='x'\n"
+    try:
+        parse_spec(text)
+    except SpecError as exc:
+        assert "\n" not in str(exc)
 
 
 # ---------------------------------------------------------------------------- check --candidate, [exact], derive

@@ -518,3 +518,148 @@ def test_bdf_singular_newton_matrix_is_an_integration_error():
         ov.adjoint_gradients(grows, [1.0], [0.0, 1.0], [0.0], last_sq, method="BDF")
 
 
+# ---------------------------------------------------------------- fuzz findings (issue 11)
+import hypothesis.strategies as _st
+import sympy as sp
+from hypothesis import given as _given
+from hypothesis import settings as _settings
+
+import odeverify as _ov
+from odeverify.errors import InvalidArgumentError as _IAE
+from odeverify.errors import InvalidTypeError as _ITE
+from odeverify.errors import LossError as _LossError
+from odeverify.errors import OdeverifyError as _OdeverifyError
+from odeverify.errors import ParseError as _ParseError
+
+
+@pytest.mark.parametrize("rhs, shown", [
+    ("x*1e308*10", "1.0000e+309"),
+    ("x*10**300*10**300", "(601 digits)"),
+    ("x*" + "9" * 400, "not a finite double"),
+    ("x**(exp(exp(exp(exp(10)))))", "exp(exp(10))"),
+    ("exp(1000)*x", "exp(1000)"),
+    ("exp(700)*exp(700)*x", "exp(1400)"),
+    ("x/1e-320", "beyond the double range"),
+    ("-1e308 - 1e308 + x", "beyond the double range"),
+])
+def test_a_constant_beyond_the_double_range_is_refused_at_build_time(rhs, shown):
+    with pytest.raises(_ParseError, match="double range") as info:
+        _ov.ODESystem.from_strings("x", "", [rhs])
+    assert shown in str(info.value) and "rhs[0]" in str(info.value)
+
+
+def test_a_sympy_system_with_a_huge_constant_is_refused_and_a_derivative_that_overflows_too():
+    x = sp.Symbol("x")
+    for e in (x * sp.Float("1e308") * 10, x * sp.Integer(10) ** 400, x + sp.exp(1000)):
+        with pytest.raises(_IAE, match=r"rhs\[0\] holds the constant .* beyond the double range"):
+            _ov.ODESystem([x], [], [e])
+    # 1e306*x**1000 is a fine double expression; its derivative's coefficient 1e309 is not
+    s = _ov.ODESystem.from_strings("x", "", ["1e306*x**1000"])
+    with pytest.raises(_IAE, match="generated code would hold the constant"):
+        s.numeric.jac_z(np.full((1, 1), 0.5), 0.0, np.zeros(0))
+
+
+def test_small_constants_still_work():
+    s = _ov.ODESystem.from_strings("x", "", ["x*1e-400 + 1e300*x - 1e300*x + sin(exp(700))*0"])
+    np.testing.assert_allclose(s.numeric.f(np.ones((1, 1)), 0.0, np.zeros(0)), [[0.0]])
+
+
+_BIG = 10**400
+_DECAY = None
+
+
+def _decay():
+    global _DECAY
+    if _DECAY is None:
+        _DECAY = _ov.ODESystem.from_strings("x", "a", ["-a*x"])
+    return _DECAY
+
+
+def _sq(zs):
+    return (zs[-1] ** 2).sum()
+
+
+@pytest.mark.parametrize("where", ["z0", "ts", "theta", "atol", "rtol", "loss", "candidate"])
+def test_python_ints_beyond_the_double_range_are_the_packages_errors(where):
+    args = dict(z0=[1.0], ts=[0.0, 1.0], theta=[1.0])
+    kw = {}
+    loss = _sq
+    if where in ("z0", "theta"):
+        args[where] = [_BIG]
+    elif where == "ts":
+        args["ts"] = [0, _BIG]
+    elif where in ("atol", "rtol"):
+        kw[where] = _BIG
+    elif where == "loss":
+        loss = lambda zs: _BIG  # noqa: E731
+    if where == "candidate":
+        call = lambda: _ov.check_gradients(_decay(), *args.values(), loss,  # noqa: E731
+                                           candidate={"z0": [_BIG], "theta": [1.0], "t": [1.0, 1.0]})
+    else:
+        call = lambda: _ov.adjoint_gradients(_decay(), *args.values(), loss, **kw)  # noqa: E731
+    with pytest.raises((_IAE, _LossError)) as info:
+        call()
+    assert "double range" in str(info.value)
+
+
+def test_bytes_are_refused_as_expressions_and_names():
+    with pytest.raises(_ITE, match="decode it first"):
+        _ov.ODESystem.from_strings("x", "", b"x")
+    with pytest.raises(_ITE):
+        _ov.ODESystem.from_strings(b"x", "", ["x"])
+    with pytest.raises(_ITE):
+        _ov.ODESystem.from_strings("x", "", [b"x"])
+
+
+def test_a_solution_without_dense_output_raises_the_packages_error():
+    sol = _ov.solve(_decay(), [1.0], [0.0, 1.0], [1.0])
+    with pytest.raises(_IAE, match="dense_output=True"):
+        sol(0.5)
+    dense = _ov.solve(_decay(), [1.0], [0.0, 1.0], [1.0], dense_output=True, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dense(0.5), [np.exp(-0.5)], rtol=1e-8)
+    with pytest.raises(_IAE, match="double range"):
+        dense([_BIG])
+
+
+_ATOMS = ["x", "1e308", "1e300", "10", "10**300", "exp(700)", "exp(10)", "1e-320", "2", "9" * 320, "0.5", "e", "pi"]
+
+
+@_st.composite
+def _expressions(draw, depth=0):
+    if depth > 3 or draw(_st.booleans()):
+        return draw(_st.sampled_from(_ATOMS))
+    kind = draw(_st.sampled_from(["+", "-", "*", "/", "**", "exp", "sin", "log", "sqrt"]))
+    a = draw(_expressions(depth + 1))
+    if kind in ("exp", "sin", "log", "sqrt"):
+        return f"{kind}({a})"
+    return f"({a}){kind}({draw(_expressions(depth + 1))})"
+
+
+@_settings(max_examples=200, deadline=None, database=None)
+@_given(_expressions())
+def test_fuzz_constants_either_build_to_finite_code_or_raise_the_packages_error(text):
+    # the class, not only the examples: large constants, folded products, nested exp, huge integers
+    try:
+        s = _ov.ODESystem.from_strings("x", "", [f"x + {text}"])
+        with np.errstate(all="ignore"):
+            s.numeric.f(np.full((1, 1), 0.5), 0.0, np.zeros(0))
+            s.numeric.jac_z(np.full((1, 1), 0.5), 0.0, np.zeros(0))
+    except _OdeverifyError:
+        pass
+
+
+@_settings(max_examples=300, deadline=None, database=None)
+@_given(_st.integers(min_value=2**1024, max_value=10**500).flatmap(lambda v: _st.sampled_from([v, -v])),
+        _st.sampled_from(["z0", "ts", "theta", "atol", "rtol"]))
+def test_fuzz_huge_python_ints_raise_only_the_packages_errors(value, where):
+    # every int beyond the double range, in every numeric argument (the solve never starts)
+    args = {"z0": [1.0], "ts": [0.0, 1.0], "theta": [1.0]}
+    kw = {}
+    if where in ("atol", "rtol"):
+        kw[where] = value
+    elif where == "ts":
+        args["ts"] = [0.0, value]
+    else:
+        args[where] = [value]
+    with pytest.raises(_IAE, match="double range"):
+        _ov.solve(_decay(), args["z0"], args["ts"], args["theta"], **kw)

@@ -98,8 +98,10 @@ BAD_ARGUMENTS = [
     (S.problems, (), dict(grids=[0.0, 1.0]), InvalidTypeError, "Expected a hypothesis strategy but got grids=[0.0, 1.0]"),
     (S.problems, (), dict(decreasing="up"), InvalidTypeError, "Expected bool but got decreasing='up'"),
     (S.from_system, ("x' = -x",), {}, InvalidTypeError, "Expected an ODESystem or another odeverify vector field"),
-    (S.from_system, (ov.catalog.exponential().system,), dict(theta=[1.0]), InvalidTypeError,
-     "Expected a hypothesis strategy but got theta=[1.0]"),
+    (S.from_system, (ov.catalog.exponential().system,), dict(theta="1.0"), InvalidTypeError,
+     "Expected a hypothesis strategy or an array of 1 numbers but got theta='1.0'"),
+    (S.from_system, (ov.catalog.exponential().system,), dict(z0=[1.0, 2.0]), InvalidArgumentError,
+     "Invalid argument z0=[1.0, 2.0]: expected 1 finite numbers"),
 ]
 
 
@@ -380,3 +382,57 @@ def test_from_system_with_your_own_strategies():
     assert problem.z0.tolist() == [0.3] and problem.theta.shape == (2,) and len(problem.ts) == 3
     assert np.all((0.5 <= problem.theta) & (problem.theta <= 2.0))
     assert ov.check_gradients(*problem, references=["forward", "fd"]).passed
+
+
+# ---------------------------------------------------------------- a user's own model (issue 11)
+LV = ov.ODESystem.from_strings(states="x y", params="a b c d", rhs=["a*x - b*x*y", "c*x*y - d*y"])
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(S.from_system(LV))
+def test_from_system_defaults_give_well_posed_problems_on_lotka_volterra(problem):
+    # found from outside: the old defaults (theta in [-1, 1], z0 of either sign) drew problems that blow up,
+    # and a user's test failed with an ExceptionGroup of IntegrationErrors
+    assert np.all((0.5 <= problem.theta) & (problem.theta <= 1.5))
+    assert np.all((0.5 <= problem.z0) & (problem.z0 <= 1.5))
+    # the solve succeeds at the tolerances the references use
+    res = ov.adjoint_gradients(*problem, rtol=1e-10, atol=1e-10)
+    assert np.all(np.isfinite(res.z0)) and np.all(np.isfinite(res.theta))
+
+
+def test_from_system_checks_a_user_model_end_to_end():
+    @settings(max_examples=4, deadline=None, database=None)
+    @given(S.from_system(LV))
+    def test(problem):
+        ov.testing.assert_gradients_close(*problem, references=["forward", "fd"])
+
+    test()
+
+
+GIVEN_THETA = np.array([1.5, 1.0, 3.0, 1.0])
+
+
+@settings(max_examples=10, deadline=None, database=None)
+@given(S.from_system(LV, theta=GIVEN_THETA, z0=[10.0, 5.0]))
+def test_from_system_draws_near_the_values_given(problem):
+    factors = problem.theta / GIVEN_THETA
+    assert np.all((0.5 <= factors) & (factors <= 1.5))
+    assert 5.0 <= problem.z0[0] <= 15.0 and 2.5 <= problem.z0[1] <= 7.5
+
+
+def test_from_system_shrinks_to_the_values_given():
+    problem = find(S.from_system(LV, theta=GIVEN_THETA, z0=[10.0, 5.0]), lambda p: True,
+                   settings=settings(database=None))
+    assert problem.theta.tolist() == GIVEN_THETA.tolist() and problem.z0.tolist() == [10.0, 5.0]
+
+
+def test_from_system_on_a_model_that_always_blows_up_says_how_to_bound_the_draws():
+    blows_up = ov.ODESystem.from_strings(states="x", params="a", rhs=["a*x**2 + 100"])  # x = 10 tan(10 t + c)
+
+    @settings(max_examples=50, deadline=None, database=None)
+    @given(S.from_system(blows_up))
+    def test(problem):
+        pass
+
+    with pytest.raises(S.StrategyArgumentError, match=r"could not be solved.*theta=\[\.\.\.\].*st\.lists"):
+        test()

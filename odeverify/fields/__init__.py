@@ -12,3 +12,13 @@ Both implement :class:`~odeverify.AbstractVectorField`, so ``solve`` and
 from ._callable import CallableField as CallableField
 from ._mlp import ACTIVATIONS as ACTIVATIONS
 from ._mlp import MLPField as MLPField
+
+__all__ = [
+    "CallableField",
+    "ACTIVATIONS",
+    "MLPField",
+]
+
+
+def __dir__():
+    return sorted(__all__)

@@ -41,3 +41,36 @@ from ._resnet import resnet_convergence as resnet_convergence
 from ._resnet import resnet_equals_euler as resnet_equals_euler
 from ._resnet import resnet_forward as resnet_forward
 from ._resnet import unpack_mlp_params as unpack_mlp_params
+
+__all__ = [
+    "LipschitzReport",
+    "hypothesis_warnings",
+    "lipschitz",
+    "OrderReport",
+    "convergence_order",
+    "fit_order",
+    "ACTIVATIONS",
+    "MLP",
+    "Activation",
+    "BackpropCheck",
+    "DepthReport",
+    "DescentResult",
+    "Gradients",
+    "backprop",
+    "check_backprop",
+    "gradient_descent",
+    "gradient_norms_by_depth",
+    "notes_backprop",
+    "ResNetConvergence",
+    "ResNetEulerCheck",
+    "neural_ode_system",
+    "pack_mlp_params",
+    "resnet_convergence",
+    "resnet_equals_euler",
+    "resnet_forward",
+    "unpack_mlp_params",
+]
+
+
+def __dir__():
+    return sorted(__all__)

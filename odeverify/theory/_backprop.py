@@ -96,6 +96,10 @@ def _activation(act):
 class MLP:
     """A multilayer perceptron: hidden layers with an activation, a linear output layer.
 
+    The plain network of the notes' §3.3 (backpropagation, depth), a map x -> y. The Neural ODE's vector
+    field f(z, t; θ) given by an MLP is :class:`odeverify.MLPField`, with flat parameters and batched
+    adjoint products.
+
     Attributes
     ----------
     weights : tuple of ndarray

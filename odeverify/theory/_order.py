@@ -15,7 +15,8 @@ from ._table import table_lines
 
 __all__ = ["OrderReport", "convergence_order", "fit_order"]
 
-#: default numbers of steps of the refined series
+#: default numbers of steps of the refined series; with ``steps=None`` coarser series (halved, down to
+#: one step) are tried until three errors are measurable, as high-order methods need on smooth problems
 DEFAULT_STEPS = (8, 16, 32, 64, 128)
 #: a point enters the fit only if its error exceeds this many times the reference's error bound
 FLOOR_FACTOR = 100.0
@@ -113,7 +114,7 @@ class OrderReport:
         return "\n".join(lines)
 
 
-def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS, exact=None):
+def convergence_order(system, z0, theta, t_span, method, *, steps=None, exact=None):
     r"""Measure the order of a one-step method: the slope of log error against log h.
 
     Integrates dz/dt = f(z, t; theta) from ``t_span[0]`` to ``t_span[1]``
@@ -132,8 +133,9 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     t_span : (float, float)
     method : str or Tableau
         A name in :data:`odeverify.tableaux.TABLEAUX` or a Tableau.
-    steps : sequence of int
-        The refined series (at least 3 values).
+    steps : sequence of int, optional
+        The refined series (at least 3 values). Default :data:`DEFAULT_STEPS`, halved (down to one
+        step) until at least three errors lie above the floor of rounding and the reference's error.
     exact : array_like of shape (n,), or callable, optional
         z(t1) exactly, or ``exact(t) -> z(t)``. Without it the reference is
         DOP853 at ``rtol = 1e-13``, whose error is bounded by its distance to
@@ -170,11 +172,30 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     theta = check_theta(theta, fld.n_params)
     t0, t1 = check_t_span(t_span)
     tab = get_tableau(method)
-    steps_arr = check_steps(steps, "steps")
+    series = [check_steps(steps, "steps")] if steps is not None else _default_series()
 
     def f(z, t):
         return fld.eval_f(z[None, :], t, theta)[0]
 
+    for steps_arr in series:
+        report = _measure(fld, f, z0, theta, t0, t1, tab, steps_arr, exact, n, last=steps_arr is series[-1])
+        if report is not None:
+            return report
+    raise AssertionError("unreachable: the last series raises")  # pragma: no cover
+
+
+def _default_series():
+    """DEFAULT_STEPS, then halved series down to one step: (8..128), (4..64), (2..32), (1..16)."""
+    base = np.asarray(DEFAULT_STEPS, dtype=int)
+    out = []
+    while base[0] >= 1:
+        out.append(base)
+        base = base // 2
+    return out
+
+
+def _measure(fld, f, z0, theta, t0, t1, tab, steps_arr, exact, n, *, last):
+    """The OrderReport of one refined series, or None when too few errors are measurable (unless ``last``)."""
     finals = np.array([odeint_fixed(f, z0, [t0, t1], method=tab, steps=int(m))[-1] for m in steps_arr])
     scale = max(1.0, float(np.max(np.abs(finals))))
     if exact is not None:
@@ -195,6 +216,14 @@ def convergence_order(system, z0, theta, t_span, method, *, steps=DEFAULT_STEPS,
     errors = np.max(np.abs(finals - ref), axis=1)
     used = errors > FLOOR_FACTOR * floor
     h = abs(t1 - t0) / steps_arr
+    if used.sum() < 3 and not last:
+        return None
+    if used.sum() < 3 and not np.any(errors > 0):
+        raise InvalidArgumentError(
+            f"{tab.name} integrates this problem exactly with {steps_arr.tolist()} steps (every error is 0: "
+            "e.g. z0 is an equilibrium, or the solution is a low-degree polynomial); no order can be measured, "
+            "choose another z0 or theta"
+        )
     if used.sum() < 3:
         raise InvalidArgumentError(
             f"only {int(used.sum())} of the errors {errors.tolist()} lie above the floor "
