@@ -1,7 +1,6 @@
 """The expression parser accepts its whitelist and refuses everything else."""
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -185,19 +184,18 @@ def _big_polynomial(seed, limit=MAX_EXPRESSION_LENGTH):
         text += ("+" if text else "") + term
 
 
-def test_large_polynomial_builds_and_compiles_quickly():
+def test_large_polynomial_builds_compiles_and_evaluates_right():
+    # (how fast this builds is measured by benchmarks/codegen.py, not asserted here: timed unit tests
+    # fail under load and pass code that regresses on a quiet machine)
     text = _big_polynomial(0)
     assert len(text) > 0.95 * MAX_EXPRESSION_LENGTH
-    start = time.perf_counter()
     sys_ = ov.ODESystem.from_strings("x y w", "a", [text, "a*x - y", f"w*({text})"])
     n_terms = len(sys_.f[0].args)
     # the kernels every adjoint solve needs, plus the forward Jacobian of implicit solvers
     sys_.numeric.f(np.ones(3), 0.0, [1.0])
     sys_.numeric.vjp(np.ones(3), np.ones(3), 0.0, [1.0])
     sys_.numeric.jac_z(np.ones(3), 0.0, [1.0])
-    elapsed = time.perf_counter() - start
     assert n_terms > 250  # several hundred distinct terms
-    assert elapsed < 10.0, f"building and compiling took {elapsed:.1f} s"
     # and the compiled kernel is right: compare with SymPy's own evaluation
     z = np.array([0.3, -0.7, 0.5])
     want = float(sys_.f[0].subs({sys_.states[0]: 0.3, sys_.states[1]: -0.7, sys_.states[2]: 0.5}))
