@@ -22,7 +22,6 @@ import types
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.special
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
@@ -32,6 +31,20 @@ __all__ = ["Group", "ArrayKernel", "compile_function", "compile_solver_kernels",
 
 #: Largest number of terms of one printed sum or product.
 CHUNK = 64
+
+
+# scipy.special is imported when a kernel first calls expit or erf, not with the package (a quarter of a
+# second of import that most systems never need)
+def _expit(x, *args, **kwargs):
+    from scipy.special import expit
+
+    return expit(x, *args, **kwargs)
+
+
+def _erf(x, *args, **kwargs):
+    from scipy.special import erf
+
+    return erf(x, *args, **kwargs)
 
 
 def _heaviside_np(x, h0):
@@ -52,9 +65,9 @@ def _make_autograd_ops():
 
     # expit and erf as autograd primitives, with the VJPs of autograd.scipy.special; importing that module
     # imports autograd.scipy.stats and with it scipy.stats (about a second)
-    expit = primitive(scipy.special.expit)
+    expit = primitive(_expit)
     defvjp(expit, lambda ans, x: lambda g: g * ans * (1 - ans))
-    erf = primitive(scipy.special.erf)
+    erf = primitive(_erf)
     defvjp(erf, lambda ans, x: lambda g: 2.0 / np.sqrt(np.pi) * g * anp.exp(-(x**2)))
 
     def heaviside(x, h0):
@@ -73,6 +86,13 @@ def _make_autograd_ops():
 _AUTOGRAD_OPS = []  # made on first use (autograd is imported only then)
 
 
+def autograd_ops():
+    """The activation functions of the autograd backend (sigmoid, softplus, relu, heaviside, erf, where)."""
+    if not _AUTOGRAD_OPS:
+        _AUTOGRAD_OPS.append(_make_autograd_ops())
+    return _AUTOGRAD_OPS[0]
+
+
 def _complex_sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -82,11 +102,11 @@ def _complex_softplus(x):
 
 
 _NUMPY_OPS = types.SimpleNamespace(
-    sigmoid=scipy.special.expit,
+    sigmoid=_expit,
     softplus=_softplus_np,
     relu=_relu_np,
     heaviside=_heaviside_np,
-    erf=scipy.special.erf,
+    erf=_erf,
     where=np.where,
 )
 
@@ -95,7 +115,7 @@ _COMPLEX_OPS = types.SimpleNamespace(
     softplus=_complex_softplus,
     relu=_relu_np,
     heaviside=_heaviside_np,
-    erf=scipy.special.erf,
+    erf=_erf,
     where=np.where,
 )
 
@@ -108,9 +128,7 @@ def _namespace(backend: str) -> dict:
     if backend == "autograd":
         import autograd.numpy as anp
 
-        if not _AUTOGRAD_OPS:
-            _AUTOGRAD_OPS.append(_make_autograd_ops())
-        return {"numpy": anp, "_ops": _AUTOGRAD_OPS[0]}
+        return {"numpy": anp, "_ops": autograd_ops()}
     raise InvalidArgumentError(f"backend={backend!r} is not one of 'numpy', 'complex', 'autograd'")
 
 

@@ -17,8 +17,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.integrate
-import scipy.sparse
 
 from ._rk import (
     _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKDenseOutput, RKFailure, ScipyDenseOutput,
@@ -39,14 +37,15 @@ __all__ = ["solve", "Solution", "integrate_span", "DEFAULT_MAX_STEPS"]
 #: default step budget of one solve
 DEFAULT_MAX_STEPS = 100_000
 
-_SOLVERS = {
-    "RK45": scipy.integrate.RK45,
-    "RK23": scipy.integrate.RK23,
-    "DOP853": scipy.integrate.DOP853,
-    "Radau": scipy.integrate.Radau,
-    "BDF": scipy.integrate.BDF,
-    "LSODA": scipy.integrate.LSODA,
-}
+#: the methods stepped by SciPy's solver classes (scipy.integrate is imported on first use: over half a
+#: second, which a solve with odeverify's own explicit methods does not pay)
+SCIPY_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+
+
+def _scipy_solver(method):
+    import scipy.integrate
+
+    return getattr(scipy.integrate, method)
 
 
 @dataclass
@@ -136,7 +135,7 @@ def integrate_span(
     if inplace:
         fun = _allocating(fun)
     fun = _Watched(fun)
-    solver_cls = _SOLVERS[method]
+    solver_cls = _scipy_solver(method)
     kwargs = dict(rtol=rtol, atol=atol)
     if method in IMPLICIT_METHODS and jac is not None:
         kwargs["jac"] = jac
@@ -567,6 +566,8 @@ class BlockJacobian:
             out = np.zeros((self.size, self.size))
             np.add.at(out, (self.rows, self.cols), data)
             return out
+        import scipy.sparse
+
         return scipy.sparse.csc_matrix((data, (self.rows, self.cols)), shape=(self.size, self.size))
 
 
@@ -724,7 +725,12 @@ def solve(
         z = z[:, 0, :]
     sol = None
     if dense_output:
-        sol = res.dense if res.interpolants is None else scipy.integrate.OdeSolution(np.asarray(res.step_times), res.interpolants)
+        if res.interpolants is None:
+            sol = res.dense
+        else:
+            import scipy.integrate
+
+            sol = scipy.integrate.OdeSolution(np.asarray(res.step_times), res.interpolants)
     return Solution(
         t=ts,
         z=z,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import autograd
 import numpy as np
-import scipy.optimize
 import sympy as sp
 
 from ._codegen import ArrayKernel, Group
@@ -311,6 +310,8 @@ class ImplicitLayer:
             )
         x, y0 = self._check_inputs(x, y0)
         scale = max(1.0, float(np.max(np.abs(self.residual(x, y0)))))
+        import scipy.optimize  # imported on first use, not with the package
+
         res = scipy.optimize.root(
             lambda y: self.residual(x, y),
             y0,

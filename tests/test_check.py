@@ -492,3 +492,19 @@ def test_to_json_is_valid_json_with_non_finite_numbers_as_strings(prepared):
     assert by_label["∂L/∂t0"]["candidate"] == "Infinity" and by_label["∂L/∂t1"]["candidate"] == "-Infinity"
     assert by_label["∂L/∂t1"]["difference"] == "Infinity"
     assert "NaN" in ov.GradientReport.to_json.__doc__ and "null" in ov.GradientReport.to_json.__doc__
+
+
+@pytest.mark.parametrize("rhs, trivial", [("3*a*t**2", True), ("4*a*t**3", True), ("5*a*t**4", False), ("-a*x", False)])
+def test_the_exactness_warning_tells_low_degree_polynomials_from_the_rest(rhs, trivial):
+    # Kutta's third-order method is Simpson's rule on dx/dt = p(t): exact for a cubic p (a quartic
+    # solution), so the check cannot see discretisation errors and says so; a quintic or an exponential
+    # solution is not integrated exactly
+    from odeverify._check import _integrated_exactly
+    from odeverify.references import make_problem
+
+    s = ov.ODESystem.from_strings("x", "a", [rhs])
+    problem = make_problem(s, [1.0], [0.0, 0.7, 2.0], [0.5], lambda zs: anp.sum(zs**2))
+    warning = _integrated_exactly(problem)
+    assert (warning is not None) == trivial
+    if trivial:
+        assert "exactly" in warning and "polynomial" in warning

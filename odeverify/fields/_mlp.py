@@ -29,7 +29,6 @@ import numbers
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.special
 
 from .._field import AbstractVectorField
 from .._validate import _as_float_array, check_positive_float, check_rng
@@ -57,7 +56,9 @@ def _tanh_d2(X, d1):
 
 
 def _sigmoid(U):
-    return scipy.special.expit(U, out=U)
+    from scipy.special import expit  # imported on first use, not with the package
+
+    return expit(U, out=U)
 
 
 def _sigmoid_d1(X):
@@ -92,12 +93,13 @@ _NUMPY_ACTIVATIONS = {
 
 def _autograd_activation(name):
     import autograd.numpy as anp
-    import autograd.scipy.special as asp
+
+    from .._codegen import autograd_ops  # expit as an autograd primitive, without autograd.scipy (scipy.stats)
 
     if name == "tanh":
         return anp.tanh
     if name == "sigmoid":
-        return asp.expit
+        return autograd_ops().sigmoid
     return lambda u: anp.logaddexp(0.0, u)
 
 

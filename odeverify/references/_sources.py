@@ -12,11 +12,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.integrate
-
 from .._adjoint import BacksolveDriftWarning, adjoint_gradients
+from .._integrate import integrate_span
 from .._validate import check_method, check_mode
-from ..errors import IntegrationError, InvalidArgumentError
+from ..errors import InvalidArgumentError
 from ._base import GradientEstimate, Reference
 
 __all__ = ["Adjoint", "ForwardSensitivity", "Exact"]
@@ -87,9 +86,10 @@ class Adjoint(Reference):
 class ForwardSensitivity(Reference):
     r"""The direct method: integrate S = dz/d[z0, theta] alongside z.
 
-    dS/dt = (df/dz) S + [0, df/dtheta], S(t0) = [I, 0], solved with
-    :func:`scipy.integrate.solve_ivp` directly (not odeverify's stepping loop),
-    with the Jacobians from the field. Then, with g_i = dL/dz(t_i):
+    dS/dt = (df/dz) S + [0, df/dtheta], S(t0) = [I, 0], solved as one system
+    (``method``: DOP853 by default, stepped by odeverify's loop with SciPy's
+    steps; any SciPy method runs in SciPy's own solver class), with the
+    Jacobians from the field, never the adjoint's derived products. Then, with g_i = dL/dz(t_i):
     dL/dz0 = sum_i S_z0(t_i)^T g_i, dL/dtheta = sum_i S_theta(t_i)^T g_i,
     dL/dt_i = g_i . f(z(t_i), t_i) for i >= 1 and
     dL/dt_0 = -sum_{i>=1} g_i^T S_z0(t_i) f(z_0, t_0).
@@ -133,12 +133,8 @@ class ForwardSensitivity(Reference):
         y0 = np.concatenate([problem.z0.reshape(-1), S0.reshape(-1)])
         ts = problem.ts
         with np.errstate(all="ignore"):
-            sol = scipy.integrate.solve_ivp(
-                rhs, (ts[0], ts[-1]), y0, method=self.method, t_eval=ts, rtol=rtol, atol=atol
-            )
-        if sol.status != 0 or sol.y.shape[1] != len(ts):
-            raise IntegrationError(f"forward sensitivity solve failed: {sol.message}")
-        Y = sol.y.T
+            Y = integrate_span(rhs, float(ts[0]), float(ts[-1]), y0, method=self.method, rtol=rtol, atol=atol,
+                               t_out=ts, what="forward sensitivity solve").y_at
         zs = Y[:, :size_z].reshape(len(ts), B, n)
         Ss = Y[:, size_z:].reshape(len(ts), B, n, m)
         value, g = problem.jumps(zs)
