@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from ._codegen import ArrayKernel, Group, compile_solver_kernels
+from ._codegen import ArrayKernel, Group, _Facts, compile_solver_kernels
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
 from ._parse import MAX_NAMES, constant_out_of_range, describe_constant, parse_expression, parse_names
@@ -67,15 +67,7 @@ class _Differentiator:
 
     def __init__(self):
         self._memo = {}
-        self._free = {}
-
-    def free(self, expr):
-        if not expr.args:
-            return frozenset((expr,)) if expr.is_Symbol else frozenset()
-        out = self._free.get(expr)
-        if out is None:
-            out = self._free[expr] = frozenset().union(*(self.free(a) for a in expr.args))
-        return out
+        self.free = _Facts().free  # memoized free symbols, shared with the code generator's
 
     def __call__(self, expr, sym):
         """d expr / d sym."""
