@@ -616,7 +616,7 @@ class ODESystem(AbstractVectorField):
         return self.numeric._kernel("f")(*_member_args(z, t, theta), check=False)[0]
 
     def eval_f_each_complex(self, z, t, theta):
-        return self.numeric._kernel("f").evaluate_complex(*_member_args(z, t, theta))[0]
+        return self.numeric._kernel("f").evaluate_complex(*_member_args(z, t, theta), check=False)[0]
 
     def eval_jac_z(self, z, t, theta):
         return self.numeric._kernel("jac_z")(z, t, theta, check=False)[0]
