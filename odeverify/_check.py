@@ -337,7 +337,12 @@ def _short(a, width=60):
 def _real(value, argname, example):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidTypeError(f"{argname} must be a real number, got {value!r:.60}; e.g. {example}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a Python int beyond the double range
+        raise InvalidArgumentError(
+            f"{argname}={str(value)[:12]}... ({len(str(value))} digits) is beyond the double range; e.g. {example}"
+        ) from None
 
 
 def _compute_all(refs, problem, explicit):
@@ -875,6 +880,8 @@ def _summary(rows, passed, quantities, diagnoses):
     if not missing or any(r.status in ("FAIL", "inconclusive") for r in rows):
         parts.append(_verdict(rows, passed))
     text = "; ".join(parts)
+    # a diagnosis the verdict already states ("X has the wrong sign") is not said twice
+    diagnoses = [d for d in diagnoses if d.split(" (candidate")[0] not in text]
     if diagnoses:
         text += " — " + "; ".join(diagnoses)
     left_out = [q for q in QUANTITIES if q not in quantities]

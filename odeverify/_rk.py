@@ -438,15 +438,18 @@ def _rk_steps(ws, fun, t, t_end, y0, c, exponent, rtol, atol, starts, ends, t_ou
         dd1 = _norm(np.abs(Y[1]) / scale, starts, ends)
         h0 = 1e-6 if (dd0 < 1e-5 or dd1 < 1e-5) else 0.01 * dd0 / dd1
         h0 = min(h0, interval)
-        y_stage[:] = Y[0] + (h0 * direction) * Y[1]
-        fun(t + h0 * direction, y_stage, err)
-        nfev += 1
-        dd2 = _norm(np.abs(err - Y[1]) / scale, starts, ends) / h0
-        if dd1 <= 1e-15 and dd2 <= 1e-15:
-            h1 = max(1e-6, h0 * 1e-3)
-        else:
-            h1 = (0.01 / max(dd1, dd2)) ** (1.0 / (order_err + 1))
-        h_abs = min(100 * h0, h1, interval)
+        if h0 > 0.0:
+            y_stage[:] = Y[0] + (h0 * direction) * Y[1]
+            fun(t + h0 * direction, y_stage, err)
+            nfev += 1
+            dd2 = _norm(np.abs(err - Y[1]) / scale, starts, ends) / h0
+            if dd1 <= 1e-15 and dd2 <= 1e-15:
+                h1 = max(1e-6, h0 * 1e-3)
+            else:
+                h1 = (0.01 / max(dd1, dd2)) ** (1.0 / (order_err + 1))
+            h_abs = min(100 * h0, h1, interval)
+        else:  # dz/dt so large against z that no step is representable: a collapsed step size, reported as such
+            h_abs = 0.0
     else:
         h_abs = min(h_abs, interval)
 

@@ -441,3 +441,8 @@ def _print_warnings(command, caught, printed, err):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here
+    return sorted(__all__)

@@ -156,3 +156,8 @@ def gradient_check(request):
         )
 
     return check
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here
+    return sorted(__all__)

@@ -362,7 +362,11 @@ def _number_array(value, source, key, allow_nan=False):
             if allow_nan and v.strip().lower() in ("nan", ""):
                 return math.nan
             raise _err(source, key, f"holds the string {v!r}, not a number")
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an integer beyond the double range
+            raise _err(source, key, f"holds the integer {str(v)[:12]}... ({len(str(v))} digits), beyond the double "
+                       "range (about 1.8e308)") from None
 
     try:
         converted = convert(value)
@@ -462,3 +466,8 @@ def _read_csv_rows(path, system, source, tname):
         if sname in cols:
             targets[:, k] = [num(r[cols[sname]], i + 2, sname) for i, r in enumerate(rows)]
     return times, targets
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here
+    return sorted(__all__)

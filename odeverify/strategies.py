@@ -1009,3 +1009,8 @@ def problems(*, systems=None, n_states=(1, 3), n_times=(2, 4), decreasing=False,
                                  t0_alone=t0_alone, reject_failures=False))
 
     return build()
+
+
+def __dir__():
+    # tab completion shows the public names, not the modules imported here
+    return sorted(__all__)

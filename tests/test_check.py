@@ -508,3 +508,19 @@ def test_the_exactness_warning_tells_low_degree_polynomials_from_the_rest(rhs, t
     assert (warning is not None) == trivial
     if trivial:
         assert "exactly" in warning and "polynomial" in warning
+
+
+def test_a_wrong_sign_is_said_once_in_the_summary():
+    # the diagnosis "has the wrong sign" restated the verdict word for word (found from outside)
+    s = ov.ODESystem.from_strings("x v", "k w", ["v", "-k*x + 0.3*sin(w*t)"])
+    ts = np.linspace(0.0, 2.0, 5)
+    loss = lambda zs: anp.sum(zs**2)  # noqa: E731
+
+    def flipped(z0, ts, theta):
+        d = ov.adjoint_gradients(s, z0, ts, theta, loss, rtol=1e-11, atol=1e-11).as_dict()
+        d["theta"] = d["theta"] * np.array([1.0, -1.0])
+        return d
+
+    report = ov.check_gradients(s, [1.0, 0.0], ts, [1.0, 2.0], loss, candidate=flipped, references=["forward", "fd"])
+    assert not report.passed
+    assert report.summary.count("wrong sign") == 1 and "∂L/∂θ[1] (w)" in report.summary

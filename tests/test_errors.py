@@ -663,3 +663,32 @@ def test_fuzz_huge_python_ints_raise_only_the_packages_errors(value, where):
         args[where] = [value]
     with pytest.raises(_IAE, match="double range"):
         _ov.solve(_decay(), args["z0"], args["ts"], args["theta"], **kw)
+
+
+# ---------------------------------------------------------------- found from outside (fourth session)
+def test_a_huge_integer_in_a_spec_file_is_a_spec_error(tmp_path):
+    from odeverify.cli import main
+
+    digits = "1" + "0" * 400
+    spec = tmp_path / "big.toml"
+    spec.write_text(f'states=["x"]\nparams=["a"]\nrhs=["-a*x"]\nz0=[{digits}]\ntheta=[1.0]\nts=[0.0, 1.0]\n'
+                    '[loss]\nkind="expression"\nexpression="x"\n')
+    with pytest.raises(ov.errors.SpecError, match=r"z0: holds the integer .*401 digits.*beyond the double range"):
+        ov.spec.load_spec(spec)
+    assert main(["gradients", str(spec)]) == 2
+
+
+@pytest.mark.parametrize("arg", ["rtol", "atol"])
+def test_check_tolerances_beyond_the_double_range_are_refused(arg):
+    s = ov.ODESystem.from_strings("x", "a", ["-a*x"])
+    with pytest.raises(InvalidArgumentError, match=rf"{arg}=.*digits.*beyond the double range"):
+        ov.check_gradients(s, [1.0], [0.0, 1.0], [1.0], last_sq, references=["forward"], **{arg: 10**400})
+
+
+@pytest.mark.parametrize("method", ["DOP853", "tsit5", "dopri5"])
+@pytest.mark.parametrize("rate", [1e200, 1e300])
+def test_a_rate_so_large_that_no_first_step_is_representable_is_an_integration_error(method, rate):
+    # Hairer's starting step 0.01 |z| / |dz/dt| underflows to 0: that used to divide by zero
+    s = ov.ODESystem.from_strings("x", "a b", ["-a*x + b"])
+    with pytest.raises(IntegrationError, match="step size became too small"):
+        ov.solve(s, [1.0], [0.0, 1.0], [rate, 1.0], method=method)
