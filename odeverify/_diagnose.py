@@ -270,11 +270,11 @@ def _inferred_tolerance(rows, fails, rtol, candidate_rtol):
     largest = max(sizes.values())
     if not 0 < largest <= SOLVER_LIKE_MAX or min(sizes.values()) < 0.01 * largest:
         return None
-    if candidate_rtol and largest <= 1e3 * candidate_rtol:
-        guess = candidate_rtol
-    else:
-        guess = 10.0 ** math.floor(math.log10(largest))
     spread = ", ".join(f"{q}: {s:.1g}" for q, s in sizes.items())
-    return (f"consistent with a candidate solved at rtol ≈ {guess:.0e}: differences of relative size up to "
+    if candidate_rtol and largest <= 1e3 * candidate_rtol:
+        how = f"solved at rtol={candidate_rtol:g}"
+    else:  # the differences' size, not the rtol used: a solver's error is often far below its rtol
+        how = f"solved too loosely (errors of relative size about {10.0 ** math.floor(math.log10(largest)):.0e})"
+    return (f"consistent with a candidate {how}: differences of relative size up to "
             f"{largest:.1g} spread over every quantity ({spread}), as a solver's error is; solve tighter or pass "
             f"check rtol={_check_rtol_that_passes(fails, rtol):g}")
