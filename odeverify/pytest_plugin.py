@@ -13,6 +13,9 @@ that is not installed, load it with ``-p odeverify.pytest_plugin`` or
 * ``@pytest.mark.gradient_tolerance(rtol=..., atol=...)`` on a test, class or
   module sets the fixture's tolerances; markers at several levels combine key
   by key, the closest winning (arguments given in the call win over all).
+* a ``@given`` test that uses the fixture runs without hypothesis's default
+  deadline (a gradient check takes 0.05-0.5 s); a deadline that the test or a
+  loaded profile sets is kept.
 * hypothesis profiles ``odeverify-ci`` (10 examples, no deadline,
   derandomized, no example database: fast and reproducible) and
   ``odeverify-thorough`` (300 examples, no deadline, randomized), selected with
@@ -124,6 +127,28 @@ def pytest_runtest_setup(item):
     item.config.stash[_CURRENT_ITEM] = item
     if "gradient_check" in getattr(item, "fixturenames", ()):
         _marker_tolerances(item)
+        _without_default_deadline(item)
+
+
+def _without_default_deadline(item):
+    """A ``@given`` test that uses ``gradient_check`` runs without hypothesis's default deadline.
+
+    One gradient check takes 0.05-0.5 s, so hypothesis's default of 200 ms fails such a test now and
+    then for no fault of the gradient. Only tests that ask for the fixture (gradient tests by their own
+    declaration) are changed, and only when their deadline is hypothesis's default: a deadline the test
+    or a loaded profile chose stays. Nothing changes where hypothesis's settings cannot be read.
+    """
+    test = getattr(item, "obj", None)
+    current = getattr(test, "_hypothesis_internal_use_settings", None)
+    if current is None or not getattr(test, "is_hypothesis_test", False):
+        return
+    try:
+        from hypothesis import settings
+
+        if current.deadline == settings.get_profile("default").deadline:
+            test._hypothesis_internal_use_settings = settings(current, deadline=None)
+    except Exception:  # noqa: BLE001 - a hypothesis without these internals: its own settings apply
+        return
 
 
 @pytest.fixture(scope="session")
@@ -156,8 +181,3 @@ def gradient_check(request):
         )
 
     return check
-
-
-def __dir__():
-    # tab completion shows the public names, not the modules imported here
-    return sorted(__all__)

@@ -263,3 +263,37 @@ def test_given_default_tolerance_fails(gradient_check, k):
     result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*FAILED*test_given_default_tolerance_fails*"])
+
+
+def test_given_tests_with_the_fixture_run_without_the_default_deadline(pytester, source_tree, monkeypatch):
+    # a gradient check takes longer than hypothesis's default 200 ms deadline: a @given test that asks for
+    # gradient_check must not fail for that; one that sets its own deadline keeps it, and a test without
+    # the fixture keeps hypothesis's default. In a subprocess outside CI: this suite's own profile (and
+    # hypothesis's "ci" profile under CI=true) have no deadline at all
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile('''
+import time
+from datetime import timedelta
+from hypothesis import given, settings, strategies as st
+
+@settings(max_examples=2, database=None)
+@given(st.integers(0, 3))
+def test_slow_gradient_test(gradient_check, k):
+    time.sleep(0.3)
+
+@settings(max_examples=2, database=None, deadline=timedelta(milliseconds=50))
+@given(st.integers(0, 3))
+def test_own_deadline_is_kept(gradient_check, k):
+    time.sleep(0.3)
+
+@settings(max_examples=2, database=None)
+@given(st.integers(0, 3))
+def test_without_the_fixture(k):
+    time.sleep(0.3)
+''')
+    result = run(pytester, "-v", subprocess=True)
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    assert "test_slow_gradient_test PASSED" in out
+    assert "test_own_deadline_is_kept FAILED" in out and "test_without_the_fixture FAILED" in out
+    assert "DeadlineExceeded" in out
