@@ -106,7 +106,9 @@ def _as_float_array(value, argname):
             ) from None
     if arr.dtype.kind == "c":
         raise InvalidTypeError(f"{argname} must be real, got a complex array")
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind == "b":  # True/False read as 1/0 would hide a mix-up (a mask passed for a state?)
+        raise InvalidTypeError(f"{argname} must hold numbers, got booleans {_short(value)}; pass floats")
+    if arr.dtype.kind not in "iuf":
         raise InvalidTypeError(f"{argname} must be numeric, got dtype {arr.dtype} from {_short(value)}")
     return arr.astype(np.float64)
 
@@ -216,7 +218,7 @@ def check_ts(ts):
     span = abs(arr[-1] - arr[0])
     scale = max(abs(arr[0]), abs(arr[-1]), 1.0)
     if span < 1e3 * np.finfo(float).eps * scale:
-        raise InvalidArgumentError(f"ts spans only {span!r}, which is below the resolution of the times; widen the interval")
+        raise InvalidArgumentError(f"ts spans only {float(span)!r}, which is below the resolution of the times; widen the interval")
     return arr
 
 

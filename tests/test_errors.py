@@ -692,3 +692,11 @@ def test_a_rate_so_large_that_no_first_step_is_representable_is_an_integration_e
     s = ov.ODESystem.from_strings("x", "a b", ["-a*x + b"])
     with pytest.raises(IntegrationError, match="step size became too small"):
         ov.solve(s, [1.0], [0.0, 1.0], [rate, 1.0], method=method)
+
+
+def test_booleans_are_not_numbers_for_states_and_parameters():
+    s = ov.ODESystem.from_strings("x y", "a", ["-a*x", "-a*y"])
+    with pytest.raises(ov.errors.InvalidTypeError, match="z0 must hold numbers, got booleans"):
+        ov.solve(s, [True, False], [0.0, 1.0], [1.0])
+    with pytest.raises(ov.errors.InvalidTypeError, match="booleans"):
+        ov.solve(s, [1.0, 0.5], [0.0, 1.0], [True])
