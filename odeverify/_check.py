@@ -740,6 +740,7 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
     scale_all = max(scales.values(), default=0.0)
     rows = []
     disagreements = {}  # reference name -> [(label, names of the consensus there)]
+    nonsmooth = _nonsmooth(problem.field)
     for q in QUANTITIES:
         have = [e for e in estimates if q in e.values]
         floor_agree = 1e-12 * max(scales[q], 1e-3 * scale_all) + 1e-300
@@ -750,7 +751,7 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
             cval = float(cand[q][idx]) if q in cand else None
             row = _row(q, idx, labels[q][idx], cval, [(e, float(np.asarray(e.values[q])[idx]),
                        float(np.asarray(e.errors[q])[idx])) for e in have], floor_agree, rtol_c, atol_q,
-                       what_to_add, disagreements)
+                       what_to_add, disagreements, nonsmooth)
             if q not in quantities:
                 row.status, row.note = "not checked", "left out by quantities=..."
             elif cval is None:
@@ -759,7 +760,19 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
     return rows, disagreements
 
 
-def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add, disagreements):
+_NOT_SMOOTH = "the right-hand side is not smooth"
+
+
+def _nonsmooth(field):
+    """The non-smooth functions of the field's right-hand side (ODESystem only; empty when unknown)."""
+    find = getattr(field, "nonsmooth_functions", None)
+    try:
+        return list(find()) if callable(find) else []
+    except Exception:  # noqa: BLE001 - a diagnostic: no names rather than a failed check
+        return []
+
+
+def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add, disagreements, nonsmooth=()):
     """The comparison of one entry: the references' consensus, the tolerance and the status."""
     if not entries:
         return Row(q, idx, label, cval, None, None, None, None,
@@ -779,6 +792,14 @@ def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add,
             note = "only sources sharing the adjoint derivation agree"
         return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
                    len(members), len(entries), names, note)
+    outside = [e[0].name for e in entries if not any(e is m for m in members) and not e[0].differentiates_f]
+    if nonsmooth and outside and all(m[0].differentiates_f for m in members):
+        # a jump of f is invisible to every source built on its derivatives: their agreement is one blind spot
+        # shared, not evidence against the source that sees the jump
+        return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
+                   len(members), len(entries), names,
+                   f"{_NOT_SMOOTH} ({', '.join(nonsmooth)}): {', '.join(names)} differentiate f "
+                   f"and cannot see a jump, {', '.join(outside)} disagree{'s' if len(outside) == 1 else ''} with them")
     if cval is None:
         return Row(q, idx, label, None, rval, rerr, None, None, "not checked", len(members), len(entries), names,
                    "the candidate gave no value")
@@ -879,6 +900,10 @@ def _summary(rows, passed, quantities, diagnoses):
                      f"verdict covers {', '.join(_GROUP_WORDS[q] for q in quantities)}: {restrict}")
     if not missing or any(r.status in ("FAIL", "inconclusive") for r in rows):
         parts.append(_verdict(rows, passed))
+    blind = [r for r in rows if r.status == "inconclusive" and r.note.startswith(_NOT_SMOOTH)]
+    if blind and any(r.status == "FAIL" for r in rows):  # (without a failure the verdict names them already)
+        shown = ", ".join(r.label for r in blind[:4]) + (f" and {len(blind) - 4} more" if len(blind) > 4 else "")
+        parts.append(f"{shown} {'is' if len(blind) == 1 else 'are'} inconclusive: {blind[0].note}")
     text = "; ".join(parts)
     # a diagnosis the verdict already states ("X has the wrong sign") is not said twice
     diagnoses = [d for d in diagnoses if d.split(" (candidate")[0] not in text]

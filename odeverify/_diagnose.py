@@ -133,7 +133,7 @@ def _only_t0(rows, fails, problem):
     if len(fails) != 1 or fails[0].quantity != "t" or _t_index(fails[0]) != 0:
         return None
     others = [r for r in _checked(rows) if r is not fails[0]]
-    if not others or any(r.status != "ok" for r in others):
+    if not others or any(r.status != "ok" for r in others) or any(r.status == "inconclusive" for r in rows):
         return None
     text = ("only ∂L/∂t0 is wrong while every other entry agrees: consistent with an error in the ∂f/∂t term or "
             "in the a_t integral (∂L/∂t0 = a_t(t0), da_t/dt = −a·∂f/∂t, a_t jumping by −∂L/∂t_i at every later "

@@ -524,3 +524,28 @@ def test_a_wrong_sign_is_said_once_in_the_summary():
     report = ov.check_gradients(s, [1.0, 0.0], ts, [1.0, 2.0], loss, candidate=flipped, references=["forward", "fd"])
     assert not report.passed
     assert report.summary.count("wrong sign") == 1 and "∂L/∂θ[1] (w)" in report.summary
+
+
+def test_a_jump_in_t_is_not_confirmed_by_the_references_that_cannot_see_it():
+    # dx/dt = -k x + H(t - s), x(0) = 1, L = x(2)^2. Closed form: x(2) = e^{-2k} + (1 - e^{-k(2-s)})/k, so
+    # dL/ds = 2 x(2) dx(2)/ds = -2 x(2) e^{-k(2-s)}. The adjoint, forward sensitivities and autograd through
+    # RK differentiate f and give dL/ds = 0; only finite differences see the jump. Four blind references
+    # must not outvote it (a false PASS of dL/ds = 0 before): the entry is inconclusive, named as such.
+    k, s_, T = 0.7, 0.9, 2.0
+    x2 = np.exp(-k * T) + (1 - np.exp(-k * (T - s_))) / k
+    exact_ds = -2 * x2 * np.exp(-k * (T - s_))
+    system = ov.ODESystem.from_strings("x", "k s", ["-k*x + heaviside(t - s)"])
+    loss = lambda zs: zs[-1, 0] ** 2  # noqa: E731
+    fd = ov.references.compute_reference(ov.references.FiniteDifferences(), system, [1.0], [0.0, T], [k, s_], loss)
+    assert abs(fd.values["theta"][1] - exact_ds) <= max(fd.errors["theta"][1], 1e-6 * abs(exact_ds))
+
+    def blind_candidate(z0, ts, theta):  # what the adjoint gives: dL/ds = 0
+        return ov.adjoint_gradients(system, z0, ts, theta, loss, rtol=1e-10, atol=1e-10).as_dict()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = ov.check_gradients(system, [1.0], [0.0, T], [k, s_], loss, candidate=blind_candidate)
+    assert not report.passed
+    row = next(r for r in report.rows if r.label.startswith("∂L/∂θ[1]"))
+    assert row.status == "inconclusive" and "not smooth (Heaviside)" in row.note
+    assert "∂L/∂θ[1] (s) is inconclusive: the right-hand side is not smooth" in report.summary

@@ -138,6 +138,7 @@ class AutogradRK(Reference):
                 f"Richardson: 4|G(h/2) - G(h)|/(2^{q}-1) with up to {2 * max(steps)} {self.tableau.name} steps per interval"
             ),
             notes=notes,
+            differentiates_f=True,
         )
 
     def _ratio(self, err, values):

@@ -145,6 +145,10 @@ class GradientEstimate:
         ``(z0, ts, theta)`` the estimate was computed at (set by
         :meth:`Reference.compute`); :func:`odeverify.check_gradients` refuses
         to reuse an estimate for other inputs.
+    differentiates_f : bool
+        True for sources built on derivatives of f (the adjoint, forward
+        sensitivities, autograd through Runge–Kutta): they assume f is smooth
+        and do not see a jump of f; finite differences and closed forms do.
     fingerprint : tuple or None
         f and the loss at fixed points near the inputs
         (:attr:`Problem.fingerprint`): reuse for another system or loss is
@@ -160,6 +164,7 @@ class GradientEstimate:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
     exact: bool = False
+    differentiates_f: bool = False
     inputs: tuple | None = None
     fingerprint: tuple | None = None
 

@@ -80,6 +80,7 @@ class Adjoint(Reference):
             error_model=f"difference of the adjoint at rtol={self.rtol:g} and {max(self.rtol / 100, 2.3e-14):g}",
             independent=False,
             notes=notes,
+            differentiates_f=True,
         )
 
 
@@ -159,6 +160,7 @@ class ForwardSensitivity(Reference):
             errors=_abs_diff(v1, v2),
             loss=loss,
             error_model=f"difference of the solves at rtol={self.rtol:g} and {max(self.rtol / 100, 2.3e-14):g}",
+            differentiates_f=True,
         )
 
 
