@@ -12,7 +12,6 @@ solver's message.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
@@ -37,12 +36,12 @@ __all__ = ["solve", "Solution", "integrate_span", "DEFAULT_MAX_STEPS"]
 #: default step budget of one solve
 DEFAULT_MAX_STEPS = 100_000
 
-#: the methods stepped by SciPy's solver classes (scipy.integrate is imported on first use: over half a
-#: second, which a solve with odeverify's own explicit methods does not pay)
-SCIPY_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
-
-
 def _scipy_solver(method):
+    """SciPy's solver class for ``method`` (RK45, RK23, Radau, BDF, LSODA; DOP853 runs in odeverify's loop).
+
+    scipy.integrate is imported here, on first use: over half a second, which a solve with odeverify's
+    own explicit methods does not pay.
+    """
     import scipy.integrate
 
     return getattr(scipy.integrate, method)
@@ -218,7 +217,7 @@ def integrate_span(
 def scipy_dense_output(step_times, interpolants):
     """A :class:`StepwiseDenseOutput` of SciPy step interpolants.
 
-    The interpolants of RK23, RK45, DOP853 and Radau are polynomials in
+    The interpolants of RK23, RK45 and Radau are polynomials in
     ``s = (t - t_old) / h``; they become one :class:`RKDenseOutput` (an
     evaluation is a few array operations instead of SciPy's Python call, and
     many times are evaluated in one). BDF's and LSODA's stay as they are.
@@ -236,28 +235,7 @@ def _polynomial_coefficients(interp):
         return np.vstack([interp.y_old, interp.h * interp.Q.T])
     if name == "RadauDenseOutput":  # y_old + Q [s, s^2, s^3]
         return np.vstack([interp.y_old, interp.Q.T])
-    if name == "Dop853DenseOutput":
-        R = _dop853_monomials(interp.F.shape[0]) @ interp.F
-        R[0] += interp.y_old
-        return R
     return None
-
-
-@functools.lru_cache(maxsize=4)
-def _dop853_monomials(m):
-    """C (m + 1, m): the monomial coefficients of DOP853's interpolant are ``C @ F`` (plus y_old in row 0).
-
-    SciPy evaluates ``y = 0; for i, f in enumerate(reversed(F)): y = (y + f) * (s if i is even else 1 - s)``;
-    the same recursion on the coefficient vectors of the basis F = I gives C.
-    """
-    c = np.zeros((m + 1, m))
-    for i, j in enumerate(range(m - 1, -1, -1)):
-        c[0, j] += 1.0
-        shifted = np.zeros_like(c)
-        shifted[1:] = c[:-1]  # times s
-        c = shifted if i % 2 == 0 else c - shifted
-    c.flags.writeable = False
-    return c
 
 
 def _into(fun):
