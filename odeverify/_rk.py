@@ -186,7 +186,7 @@ class StepwiseDenseOutput:
         t = np.asarray(t, dtype=float)
         if t.ndim == 0:
             return self.at(float(t))
-        return np.stack([self.at(float(x)) for x in t.ravel()], axis=-1).reshape((-1,) + t.shape)
+        return self.at_many(t.ravel()).T.reshape((-1,) + t.shape)
 
 
 class RKDenseOutput(StepwiseDenseOutput):
