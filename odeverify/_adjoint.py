@@ -280,29 +280,24 @@ def adjoint_gradients(
     g = g.reshape(T, B, n)
 
     # ---------------------------------------------------------------- backward
-    if mode == "interpolated":
+    if mode != "backsolve":  # z from the forward dense output
         dense = fwd.dense
         z_buf = np.empty(Bn)
 
         def z_of(t):
             return dense.at(t).reshape(B, n)
 
+    if mode == "interpolated":
         # y = [a (B*n), a_theta (p), a_t (1)]
         def fun_backward(t, y, out):
             kernels.adjoint(t, dense.at(t, z_buf), y, out)
-
 
         jac_backward = _interpolated_jacobian(fld, theta, B, n, p, method, z_of) if implicit else None
         size = Bn + p + 1
         groups = (Bn, p, 1)  # the mixed error norm's groups (in-house methods)
         atol_b = atol_a
     elif mode == "quadrature":
-        dense = fwd.dense
-        z_buf = np.empty(Bn)
         products = np.empty(Bn + p + 1)  # [a_z, a_theta, a_t]: only a_z is integrated
-
-        def z_of(t):
-            return dense.at(t).reshape(B, n)
 
         # y = a (B*n)
         if kernels.adjoint_a is not None:
