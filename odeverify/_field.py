@@ -169,15 +169,12 @@ class AbstractVectorField(abc.ABC):
         Returns
         -------
         ndarray, shape (M, n)
-            Row m is f(z[m], t[m]; theta). The default makes one
-            :meth:`eval_f` call per distinct time (one in all when the field
-            is autonomous); fields that take a time per sample override it.
+            Row m is f(z[m], t[m]; theta). The default is :meth:`eval_f_each`
+            with every row a member (one :meth:`eval_f` call per distinct
+            time, one in all when the field is autonomous); fields that take a
+            time per sample override it.
         """
-        z = np.asarray(z, dtype=float)
-        out = np.empty_like(z)
-        for tk, rows in _rows_per_time(self, t):
-            out[rows] = self.eval_f(z[rows], tk, theta)
-        return out
+        return self.eval_f_each(np.asarray(z, dtype=float), t, theta)
 
     def eval_vjp_at(self, a, z, t, theta):
         """Vector-Jacobian products with a time per sample.
@@ -280,11 +277,11 @@ class AbstractVectorField(abc.ABC):
         -------
         ndarray, same shape as ``z``
         """
-        return _each_row(self.eval_f, z, t, theta, self.n_params)
+        return _each_row(self.eval_f, z, _one_time_if_autonomous(self, t), theta, self.n_params)
 
     def eval_f_each_complex(self, z, t, theta):
         """:meth:`eval_f_each` on complex ``z`` and ``theta`` (for the complex step); None when not supported."""
-        return _each_row(self.eval_f_complex, z, t, theta, self.n_params)
+        return _each_row(self.eval_f_complex, z, _one_time_if_autonomous(self, t), theta, self.n_params)
 
     def describe(self):
         """A one-line description for reports."""
@@ -292,6 +289,11 @@ class AbstractVectorField(abc.ABC):
 
     def _check_theta_length(self, theta):
         return np.shape(theta) == (self.n_params,)
+
+
+def _one_time_if_autonomous(field, t):
+    """``t``, or one of its times when f does not depend on t (so that rows differing only in t share a call)."""
+    return float(np.ravel(t)[0]) if field.is_autonomous and np.size(t) else t
 
 
 def _each_row(eval_f, z, t, theta, p):
