@@ -438,7 +438,7 @@ def plot_order(report, *, ax=None):
 
 
 # ---------------------------------------------------------------------------- tolerance study
-def plot_tolerance_study(study, *, ax=None):
+def plot_tolerance_study(study, *, ax=None, estimates=False):
     """A :class:`~odeverify.ToleranceStudy`: relative error of each quantity against the solver's rtol.
 
     One panel per quantity (∂L/∂z0, ∂L/∂θ, ∂L/∂t), one line per
@@ -446,14 +446,19 @@ def plot_tolerance_study(study, *, ax=None):
     prediction, error = rtol (relative to the quantity's largest entry: a
     solver's global error proportional to its tolerance, the model behind
     the references' ``rtol`` vs ``rtol / 100`` error estimates); the dotted
-    horizontal line is what :func:`~odeverify.check_gradients` admits at its
-    default rtol; the grey band at the bottom is the reference's own error
-    (nothing below it is measurable).
+    horizontal line is the smallest error :func:`~odeverify.check_gradients`
+    admits at its default rtol; a grey band marks the reference's own error
+    when it is within a hundredfold of the errors shown (nothing below it is
+    measurable).
 
     Parameters
     ----------
     study : ToleranceStudy
     ax : matplotlib Axes or sequence of Axes (one per quantity), optional
+    estimates : bool
+        Also draw, thin and dotted in each run's colour, the error estimate
+        ``|g(rtol) - g(rtol / 100)|`` that odeverify's references use
+        (gid ``"estimate:<quantity>:<mode>:<method>"``).
 
     Returns
     -------
@@ -464,7 +469,7 @@ def plot_tolerance_study(study, *, ax=None):
     """
     qs = list(study.quantities)
     if ax is None:
-        fig, axes = _axes(None, ncols=len(qs), figsize=(4.6 * len(qs), 4.2))
+        fig, axes = _axes(None, ncols=len(qs), figsize=(4.6 * len(qs), 4.4))
     else:
         fig, axes = _axes(ax)
         if len(axes) not in (1, len(qs)):
@@ -477,17 +482,25 @@ def plot_tolerance_study(study, *, ax=None):
     for j, q in enumerate(qs):
         a = axes[j] if len(axes) == len(qs) else axes[0]
         prefix = f"{_QUANTITY_WORDS[q]} " if len(axes) == 1 else ""
+        shown = []
         for c, (mode, method) in zip(colors, runs):
-            (line,) = a.plot(rt, study.relative_error(q, mode, method), "o-", color=c, label=f"{prefix}{mode}, {method}")
+            err = study.relative_error(q, mode, method)
+            shown.append(err)
+            (line,) = a.plot(rt, err, "o-", color=c, label=f"{prefix}{mode}, {method}")
             line.set_gid(f"error:{q}:{mode}:{method}")
+            if estimates:
+                (line,) = a.plot(rt, study.relative_estimate(q, mode, method), ":", color=c, linewidth=1,
+                                 label=f"{prefix}{mode}, {method}: estimate")
+                line.set_gid(f"estimate:{q}:{mode}:{method}")
         (line,) = a.plot(rt, rt, "--", color="0.5", label=f"{prefix}model: error = rtol")
         line.set_gid(f"model:{q}")
-        (line,) = a.plot(rt, np.full(rt.shape, study.check_threshold(q)), ":", color="0.3",
+        (line,) = a.plot(rt, np.full(rt.shape, study.check_threshold(q)), ":", color="0.2", linewidth=2,
                          label=f"{prefix}check_gradients admits (rtol={study.check_rtol:g})")
         line.set_gid(f"check:{q}")
         floor = study.reference_floor(q)
-        if floor > 0:
-            a.axhspan(floor * 1e-3, floor, color="0.9", zorder=0, label=f"{prefix}reference's error")
+        smallest = np.nanmin(_positive(np.concatenate(shown))) if np.any(np.isfinite(_positive(np.concatenate(shown)))) else np.nan
+        if floor > 0 and np.isfinite(smallest) and floor > 1e-2 * smallest:
+            a.axhspan(floor / 100, floor, color="0.9", zorder=0, label=f"{prefix}reference's error")
         a.set_xscale("log")
         a.set_yscale("log")
         a.set_xlabel("solver rtol (= atol)")
@@ -495,7 +508,8 @@ def plot_tolerance_study(study, *, ax=None):
         if len(axes) == len(qs):
             a.set_title(_QUANTITY_WORDS[q])
         a.grid(True, which="major", alpha=0.3)
-        a.legend(fontsize="x-small")
+        if j == 0 or len(axes) == 1:
+            a.legend(fontsize="x-small")
     return _figure_of(axes)
 
 
