@@ -136,14 +136,15 @@ class ToleranceStudy:
                 f"method{'s' * (len(methods) != 1)}, {len(self.rtols)} rtols {self.rtols[0]:.0e}..{self.rtols[-1]:.0e}, "
                 f"against {self.reference_name}>")
 
-    def plot(self, *, ax=None):
+    def plot(self, *, ax=None, estimates=False):
         """Relative error against rtol per quantity, with the model and the check's threshold.
 
-        See :func:`odeverify.plotting.plot_tolerance_study`; returns the matplotlib Figure.
+        See :func:`odeverify.plotting.plot_tolerance_study` (``estimates=True`` also draws the
+        references' error model); returns the matplotlib Figure.
         """
         from .plotting import plot_tolerance_study
 
-        return plot_tolerance_study(self, ax=ax)
+        return plot_tolerance_study(self, ax=ax, estimates=estimates)
 
 
 def _fmt(v):

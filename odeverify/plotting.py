@@ -32,6 +32,7 @@ import numpy as np
 from .errors import InvalidArgumentError, MissingDependencyError
 
 __all__ = [
+    "require_matplotlib",
     "plot_taylor",
     "plot_report",
     "plot_solution",
@@ -57,6 +58,11 @@ def _figure_class():
         ) from None
     _register_notebook_display(Figure)
     return Figure
+
+
+def require_matplotlib():
+    """Raise :class:`~odeverify.errors.MissingDependencyError` (naming the extra) unless matplotlib imports."""
+    _figure_class()
 
 
 def _register_notebook_display(Figure):
