@@ -133,7 +133,8 @@ class ToleranceStudy:
         modes = sorted({m for m, _ in self.runs})
         methods = sorted({m for _, m in self.runs})
         return (f"<ToleranceStudy: {len(modes)} mode{'s' * (len(modes) != 1)} × {len(methods)} "
-                f"method{'s' * (len(methods) != 1)}, {len(self.rtols)} rtols {self.rtols[0]:.0e}..{self.rtols[-1]:.0e}, "
+                f"method{'s' * (len(methods) != 1)}, {len(self.rtols)} rtols "
+                f"{self.rtols[0]:.0e}..{self.rtols[-1]:.0e}, "
                 f"against {self.reference_name}>")
 
     def plot(self, *, ax=None, estimates=False):

@@ -148,7 +148,8 @@ def plot_taylor(result, *, ax=None):
     for k, (name, h, r, rate) in enumerate(zip(result.directions, result.steps, result.residuals, result.rates)):
         h, r = np.asarray(h, dtype=float), np.asarray(r, dtype=float)
         rate_s = f"{rate:.2f}" if np.isfinite(rate) else "inconclusive"
-        (line,) = ax.plot(h, r, "-", color=colors[k], marker="o", markerfacecolor="none", label=f"{name}: rate {rate_s}")
+        (line,) = ax.plot(h, r, "-", color=colors[k], marker="o", markerfacecolor="none",
+                          label=f"{name}: rate {rate_s}")
         line.set_gid(f"residuals:{k}")
         used = list(result.windows[k]) if k < len(result.windows) else []
         if used:
@@ -504,7 +505,8 @@ def plot_tolerance_study(study, *, ax=None, estimates=False):
                          label=f"{prefix}check_gradients admits (rtol={study.check_rtol:g})")
         line.set_gid(f"check:{q}")
         floor = study.reference_floor(q)
-        smallest = np.nanmin(_positive(np.concatenate(shown))) if np.any(np.isfinite(_positive(np.concatenate(shown)))) else np.nan
+        positive = _positive(np.concatenate(shown))
+        smallest = np.nanmin(positive) if np.any(np.isfinite(positive)) else np.nan
         if floor > 0 and np.isfinite(smallest) and floor > 1e-2 * smallest:
             a.axhspan(floor / 100, floor, color="0.9", zorder=0, label=f"{prefix}reference's error")
         a.set_xscale("log")
