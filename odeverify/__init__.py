@@ -23,6 +23,8 @@ from ._data import load_trajectories as load_trajectories
 from ._field import AbstractVectorField as AbstractVectorField
 from ._taylor import TaylorResult as TaylorResult
 from ._taylor import taylor_test as taylor_test
+from ._tolerance_study import ToleranceStudy as ToleranceStudy
+from ._tolerance_study import tolerance_study as tolerance_study
 from .fields import CallableField as CallableField
 from .fields import MLPField as MLPField
 from ._integrate import Solution as Solution
@@ -46,9 +48,9 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AbstractVectorField", "AdjointResult", "BacksolveDriftWarning", "CallableField", "FitProgress", "FitResult",
-    "GradientReport", "MLPField", "ODESystem", "Solution", "SolverStats", "TaylorResult", "TrajectoryData",
+    "GradientReport", "MLPField", "ODESystem", "Solution", "SolverStats", "TaylorResult", "ToleranceStudy", "TrajectoryData",
     "adjoint_gradients", "check_gradients", "compute_references", "fit", "load_trajectories", "parse_expression",
-    "solve", "taylor_test",
+    "solve", "taylor_test", "tolerance_study",
     "catalog", "errors", "implicit", "references", "testing", "theory",
 ]
 
@@ -57,6 +59,6 @@ def __dir__():
     # what tab completion shows: the public API and the public submodules imported so far
     import sys
 
-    loaded = [n for n in ("cli", "fields", "losses", "spec", "strategies", "tableaux", "pytest_plugin")
+    loaded = [n for n in ("cli", "fields", "losses", "plotting", "spec", "strategies", "tableaux", "pytest_plugin")
               if f"{__name__}.{n}" in sys.modules]
     return sorted(set(__all__) | set(loaded) | {"__version__"})

@@ -30,7 +30,7 @@ from ._validate import (
 )
 from .errors import NonDifferentiableWarning, OdeverifyWarning
 
-__all__ = ["adjoint_gradients", "AdjointResult", "SolverStats", "BacksolveDriftWarning"]
+__all__ = ["adjoint_gradients", "AdjointResult", "AdjointTrajectory", "SolverStats", "BacksolveDriftWarning"]
 
 
 class BacksolveDriftWarning(OdeverifyWarning):
@@ -101,6 +101,9 @@ class AdjointResult:
         entries are NaN and this maps their names (``"theta[1]"``, ``"t[2]"``)
         to ``(left, right)``, the one-sided derivatives as the entry
         decreases and increases.
+    trajectory : AdjointTrajectory or None
+        With ``keep_adjoint=True``: a(t) and z(t) anywhere in the span
+        (:meth:`adjoint`, :meth:`state`).
     """
 
     loss: float
@@ -119,6 +122,51 @@ class AdjointResult:
     diagnostics: dict = field(default_factory=dict)
     switches: object = None
     one_sided: dict = field(default_factory=dict)
+    trajectory: AdjointTrajectory | None = field(default=None, repr=False)
+
+    def adjoint(self, t, *, include_jump=True):
+        """The adjoint a(t) = dL/dz(t) at time(s) ``t`` (needs ``keep_adjoint=True``).
+
+        Parameters
+        ----------
+        t : float or array_like
+            Times between the first and the last of ``ts``.
+        include_jump : bool
+            At an observation time t_i: True (default) gives a *with* the
+            jump g_i = dL/dz(t_i) added, the total derivative of L with
+            respect to z(t_i) (so ``adjoint(ts[0])`` equals ``.z0``); for
+            increasing ``ts`` a is then left-continuous. False gives the value
+            before the jump (the limit from the later times' side). Elsewhere
+            it makes no difference.
+
+        Returns
+        -------
+        ndarray, shape ``np.shape(t) + (n,)``, or ``np.shape(t) + (B, n)`` for a batch
+        """
+        return self._kept("adjoint").adjoint(t, include_jump)
+
+    def state(self, t):
+        """The forward state z(t) at time(s) ``t`` (needs ``keep_adjoint=True``); shapes as :meth:`adjoint`."""
+        return self._kept("state").state(t)
+
+    def plot(self, *, ax=None, names=None):
+        """States over time and the adjoint a(t) with its jumps (needs ``keep_adjoint=True``).
+
+        See :func:`odeverify.plotting.plot_adjoint`; returns the matplotlib Figure.
+        """
+        from .plotting import plot_adjoint
+
+        return plot_adjoint(self, ax=ax, names=names)
+
+    def _kept(self, what):
+        if self.trajectory is None:
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"this AdjointResult kept no trajectory, so {what}(t) is not available; compute it with "
+                "adjoint_gradients(..., keep_adjoint=True)"
+            )
+        return self.trajectory
 
     def as_dict(self):
         """The gradients as a mapping with keys ``"z0"``, ``"theta"``, ``"t"``."""
@@ -154,6 +202,7 @@ def adjoint_gradients(
     rtol=1e-8,
     atol=1e-8,
     max_steps=DEFAULT_MAX_STEPS,
+    keep_adjoint=False,
 ):
     r"""Gradients of a loss on the states at ``ts`` by the continuous adjoint method.
 
@@ -221,6 +270,12 @@ def adjoint_gradients(
         Tolerances of both solves.
     max_steps : int
         Step budget of each solve.
+    keep_adjoint : bool
+        Keep the dense output of the forward solve and of the backward
+        sweep, so that the result can evaluate the adjoint ``a(t)``
+        (:meth:`AdjointResult.adjoint`) and the state ``z(t)``
+        (:meth:`AdjointResult.state`) anywhere in the span, and be plotted
+        (:meth:`AdjointResult.plot`). Memory grows with the number of steps.
 
     Returns
     -------
@@ -290,7 +345,7 @@ def adjoint_gradients(
         atol=atol_z,
         jac=forward_jacobian(fld, theta, B, n, method) if implicit else None,
         t_out=plan.nodes if plan else ts,
-        dense=(mode != "backsolve"),
+        dense=(mode != "backsolve" or keep_adjoint),
         max_steps=max_steps,
         what="forward solve",
         inplace=True,
@@ -371,7 +426,7 @@ def adjoint_gradients(
         add[:, :Bn] = zs[rows].reshape(T - 1, Bn)
     sweep_options = dict(
         method=method, rtol=rtol, atol=atol_b, jac=jac_backward, max_steps=max_steps, groups=groups,
-        dense=(mode == "quadrature"),
+        dense=(mode == "quadrature" or keep_adjoint),
     )
     if plan:
         swept = plan.backward_sweep(fun_backward, keep, add, z_nodes if mode == "backsolve" else None, **sweep_options)
@@ -445,6 +500,9 @@ def adjoint_gradients(
                 BacksolveDriftWarning,
                 stacklevel=2,
             )
+    trajectory = None
+    if keep_adjoint:
+        trajectory = AdjointTrajectory(ts, swept[2], a_off, _before_jumps(Y_end, a_off, B, n), g, fwd.dense, batched)
     return AdjointResult(
         loss=value,
         z0=a if batched else a[0],
@@ -462,12 +520,97 @@ def adjoint_gradients(
         diagnostics=diagnostics,
         switches=switches if plan else None,
         one_sided=one_sided,
+        trajectory=trajectory,
     )
 
 
 def _span(fun, t_start, t_end, y0, switch_times, **kwargs):
     """:func:`integrate_span` with the signature of :func:`integrate_segments` (no switch times)."""
     return integrate_span(fun, t_start, t_end, y0, **kwargs)
+
+
+def _before_jumps(Y_end, a_off, B, n):
+    """a at every observation time before its jump is added, shape (T, B, n): 0 at ts[-1], then each
+    interval's end (``Y_end`` is in backward order: row k ends at ts[T - 2 - k])."""
+    K = Y_end.shape[0]
+    out = np.zeros((K + 1, B, n))
+    out[:-1] = Y_end[::-1, a_off : a_off + B * n].reshape(K, B, n)
+    return out
+
+
+class AdjointTrajectory:
+    """The adjoint a(t) and the state z(t) of one adjoint solve (``adjoint_gradients(..., keep_adjoint=True)``).
+
+    a(t) = dL/dz(t) jumps by g_i = dL/dz(t_i) (the loss's direct partial
+    derivative) at every observation time. At an observation time t_i the
+    value *includes* the jump (``include_jump=True``): a(t_i) is the total
+    derivative of L with respect to the state at t_i, its own term counted,
+    so that ``a(ts[0])`` is ``dL/dz0``. For increasing ``ts`` that makes a
+    left-continuous (a(t_i) = lim a(s) as s -> t_i from below, the side of
+    t_0); ``include_jump=False`` gives the other limit, the value the
+    backward solve arrives with (right-continuous for increasing ``ts``).
+    Between observation times a is the backward solve's dense output.
+
+    Attributes
+    ----------
+    ts : ndarray, shape (T,)
+    batched : bool
+    """
+
+    def __init__(self, ts, backward_dense, a_off, a_before, g, forward_dense, batched):
+        self.ts = np.asarray(ts, dtype=float)
+        self.batched = batched
+        self._backward = backward_dense  # over ts[-1] -> ts[0], state [..., a (B n) at a_off, ...]
+        self._forward = forward_dense
+        self._a_off = a_off
+        self._a_before = a_before  # (T, B, n)
+        self._a_with = a_before + g  # (T, B, n)
+        self._B, self._n = a_before.shape[1:]
+
+    def at_observations(self, include_jump=True):
+        """a at every observation time, shape (T, B, n) (a batch axis even for one sample)."""
+        return (self._a_with if include_jump else self._a_before).copy()
+
+    def adjoint_2d(self, t, include_jump=True):
+        """a at the times ``t`` (1-D), shape (len(t), B, n)."""
+        t = self._times(t)
+        Bn = self._B * self._n
+        a = self._backward.at_many(t)[:, self._a_off : self._a_off + Bn].reshape(t.size, self._B, self._n)
+        # on an observation time the dense output may hold either side of the jump: use the exact value
+        hit = np.searchsorted(np.sort(self.ts), t)
+        hit = np.clip(hit, 0, len(self.ts) - 1)
+        order = np.argsort(self.ts)
+        on = np.sort(self.ts)[hit] == t
+        values = self._a_with if include_jump else self._a_before
+        a[on] = values[order[hit[on]]]
+        return a
+
+    def adjoint(self, t, include_jump=True):
+        """a(t), shape ``np.shape(t) + (B, n)`` for a batch, else ``np.shape(t) + (n,)``."""
+        shape = np.shape(t)
+        a = self.adjoint_2d(np.reshape(t, -1), include_jump)
+        return a.reshape(shape + ((self._B, self._n) if self.batched else (self._n,)))
+
+    def state(self, t):
+        """z(t) from the forward dense output, shape ``np.shape(t) + (B, n)`` or ``np.shape(t) + (n,)``."""
+        shape = np.shape(t)
+        t = self._times(np.reshape(t, -1))
+        z = self._forward.at_many(t).reshape(t.size, self._B, self._n)
+        return z.reshape(shape + ((self._B, self._n) if self.batched else (self._n,)))
+
+    def _times(self, t):
+        from ._validate import _as_float_array
+        from .errors import InvalidArgumentError
+
+        t = _as_float_array(t, "t").reshape(-1)
+        lo, hi = float(np.min(self.ts)), float(np.max(self.ts))
+        bad = ~((t >= lo) & (t <= hi))
+        if np.any(bad):
+            raise InvalidArgumentError(
+                f"t = {float(t[bad][0])!r} is outside the span [{lo!r}, {hi!r}] of ts; the adjoint is only "
+                "defined between the first and the last observation time"
+            )
+        return t
 
 
 #: the order of each method's steps (the highest for the variable-order BDF and LSODA)

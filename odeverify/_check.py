@@ -142,6 +142,15 @@ class GradientReport:
     def __bool__(self):
         return bool(self.passed)
 
+    def plot(self, *, ax=None):
+        """Per entry, |candidate − reference| against its tolerance, log scale, failures marked.
+
+        See :func:`odeverify.plotting.plot_report`; returns the matplotlib Figure.
+        """
+        from .plotting import plot_report
+
+        return plot_report(self, ax=ax)
+
     @property
     def failures(self):
         return [r for r in self.rows if r.status == "FAIL"]

@@ -723,6 +723,16 @@ class Solution:
         y = np.moveaxis(np.asarray(y), 0, -1)
         return y.reshape(t.shape + self._shape)
 
+    def plot(self, *, ax=None, names=None):
+        """The states over time, the times ``t`` marked (:func:`odeverify.plotting.plot_solution`).
+
+        Curves need ``solve(..., dense_output=True)``; otherwise the values at
+        ``t`` are joined by straight segments. Returns the matplotlib Figure.
+        """
+        from .plotting import plot_solution
+
+        return plot_solution(self, ax=ax, names=names)
+
 
 def solve(
     system,

@@ -61,6 +61,15 @@ class TaylorResult:
     def __bool__(self):
         return bool(self.passed)
 
+    def plot(self, *, ax=None):
+        """Remainders against h, log–log, per direction, with slopes 1 and 2 (:func:`odeverify.plotting.plot_taylor`).
+
+        Returns the matplotlib Figure (drawn on ``ax`` when given).
+        """
+        from .plotting import plot_taylor
+
+        return plot_taylor(self, ax=ax)
+
     def __str__(self):
         lines = [f"taylor_test: {'PASSED' if self.passed else 'FAILED'} — {self.summary}"]
         lines.append(

@@ -156,12 +156,39 @@ def _parser():
         help="comma-separated quantities the verdict covers: z0, theta, t (default all three)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_plot_option(p, "the report (|candidate − reference| against each entry's tolerance)")
     p = sub.add_parser("taylor", help="Taylor remainder test of the adjoint gradients (exit 0 pass, 1 fail)")
     p.add_argument("spec")
     _add_solver_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_plot_option(p, "the residuals against h with slopes 1 and 2")
     return parser
+
+
+def _add_plot_option(p, what):
+    p.add_argument("--plot", metavar="FILE.png",
+                   help=f"also write a plot of {what} to FILE (png, pdf, svg: by the suffix); needs matplotlib, "
+                   "pip install 'odeverify[plot]'")
+
+
+def _plot_ready(path):
+    """Before any work: with ``--plot``, matplotlib must import (else the error names the extra to install)."""
+    if path is not None:
+        from .plotting import require_matplotlib
+
+        require_matplotlib()
+
+
+def _write_plot(result, path):
+    """Save ``result.plot()`` to ``path`` (its format from the suffix); errors name the option."""
+    if path is None:
+        return
+    fig = result.plot()
+    try:
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as exc:  # an unwritable path, an unknown suffix
+        raise InvalidArgumentError(f"--plot {path}: cannot write the plot: {exc}") from None
 
 
 def _solver_kwargs(problem, args):
@@ -356,6 +383,7 @@ def _check_references(problem, refs):
 def _cmd_check(args, out):
     from ._check import check_gradients
 
+    _plot_ready(args.plot)
     problem = load_spec(args.spec)
     settings = dict(problem.check)  # keys and types checked by load_spec
     refs = settings.get("references")
@@ -380,6 +408,7 @@ def _cmd_check(args, out):
     )
     if args.candidate:
         report.candidate_name = f"gradients read from {args.candidate}"
+    _write_plot(report, args.plot)
     if args.json:
         out.write(report.to_json(indent=2) + "\n")
     else:
@@ -390,11 +419,13 @@ def _cmd_check(args, out):
 def _cmd_taylor(args, out):
     from ._taylor import taylor_test
 
+    _plot_ready(args.plot)
     problem = load_spec(args.spec)
     result = taylor_test(
         problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
         candidate=_candidate(problem, args), seed=args.seed,
     )
+    _write_plot(result, args.plot)
     if args.json:
         out.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:

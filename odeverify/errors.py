@@ -20,6 +20,7 @@ __all__ = [
     "EnclosureError",
     "SingularJacobianError",
     "ConvergenceError",
+    "MissingDependencyError",
     "OdeverifyWarning",
     "TrivialTestWarning",
     "HypothesisWarning",
@@ -119,6 +120,10 @@ class SingularJacobianError(InvalidArgumentError):
 
 class ConvergenceError(OdeverifyError, RuntimeError):
     """An iterative solve (e.g. of an implicit layer g(x, y) = 0) did not converge."""
+
+
+class MissingDependencyError(OdeverifyError, ImportError):
+    """An optional dependency (e.g. matplotlib for plots) is not installed; the message names the extra."""
 
 
 class OdeverifyWarning(UserWarning):

@@ -103,6 +103,15 @@ class OrderReport:
         """The rounded observed order equals the tableau's order."""
         return self.rounded == self.expected
 
+    def plot(self, *, ax=None):
+        """Error against step h, log–log, with the fitted slope (:func:`odeverify.plotting.plot_order`).
+
+        Returns the matplotlib Figure.
+        """
+        from ..plotting import plot_order
+
+        return plot_order(self, ax=ax)
+
     def __str__(self):
         lines = [
             f"{self.method}: observed order {self.order:.3f} (expected {self.expected}) "
