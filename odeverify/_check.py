@@ -13,6 +13,7 @@ import numpy as np
 
 from ._adjoint import AdjointResult, adjoint_gradients
 from ._diagnose import diagnose, is_wrong_sign
+from ._display import fmt, report_html
 from ._progress import _Timer, check_progress
 from ._validate import _as_float_array
 from .tableaux import odeint_fixed
@@ -81,6 +82,10 @@ class Row:
         if self.diff is None or not self.tolerance:
             return None
         return self.diff / self.tolerance
+
+    def __repr__(self):
+        return (f"<Row {self.label}: {self.status}, candidate {fmt(self.candidate, '.6g')}, "
+                f"reference {fmt(self.reference, '.6g')}, {fmt(self.ratio, '.2g')}× tol>")
 
     def to_dict(self):
         return {
@@ -190,6 +195,21 @@ class GradientReport:
         not give).
         """
         return json.dumps(_finite_json(self.to_dict()), allow_nan=False, **kw)
+
+    def __repr__(self):
+        checked = [r for r in self.rows if r.status in ("ok", "FAIL", "inconclusive", "missing")]
+        counts = {s: sum(r.status == s for r in checked) for s in ("FAIL", "inconclusive", "missing")}
+        ok = len(checked) - sum(counts.values())
+        text = (f"{ok}/{len(checked)} entries within tolerance" if self.passed
+                else f"{counts['FAIL']}/{len(checked)} entries outside tolerance")
+        text += "".join(f", {k} {s}" for s, k in counts.items() if k and s != "FAIL")
+        worst = self.worst()
+        if worst is not None:
+            text += f", {'worst' if worst.status == 'FAIL' else 'closest'} {worst.label} {fmt(worst.ratio, '.2g')}× tol"
+        return f"<GradientReport {'PASSED' if self.passed else 'FAILED'}: {text}>"
+
+    def _repr_html_(self):
+        return report_html(self)
 
     def __str__(self):
         head = f"check_gradients: {'PASSED' if self.passed else 'FAILED'} — {self.summary}"
