@@ -18,7 +18,7 @@ import math
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Equations", "system_equations", "derivation_display", "report_html", "taylor_html", "fmt"]
+__all__ = ["Equations", "system_equations", "derivation_display", "report_html", "taylor_html", "fmt", "count"]
 
 #: letters the adjoint may be rendered with: (name as in a SymPy Symbol, LaTeX, text)
 _ADJOINT_LETTERS = (("lambda", r"\lambda", "λ"), ("mu", r"\mu", "μ"), ("nu", r"\nu", "ν"), ("xi", r"\xi", "ξ"),
@@ -31,6 +31,11 @@ def fmt(value, spec=".3g"):
         return "—"
     value = float(value)
     return f"{value:{spec}}" if math.isfinite(value) else str(value)
+
+
+def count(n, word):
+    """``"1 state"``, ``"3 states"``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 # ---------------------------------------------------------------------------- LaTeX of a system

@@ -34,6 +34,7 @@ from ._validate import (
     as_field, check_method, check_mode, check_positive_float, check_positive_int, check_rng, check_theta,
     check_tolerances,
 )
+from ._display import fmt
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["fit", "FitResult", "FitProgress", "OPTIMIZERS"]
@@ -51,6 +52,9 @@ class FitProgress:
     loss: float
     grad_norm: float
     theta: np.ndarray
+
+    def __repr__(self):
+        return f"<FitProgress step {self.step}: loss {fmt(self.loss, '.4g')}, |grad| {fmt(self.grad_norm, '.3g')}>"
 
 
 @dataclass
@@ -88,6 +92,11 @@ class FitResult:
     message: str
     seconds: float
     _objective: object = field(default=None, repr=False)
+
+    def __repr__(self):
+        return (f"<FitResult {self.model}/{self.optimizer}: loss {fmt(self.initial_loss, '.4g')} → "
+                f"{fmt(self.final_loss, '.4g')} in {len(self.loss_history) - 1} steps ({self.n_gradients} gradients, "
+                f"{self.seconds:.1f} s){', stopped early' if self.stopped_early else ''}>")
 
     def predict(self, data):
         """Predictions at ``data.t`` from each trajectory's state at its first time, shape (T, B, n)."""
