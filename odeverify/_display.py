@@ -150,7 +150,7 @@ class Equations:
 
     def __repr__(self):
         shown = ", ".join(f"{n} ({r}×{c})" for n, (r, c) in zip(self.names, self._shapes))
-        return f"<Equations {shown}>" if len(shown) <= 100 else f"<Equations: {len(self.names)} matrices>"
+        return f"<Equations {shown}>" if len(shown) <= 100 else f"<Equations {len(self.names)} matrices>"
 
 
 def derivation_display(system, name=None) -> Equations:
