@@ -47,8 +47,12 @@ __all__ = [
 ]
 
 
+#: other modules reachable as attributes, loaded on first use (tab completion shows them once loaded)
+_LAZY_MODULES = ("cli", "fields", "losses", "spec", "tableaux")
+
+
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _LAZY_MODULES:
         return _importlib.import_module(f"{__name__}.{name}")  # the import sets the attribute too
     module = _EXPORTS.get(name)
     if module is None:
