@@ -151,7 +151,8 @@ class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from . import __version__
 
-        parser.exit(message=f"odeverify {__version__}\n")
+        sys.stdout.write(f"odeverify {__version__}\n")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def _parser():
