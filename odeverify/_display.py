@@ -61,12 +61,26 @@ def _adjoint_names(system):
     return (word, tex, text), latex, shown
 
 
-def _matrix_latex(mat, symbol_names):
-    import sympy as sp
+def latex(expr, **settings):
+    r"""``sympy.latex`` with the step function printed as :math:`H(\cdot)`.
 
+    SymPy prints ``Heaviside(x)`` as :math:`\theta(x)`, which reads as odeverify's
+    parameter vector :math:`\theta`.
+    """
+    from sympy.printing.latex import LatexPrinter
+
+    class _Printer(LatexPrinter):
+        def _print_Heaviside(self, e, exp=None):
+            tex = r"H\left(%s\right)" % self._print(e.args[0])
+            return r"\left(%s\right)^{%s}" % (tex, exp) if exp else tex
+
+    return _Printer(settings).doprint(expr)
+
+
+def _matrix_latex(mat, symbol_names):
     if 0 in mat.shape:
         return rf"\text{{(empty, }}{mat.rows} \times {mat.cols}\text{{)}}"
-    return sp.latex(mat, mat_str="pmatrix", mat_delim="", symbol_names=symbol_names)
+    return latex(mat, mat_str="pmatrix", mat_delim="", symbol_names=symbol_names)
 
 
 def system_equations(system) -> str:
@@ -74,7 +88,7 @@ def system_equations(system) -> str:
     import sympy as sp
 
     t = sp.latex(system.time)
-    lines = [rf"\frac{{d{sp.latex(s)}}}{{d{t}}} &= {sp.latex(e)}" for s, e in zip(system.states, system.f)]
+    lines = [rf"\frac{{d{sp.latex(s)}}}{{d{t}}} &= {latex(e)}" for s, e in zip(system.states, system.f)]
     return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
 

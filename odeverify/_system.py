@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
+from ._display import latex as _latex
 from ._codegen import ArrayKernel, Group, _Facts, compile_solver_kernels
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
@@ -582,7 +583,7 @@ class ODESystem(AbstractVectorField):
         for nm in names:
             if nm not in self.DERIVATION:
                 raise InvalidArgumentError(f"name={nm!r} is not one of {', '.join(self.DERIVATION)}")
-            out.append(f"{self._LATEX_TITLES[nm]} = {sp.latex(getattr(self, nm))}")
+            out.append(f"{self._LATEX_TITLES[nm]} = {_latex(getattr(self, nm))}")
         return "\n\n".join(out)
 
     def _repr_latex_(self):
@@ -629,7 +630,7 @@ class ODESystem(AbstractVectorField):
         for nm in names:
             mat = getattr(self, nm)
             if latex:
-                parts.append(f"% {self._TITLES[nm]}\n{self._LATEX_TITLES[nm]} = {sp.latex(mat)}")
+                parts.append(f"% {self._TITLES[nm]}\n{self._LATEX_TITLES[nm]} = {_latex(mat)}")
             else:
                 parts.append(f"{self._TITLES[nm]}  [{mat.rows}×{mat.cols}]\n{_pretty_matrix(mat, unicode)}")
         return "\n\n".join(parts)

@@ -255,3 +255,12 @@ def test_str_stays_the_terminal_text(results):
     assert str(results["SolverStats"]).startswith("forward: ")
     assert str(results["OrderReport"]).startswith("rk4: observed order")
     assert "\n" in str(results["GradientReport"]) and "\n" in str(results["LipschitzReport"])
+
+
+def test_step_function_is_not_rendered_as_theta():
+    # SymPy's default LaTeX for Heaviside is \theta(...), which reads as the parameter vector
+    system = ov.ODESystem.from_strings("x", "k s", ["-k*x + heaviside(t - s)"])
+    tex = system._repr_latex_()
+    assert r"H\left(- s + t\right)" in tex
+    assert r"\theta" not in tex
+    assert r"\theta\left(" not in system.latex("f")
