@@ -233,13 +233,14 @@ class SwitchLayout:
         unsolved = set(sw.unsolved) if sw is not None else set()
         self.unhandled = [d for i, d in enumerate(found) if d.in_state or d.kind == "impulse" or i in unsolved]
         self.names = [str(found[i]) for i in self.source]
+        self.time_name = found[0].time if found else "t"
 
     def __len__(self):
         return int(self.times.size)
 
     def describe(self, j):
         """Switch ``j`` in words: the discontinuity and its time."""
-        return f"{self.names[j]}, at {self.times[j]:.6g}"
+        return f"{self.names[j]}, at {self.time_name} = {self.times[j]:.6g}"
 
     def nondifferentiable(self, ts):
         """``{(quantity, index): reason}``: the entries a jump on an observation time makes non-differentiable.
@@ -249,7 +250,7 @@ class SwitchLayout:
         out = {}
         for j in np.flatnonzero((self.on_obs >= 0) & self.jump):
             i = int(self.on_obs[j])
-            why = f"not differentiable: {self.describe(j)}, falls on the observation time t{i}"
+            why = f"not differentiable: {self.describe(j)}, on the observation time t{i}"
             out.setdefault(("t", (i,)), why)
             for q in np.flatnonzero(self.dtheta[j] != 0):
                 out.setdefault(("theta", (int(q),)), why)
