@@ -313,23 +313,29 @@ class SwitchSolver:
             found = np.concatenate([fam.times(theta, lo, hi) for fam in families]) if families else np.zeros(0)
             found = np.where(np.abs(found - lo) <= snap, lo, np.where(np.abs(found - hi) <= snap, hi, found))
             found = np.unique(found[(found >= lo) & (found <= hi)])
-            for tau in found:
-                with np.errstate(all="ignore"):
-                    c_t = float(dcdt(tau, theta))
-                    c_th = np.asarray(grad(tau, theta), dtype=float).reshape(self.p)
-                    residual = float(cond(tau, theta))
-                # a spurious root of solveset's general solution (e.g. where theta breaks its condition)
-                if not (np.isfinite(residual) and abs(residual) <= 1e-8 * (abs(c_t) * max(abs(tau), hi - lo, 1.0))):
-                    if not (c_t == 0 and abs(residual) <= 1e-12):
-                        continue
-                times.append(tau)
-                dtheta.append(-c_th / c_t if c_t != 0 else np.full(self.p, np.nan))
-                source.append(i)
-                jump.append(is_jump)
-        if not times:
+            if not found.size:
+                continue
+            shape = found.shape
+            with np.errstate(all="ignore"):  # every root of this condition in one evaluation
+                c_t = np.broadcast_to(np.asarray(dcdt(found, theta), dtype=float), shape)
+                c_th = np.stack([np.broadcast_to(np.asarray(g, dtype=float), shape) for g in grad(found, theta)]
+                                + [np.zeros(shape)], 1)[:, : self.p]
+                residual = np.broadcast_to(np.asarray(cond(found, theta), dtype=float), shape)
+                # drop spurious roots of solveset's general solution (e.g. where theta breaks its condition)
+                scale = np.abs(c_t) * np.maximum(np.abs(found), max(hi - lo, 1.0))
+                ok = np.isfinite(residual) & (np.abs(residual) <= 1e-8 * scale)
+                ok |= (c_t == 0) & (np.abs(residual) <= 1e-12)  # a touching zero: kept, d tau / d theta NaN
+                d = np.where((c_t != 0)[:, None], -c_th / c_t[:, None], np.nan)
+            times.append(found[ok])
+            dtheta.append(d[ok])
+            source.append(np.full(int(ok.sum()), i))
+            jump.append(np.full(int(ok.sum()), is_jump))
+        times = np.concatenate(times) if times else np.zeros(0)
+        if not times.size:
             out = SwitchTimes.none(self.p)
             return SwitchTimes(out.times, out.dtheta, out.source, out.jump, self.unsolved)
-        times, jump = np.asarray(times), np.asarray(jump, dtype=bool)
+        dtheta = np.concatenate(dtheta).reshape(times.size, self.p)
+        source, jump = np.concatenate(source).astype(int), np.concatenate(jump).astype(bool)
         # integration order; at a time shared by several conditions a jumping one first, and kept
         order = np.lexsort((~jump, times if t1 >= t0 else -times))
         times = times[order]
@@ -338,8 +344,8 @@ class SwitchSolver:
         pick = order[first]
         return SwitchTimes(
             times=times[first],
-            dtheta=np.asarray(dtheta, dtype=float).reshape(len(dtheta), self.p)[pick],
-            source=np.asarray(source, dtype=int)[pick],
+            dtheta=dtheta[pick],
+            source=source[pick],
             jump=jump[pick],
             unsolved=self.unsolved,
         )
