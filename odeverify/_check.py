@@ -778,7 +778,7 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
     # scale of each quantity from the references (for the absolute floor)
     scales = {}
     for q in QUANTITIES:
-        vals = [np.abs(np.asarray(e.values[q])).max(initial=0.0) for e in estimates if q in e.values]
+        vals = [np.nanmax(np.abs(np.asarray(e.values[q])), initial=0.0) for e in estimates if q in e.values]
         scales[q] = max(vals, default=0.0)
     scale_all = max(scales.values(), default=0.0)
     rows = []
@@ -919,7 +919,7 @@ def _warnings(problem, rows, estimates, ref_status, disagreements):
         shown = ", ".join(label for label, _ in where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
         others = sorted({n for _, names in where for n in names})
         out.append(f"reference {name} disagrees with {' and '.join(others)} at {shown}; it was left out there")
-    scale_all = max((float(np.abs(np.asarray(v)).max(initial=0.0)) for e in estimates for v in e.values.values()),
+    scale_all = max((float(np.nanmax(np.abs(np.asarray(v)), initial=0.0)) for e in estimates for v in e.values.values()),
                     default=0.0)
     for q in QUANTITIES:
         qrows = [r for r in rows if r.quantity == q and r.reference is not None]
@@ -998,6 +998,11 @@ def _summary(rows, passed, quantities, diagnoses):
     if blind and any(r.status == "FAIL" for r in rows):  # (without a failure the verdict names them already)
         shown = ", ".join(r.label for r in blind[:4]) + (f" and {len(blind) - 4} more" if len(blind) > 4 else "")
         parts.append(f"{shown} {'is' if len(blind) == 1 else 'are'} inconclusive: {blind[0].note}")
+    kinks = [r for r in rows if r.status == NOT_DIFFERENTIABLE]
+    if kinks:  # neither passed nor failed: named, with the reason (the one-sided values are in the table)
+        shown = ", ".join(r.label for r in kinks)
+        parts.append(f"{shown} {'is' if len(kinks) == 1 else 'are'} not checked, the loss is "
+                     f"{kinks[0].note} (one-sided derivatives in the table)")
     text = "; ".join(parts)
     # a diagnosis the verdict already states ("X has the wrong sign") is not said twice
     diagnoses = [d for d in diagnoses if d.split(" (candidate")[0] not in text]

@@ -131,8 +131,8 @@ class AutogradRK(Reference):
         errors = {key: _floored(err[key], values[key]) + 1e-14 * np.abs(values[key]) for key in fine}
         layout = SwitchLayout(problem.field, problem.theta, problem.ts)
         left_out = layout.nondifferentiable(problem.ts) if len(layout) else {}
-        for q, idx in left_out:  # the fixed steps end on the switch there: no one-sided values
-            values[q][idx] = errors[q][idx] = np.nan
+        for key, idx in left_out:  # the fixed steps end on the switch there: no one-sided values
+            values[key][idx] = errors[key][idx] = np.nan
         if len(layout):
             notes.append(f"the steps end on every switch time ({len(layout)}); dL/dtau of each enters dL/dtheta "
                          "through dtau/dtheta")
