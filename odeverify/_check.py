@@ -17,6 +17,7 @@ from ._display import fmt, report_html
 from ._progress import _Timer, check_progress
 from ._validate import _as_float_array
 from .tableaux import odeint_fixed
+from .references._base import SwitchLayout
 from .errors import (
     HypothesisWarning,
     IntegrationError,
@@ -732,11 +733,15 @@ def check_gradients(
     if not checked:
         report_warnings.append("nothing was checked: the candidate gave no value that a reference could confirm")
     diagnoses = []
+    layout = SwitchLayout(problem.field, problem.theta, problem.ts)
     if not passed:
         timer = _Timer(progress, "diagnose", "the failed entries", 0, 1)
         diagnoses = diagnose(rows, problem, rtol=rtol_c, candidate_rtol=cand.rtol, rerun=cand.rerun)
+        diagnoses += _switch_diagnoses(rows, layout)
         timer.end()
     summary = _summary(rows, passed, quantities, diagnoses)
+    summary, report_warnings = _name_discontinuities(problem.field, layout, rows, disagreements, passed, summary,
+                                                     report_warnings)
     report = GradientReport(
         passed=passed,
         rows=rows,
@@ -756,6 +761,44 @@ def check_gradients(
         elif w.startswith("hypotheses:"):
             warnings.warn(w, HypothesisWarning, stacklevel=2)
     return report
+
+
+def _switch_diagnoses(rows, layout):
+    """A failing entry whose input moves a switch time: the jump term there named as the likely culprit."""
+    out = []
+    for r in rows:
+        if r.status != "FAIL" or r.quantity != "theta":
+            continue
+        q = r.index[0]
+        moved = [j for j in range(len(layout)) if layout.jump[j] and layout.dtheta[j, q] != 0]
+        if moved:
+            where = "; ".join(f"{layout.describe(j)} (dτ/dθ[{q}] = {layout.dtheta[j, q]:.6g})" for j in moved)
+            out.append(f"consistent with the jump term a(τ)ᵀ(f(τ⁻) − f(τ⁺))·∂τ/∂θ left out or wrong in {r.label}, "
+                       f"whose switch time moves with it: {where}")
+    return out
+
+
+def _name_discontinuities(field, layout, rows, disagreements, passed, summary, report_warnings):
+    """Where f is not smooth, the summary (unless it passed) and the warnings name every discontinuity."""
+    found = getattr(field, "discontinuities", ())
+    if not found:
+        return summary, report_warnings
+    unhandled = set(map(str, layout.unhandled))
+    text = "; ".join(str(d) + ("" if str(d) not in unhandled else " [not handled: no solve stops there]")
+                     for d in found)
+    stops = (f"; the solves stop at the switch times in t ({', '.join(f'{t:.6g}' for t in layout.times)}) and "
+             "the derivative-based references add their jump terms") if len(layout) else ""
+    events = [d for d in layout.unhandled if d.in_state]
+    assumption = (" The adjoint, forward sensitivities and autograd through RK assume no event correction: they "
+                  "differentiate the branch the trajectory is on and miss the change of the switch time "
+                  "(the saltation term) where the state crosses a condition") if events else ""
+    trouble = bool(disagreements) or any(r.status in ("inconclusive", NOT_DIFFERENTIABLE) or "left it out" in r.note
+                                          for r in rows)
+    if trouble or events or not passed:
+        report_warnings = report_warnings + [f"f is not smooth: {text}{stops}.{assumption}"]
+    if not passed and not all(str(d) in summary for d in found):
+        summary += f"; f is not smooth: {text}"
+    return summary, report_warnings
 
 
 def _check_tolerances(rtol, atol):
@@ -790,12 +833,14 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
     # scale of each quantity from the references (for the absolute floor)
     scales = {}
     for q in QUANTITIES:
-        vals = [np.abs(np.asarray(e.values[q])).max(initial=0.0) for e in estimates if q in e.values]
+        vals = [np.nanmax(np.abs(np.asarray(e.values[q])), initial=0.0) for e in estimates if q in e.values]
         scales[q] = max(vals, default=0.0)
     scale_all = max(scales.values(), default=0.0)
     rows = []
     disagreements = {}  # reference name -> [(label, names of the consensus there)]
-    nonsmooth = _nonsmooth(problem.field)
+    layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+    nonsmooth = _nonsmooth(problem.field, layout)
+    nondiff = layout.nondifferentiable(problem.ts) if len(layout) else {}
     for q in QUANTITIES:
         have = [e for e in estimates if q in e.values]
         floor_agree = 1e-12 * max(scales[q], 1e-3 * scale_all) + 1e-300
@@ -804,9 +849,14 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
         atol_q = float(atol) if atol is not None else 0.1 * rtol_c * max(scales[q], 1e-3 * scale_all)
         for idx in np.ndindex(*problem.shapes()[q]):
             cval = float(cand[q][idx]) if q in cand else None
-            row = _row(q, idx, labels[q][idx], cval, [(e, float(np.asarray(e.values[q])[idx]),
-                       float(np.asarray(e.errors[q])[idx])) for e in have], floor_agree, rtol_c, atol_q,
-                       what_to_add, disagreements, nonsmooth)
+            if (q, idx) in nondiff:
+                row = _not_differentiable(q, idx, labels[q][idx], cval, nondiff[(q, idx)], have, len(have))
+            else:
+                entries, why = _entries(q, idx, have)
+                row = _row(q, idx, labels[q][idx], cval, entries, floor_agree, rtol_c, atol_q,
+                           what_to_add, disagreements, nonsmooth)
+                if why:
+                    row.note = "; ".join([row.note] * bool(row.note) + why)
             if q not in quantities:
                 row.status, row.note = "not checked", "left out by quantities=..."
             elif cval is None:
@@ -816,15 +866,57 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
 
 
 _NOT_SMOOTH = "the right-hand side is not smooth"
+#: the status of an entry at which the loss is not differentiable (neither passed nor failed)
+NOT_DIFFERENTIABLE = "not differentiable"
 
 
-def _nonsmooth(field):
-    """The non-smooth functions of the field's right-hand side (ODESystem only; empty when unknown)."""
+def _nonsmooth(field, layout):
+    """What no reference handles exactly: the discontinuities no solve stops at, as text (empty when none).
+
+    Switches in t whose times SymPy solved are handled (every solve stops there
+    and the derivative-based references add their jump terms); conditions on
+    the state (events), unsolved conditions and point masses are not
+    (``layout.unhandled``). A field that names no discontinuities but
+    non-smooth functions keeps the rule for those functions.
+    """
+    if getattr(field, "discontinuities", ()):
+        return [str(d) for d in layout.unhandled]
     find = getattr(field, "nonsmooth_functions", None)
     try:
         return list(find()) if callable(find) else []
     except Exception:  # noqa: BLE001 - a diagnostic: no names rather than a failed check
         return []
+
+
+def _entries(q, idx, have):
+    """``(estimate, value, error)`` of the references that computed entry ``idx`` of ``q``, and why others did not."""
+    entries, why = [], []
+    for e in have:
+        if (q, idx) in e.left_out:
+            why.append(f"{e.name} left it out: {e.left_out[(q, idx)]}")
+            continue
+        value, error = float(np.asarray(e.values[q])[idx]), float(np.asarray(e.errors[q])[idx])
+        if np.isnan(value):
+            why.append(f"{e.name} gave no value")
+            continue
+        entries.append((e, value, error))
+    return entries, why
+
+
+def _not_differentiable(q, idx, label, cval, reason, have, available):
+    """The row of an entry where the loss has a kink (a jump of f on an observation time): neither ok nor FAIL.
+
+    The one-sided derivatives come from the references that give them (forward
+    sensitivities, the adjoint), an independent one first.
+    """
+    sided = sorted((e for e in have if (q, idx) in e.one_sided), key=lambda e: not e.independent)
+    note = reason
+    if sided:
+        left, right = sided[0].one_sided[(q, idx)]
+        note += (f"; one-sided derivatives {left:.10g} as it decreases and {right:.10g} as it increases "
+                 f"({sided[0].name})")
+    return Row(q, idx, label, cval, None, None, None, None, NOT_DIFFERENTIABLE, 0, available,
+               [e.name for e in sided], note)
 
 
 def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add, disagreements, nonsmooth=()):
@@ -848,13 +940,15 @@ def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add,
         return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
                    len(members), len(entries), names, note)
     outside = [e[0].name for e in entries if not any(e is m for m in members) and not e[0].differentiates_f]
-    if nonsmooth and outside and all(m[0].differentiates_f for m in members):
-        # a jump of f is invisible to every source built on its derivatives: their agreement is one blind spot
-        # shared, not evidence against the source that sees the jump
+    if nonsmooth and all(m[0].differentiates_f for m in members):
+        # a switch no solve stops at (an event in the state) is invisible to every source built on the
+        # derivatives of f: their agreement is one blind spot shared, never evidence on its own
+        seen = (f"{', '.join(outside)} disagree{'s' if len(outside) == 1 else ''} with them" if outside
+                else "no source that does not differentiate f (finite differences, a closed form) confirms them")
         return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
                    len(members), len(entries), names,
-                   f"{_NOT_SMOOTH} ({', '.join(nonsmooth)}): {', '.join(names)} differentiate f "
-                   f"and cannot see a jump, {', '.join(outside)} disagree{'s' if len(outside) == 1 else ''} with them")
+                   f"{_NOT_SMOOTH} ({'; '.join(nonsmooth)}): {', '.join(names)} differentiate f on the branch "
+                   f"they are on and do not see the switch move, {seen}")
     if cval is None:
         return Row(q, idx, label, None, rval, rerr, None, None, "not checked", len(members), len(entries), names,
                    "the candidate gave no value")
@@ -880,7 +974,7 @@ def _warnings(problem, rows, estimates, ref_status, disagreements):
         shown = ", ".join(label for label, _ in where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
         others = sorted({n for _, names in where for n in names})
         out.append(f"reference {name} disagrees with {' and '.join(others)} at {shown}; it was left out there")
-    scale_all = max((float(np.abs(np.asarray(v)).max(initial=0.0)) for e in estimates for v in e.values.values()),
+    scale_all = max((float(np.nanmax(np.abs(np.asarray(v)), initial=0.0)) for e in estimates for v in e.values.values()),
                     default=0.0)
     for q in QUANTITIES:
         qrows = [r for r in rows if r.quantity == q and r.reference is not None]
@@ -959,6 +1053,11 @@ def _summary(rows, passed, quantities, diagnoses):
     if blind and any(r.status == "FAIL" for r in rows):  # (without a failure the verdict names them already)
         shown = ", ".join(r.label for r in blind[:4]) + (f" and {len(blind) - 4} more" if len(blind) > 4 else "")
         parts.append(f"{shown} {'is' if len(blind) == 1 else 'are'} inconclusive: {blind[0].note}")
+    kinks = [r for r in rows if r.status == NOT_DIFFERENTIABLE]
+    if kinks:  # neither passed nor failed: named, with the reason (the one-sided values are in the table)
+        shown = ", ".join(r.label for r in kinks)
+        parts.append(f"{shown} {'is' if len(kinks) == 1 else 'are'} not checked, the loss is "
+                     f"{kinks[0].note} (one-sided derivatives in the table)")
     text = "; ".join(parts)
     # a diagnosis the verdict already states ("X has the wrong sign") is not said twice
     diagnoses = [d for d in diagnoses if d.split(" (candidate")[0] not in text]

@@ -13,6 +13,7 @@ from ._display import fmt, taylor_html
 from ._validate import _as_float_array, _check_finite, check_rng, check_tolerances
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError, TrivialTestWarning
 from .references import QUANTITIES, make_problem
+from .references._base import SwitchLayout
 from .references._members import flat_inputs, member_losses
 
 __all__ = ["taylor_test", "TaylorResult", "PASS_RATE"]
@@ -197,6 +198,21 @@ def _losses_along(problem, dirs, hss, rtol):
     return out0, out
 
 
+def _discontinuity_warnings(problem):
+    """The discontinuities of f in words, and the entries a jump on an observation time makes non-differentiable."""
+    found = getattr(problem.field, "discontinuities", ())
+    if not found:
+        return []
+    layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+    out = [f"f is not smooth: {'; '.join(map(str, found))}"
+           + (f"; every loss evaluation stops at the switch times in t ({', '.join(f'{t:.6g}' for t in layout.times)})"
+              if len(layout) else "")
+           + ("; conditions on the state (events) are not stopped at: a direction that moves the crossing sees "
+              "the loss's kink" if any(d.in_state for d in layout.unhandled) else "")]
+    reasons = sorted(set(layout.nondifferentiable(problem.ts).values()))
+    return out + reasons
+
+
 def taylor_test(
     system, z0, ts, theta, loss, *, candidate=None, directions=None, steps=None, seed=None, rtol=1e-12
 ):
@@ -355,11 +371,15 @@ def taylor_test(
         result_res.append(res)
         result_h.append(hs)
         windows.append(win)
+    warn += _discontinuity_warnings(problem)
     conclusive = [r for r in result_rates if np.isfinite(r)]
     rate = min(conclusive) if conclusive else math.nan
     passed = bool(conclusive) and len(conclusive) == len(result_rates) and rate >= PASS_RATE
+    nondiff = [w for w in warn if w.startswith("not differentiable")]
     if passed:
         summary = f"every direction converges at rate ≥ {PASS_RATE} (smallest {rate:.3f}): the gradient is consistent"
+    elif nondiff:
+        summary = f"the loss is not differentiable here, so no rate is expected: {nondiff[0]}"
     elif conclusive and rate < PASS_RATE:
         worst = names[result_rates.index(rate)]
         summary = (

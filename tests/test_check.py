@@ -526,11 +526,12 @@ def test_a_wrong_sign_is_said_once_in_the_summary():
     assert report.summary.count("wrong sign") == 1 and "∂L/∂θ[1] (w)" in report.summary
 
 
-def test_a_jump_in_t_is_not_confirmed_by_the_references_that_cannot_see_it():
+def test_a_candidate_blind_to_a_jump_in_t_fails_with_the_discontinuity_named():
     # dx/dt = -k x + H(t - s), x(0) = 1, L = x(2)^2. Closed form: x(2) = e^{-2k} + (1 - e^{-k(2-s)})/k, so
-    # dL/ds = 2 x(2) dx(2)/ds = -2 x(2) e^{-k(2-s)}. The adjoint, forward sensitivities and autograd through
-    # RK differentiate f and give dL/ds = 0; only finite differences see the jump. Four blind references
-    # must not outvote it (a false PASS of dL/ds = 0 before): the entry is inconclusive, named as such.
+    # dL/ds = 2 x(2) dx(2)/ds = -2 x(2) e^{-k(2-s)}. Every reference stops at t = s (forward sensitivities and
+    # autograd through RK add the jump there), so a candidate that gives dL/ds = 0 -- what an adjoint blind to
+    # the jump gives -- fails, and the verdict names the discontinuity (before issue 15 the entry was
+    # inconclusive: the derivative-based references could not see the jump).
     k, s_, T = 0.7, 0.9, 2.0
     x2 = np.exp(-k * T) + (1 - np.exp(-k * (T - s_))) / k
     exact_ds = -2 * x2 * np.exp(-k * (T - s_))
@@ -539,13 +540,15 @@ def test_a_jump_in_t_is_not_confirmed_by_the_references_that_cannot_see_it():
     fd = ov.references.compute_reference(ov.references.FiniteDifferences(), system, [1.0], [0.0, T], [k, s_], loss)
     assert abs(fd.values["theta"][1] - exact_ds) <= max(fd.errors["theta"][1], 1e-6 * abs(exact_ds))
 
-    def blind_candidate(z0, ts, theta):  # what the adjoint gives: dL/ds = 0
-        return ov.adjoint_gradients(system, z0, ts, theta, loss, rtol=1e-10, atol=1e-10).as_dict()
+    def blind_candidate(z0, ts, theta):
+        out = ov.adjoint_gradients(system, z0, ts, theta, loss, rtol=1e-10, atol=1e-10).as_dict()
+        out["theta"][1] = 0.0
+        return out
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = ov.check_gradients(system, [1.0], [0.0, T], [k, s_], loss, candidate=blind_candidate)
     assert not report.passed
     row = next(r for r in report.rows if r.label.startswith("∂L/∂θ[1]"))
-    assert row.status == "inconclusive" and "not smooth (Heaviside)" in row.note
-    assert "∂L/∂θ[1] (s) is inconclusive: the right-hand side is not smooth" in report.summary
+    assert row.status == "FAIL" and abs(row.reference - exact_ds) <= 1e-8 * abs(exact_ds)
+    assert "is zero in the candidate" in report.summary and "Heaviside(-s + t) jumps where -s + t = 0" in report.summary

@@ -45,9 +45,9 @@ import warnings
 import autograd
 import numpy as np
 
-from .._integrate import integrate_span
+from .._integrate import integrate_segments
 from ..tableaux import get_tableau
-from ._base import GradientEstimate, Reference
+from ._base import GradientEstimate, Reference, SwitchLayout
 
 __all__ = ["AutogradRK", "MAX_AUTOGRAD_STEPS"]
 
@@ -129,6 +129,13 @@ class AutogradRK(Reference):
             steps = grown
         values = {key: fine[key] + (fine[key] - coarse[key]) / (2**q - 1) for key in fine}
         errors = {key: _floored(err[key], values[key]) + 1e-14 * np.abs(values[key]) for key in fine}
+        layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+        left_out = layout.nondifferentiable(problem.ts) if len(layout) else {}
+        for key, idx in left_out:  # the fixed steps end on the switch there: no one-sided values
+            values[key][idx] = errors[key][idx] = np.nan
+        if len(layout):
+            notes.append(f"the steps end on every switch time ({len(layout)}); dL/dtau of each enters dL/dtheta "
+                         "through dtau/dtheta")
         return GradientEstimate(
             name=self.name,
             values=values,
@@ -139,6 +146,7 @@ class AutogradRK(Reference):
             ),
             notes=notes,
             differentiates_f=True,
+            left_out=left_out,
         )
 
     def _ratio(self, err, values):
@@ -147,10 +155,11 @@ class AutogradRK(Reference):
         Relative to each quantity's size, but at least a thousandth of the largest quantity's: a
         quantity that is identically zero (dL/dt of a conserved loss) must not demand ever finer steps.
         """
-        size = {key: float(np.max(np.abs(values[key]), initial=0.0)) for key in values}
+        # (nan-aware: entries not differentiable at a switch on an observation time are NaN)
+        size = {key: float(np.nanmax(np.abs(values[key]), initial=0.0)) for key in values}
         scale_all = max(size.values())
         return max(
-            float(np.max(err[key], initial=0.0)) / max(self.target * max(size[key], 1e-3 * scale_all), _TINY)
+            float(np.nanmax(err[key], initial=0.0)) / max(self.target * max(size[key], 1e-3 * scale_all), _TINY)
             for key in values
         )
 
@@ -165,12 +174,13 @@ class AutogradRK(Reference):
         q = self.tableau.order
         method, rtol = ("DOP853", self.target) if q >= 7 else ("RK45", self.target / 10)
         rtol = max(rtol, 1e-13)
-        ts = problem.ts
+        nodes = _Nodes(problem)
+        ts = nodes.t  # the observation times and the switch times between them, where the solve restarts
         with np.errstate(all="ignore"):
-            res = integrate_span(
+            res = integrate_segments(
                 problem.field.solver_kernels(problem.theta, problem.B).f, float(ts[0]), float(ts[-1]),
-                problem.z0.reshape(-1).copy(), method=method, rtol=rtol, atol=rtol * 1e-2, dense=True,
-                inplace=True, what="forward solve",
+                problem.z0.reshape(-1).copy(), nodes.layout.times, method=method, rtol=rtol, atol=rtol * 1e-2,
+                dense=True, inplace=True, what="forward solve",
             )
         # the number of adaptive steps taken up to time t, linear within a step
         step_times = np.abs(np.asarray(res.dense.step_times) - ts[0])
@@ -196,8 +206,8 @@ def _floored(err, values):
     crosses zero) while its error, from the higher-order terms, does not; no entry of a group is
     claimed more accurate, relative to its size, than the group as a whole.
     """
-    size = float(np.max(np.abs(values), initial=0.0))
-    level = float(np.max(err, initial=0.0)) / size if size > 0 else 0.0
+    size = float(np.nanmax(np.abs(values), initial=0.0))
+    level = float(np.nanmax(err, initial=0.0)) / size if size > 0 else 0.0
     return np.maximum(err, level * np.abs(values))
 
 
@@ -212,6 +222,7 @@ class _Grid:
     """
 
     def __init__(self, ts, steps):
+        self.bounds = ts
         self.interval = np.repeat(np.arange(len(steps)), steps)
         self.m = np.repeat(np.asarray(steps, dtype=float), steps)
         self.k = np.concatenate([np.arange(m, dtype=float) for m in steps])
@@ -232,25 +243,78 @@ def discrete_adjoint(problem, tableau, steps):
     problem : Problem
     tableau : Tableau
         An explicit method.
-    steps : sequence of int, shape (T - 1,)
-        Steps in every interval.
+    steps : sequence of int, shape (nodes - 1,)
+        Steps in every interval between consecutive nodes (:class:`_Nodes`: the
+        observation times, and the switch times in t between them).
 
     Returns
     -------
     loss : float
     grads : dict
         ``"z0"`` shape (n,) or (B, n) as the user passed z0, ``"theta"`` (p,), ``"t"`` (T,).
+
+    Notes
+    -----
+    A switch time tau(theta) is a node: the steps end on it, and the stages
+    of the steps next to it are evaluated on their own side (their times
+    clamped off tau by a few rounding errors). The discrete map is then smooth
+    in tau, and its node-time cotangent dL/dtau, from the same recursion as
+    the observation times', enters dL/dtheta through d tau / d theta: the
+    discrete counterpart of the adjoint's jump term.
     """
-    grid = _Grid(problem.ts, steps)
-    Y, K, tau, zs = _forward(problem, tableau, grid)
-    loss, jumps = problem.jumps(zs)
-    dz0, dtheta, wk, taubar = _reverse(problem, tableau, grid, Y, K, tau, jumps)
-    dts = _time_cotangents(tableau, grid, wk, taubar, len(problem.ts))
-    return loss, {"z0": problem.user_z0(dz0), "theta": dtheta, "t": dts}
+    nodes = _Nodes(problem)
+    grid = _Grid(nodes.t, steps)
+    Y, K, tau, z_nodes = _forward(problem, tableau, grid, nodes.lo, nodes.hi)
+    loss, jumps = problem.jumps(z_nodes[nodes.obs])
+    node_jumps = np.zeros_like(z_nodes)
+    node_jumps[nodes.obs] = jumps
+    dz0, dtheta, wk, taubar = _reverse(problem, tableau, grid, Y, K, tau, node_jumps)
+    d_nodes = _time_cotangents(tableau, grid, wk, taubar, len(nodes.t))
+    dtheta = dtheta + d_nodes[nodes.switch_node] @ nodes.layout.dtheta if len(nodes.layout) else dtheta
+    return loss, {"z0": problem.user_z0(dz0), "theta": dtheta, "t": d_nodes[nodes.obs]}
 
 
-def _forward(problem, tableau, grid):
-    """The solve, keeping every stage.
+class _Nodes:
+    """The observation times and the switch times in t between them, in integration order.
+
+    Attributes
+    ----------
+    t : ndarray, shape (nodes,)
+    obs : ndarray of int, shape (T,)
+        The node of each observation time.
+    switch_node : ndarray of int, shape (k,)
+        The node of each switch time (an observation's node when it falls on one).
+    lo, hi : ndarray, shape (nodes - 1,)
+        Where each interval's stage times are clamped: shrunk off an end that is
+        a switch time (by the solver's branch margin), unbounded otherwise.
+    layout : SwitchLayout
+    """
+
+    def __init__(self, problem):
+        ts = problem.ts
+        self.layout = layout = SwitchLayout(problem.field, problem.theta, ts)
+        off = layout.times[layout.on_obs < 0]
+        t = np.concatenate([ts, off])
+        order = np.argsort(layout.direction * t, kind="stable")
+        position = np.empty(t.size, dtype=int)
+        position[order] = np.arange(t.size)
+        self.t = t[order]
+        self.obs = position[: len(ts)]
+        self.switch_node = np.where(layout.on_obs >= 0, self.obs[np.maximum(layout.on_obs, 0)], 0)
+        self.switch_node[layout.on_obs < 0] = position[len(ts):]
+        at_switch = np.zeros(t.size, dtype=bool)
+        at_switch[self.switch_node] = True
+        a, b = self.t[:-1], self.t[1:]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        mid = 0.5 * (lo + hi)
+        low_end = np.where(layout.direction > 0, at_switch[:-1], at_switch[1:])
+        high_end = np.where(layout.direction > 0, at_switch[1:], at_switch[:-1])
+        self.lo = np.where(low_end, np.minimum(lo + layout.delta, mid), -np.inf)
+        self.hi = np.where(high_end, np.maximum(hi - layout.delta, mid), np.inf)
+
+
+def _forward(problem, tableau, grid, lo, hi):
+    """The solve, keeping every stage (stage times of interval i clamped into [lo_i, hi_i]).
 
     Returns
     -------
@@ -258,8 +322,8 @@ def _forward(problem, tableau, grid):
         Stage inputs Y_j and rates k_j = f(Y_j, tau_j) of every step (flat batch, sample-major).
     tau : ndarray, shape (N, s)
         Stage times s + c_j h.
-    zs : ndarray, shape (T, B, n)
-        The states at the observation times.
+    zs : ndarray, shape (nodes, B, n)
+        The states at the nodes.
     """
     A, b, c = tableau.A, tableau.b, tableau.c
     S = len(b)
@@ -269,7 +333,8 @@ def _forward(problem, tableau, grid):
     Y = np.empty((N, S, B * n))
     K = np.empty((N, S, B * n))
     tau = grid.s[:, None] + c[None, :] * grid.h[:, None]
-    zs = np.empty((len(problem.ts), B * n))
+    tau = np.clip(tau, lo[grid.interval, None], hi[grid.interval, None])
+    zs = np.empty((len(grid.bounds), B * n))
     z = zs[0] = problem.z0.reshape(-1)
     rows = [A[j, :j] for j in range(S)]
     with np.errstate(all="ignore"):
@@ -284,7 +349,7 @@ def _forward(problem, tableau, grid):
             z = z + h * (b @ Ks)
             if grid.ends[step]:
                 zs[grid.interval[step] + 1] = z
-    return Y, K, tau, zs.reshape(len(problem.ts), B, n)
+    return Y, K, tau, zs.reshape(len(grid.bounds), B, n)
 
 
 def _reverse(problem, tableau, grid, Y, K, tau, jumps):

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._integrate import integrate_span
+from .._integrate import branch_margin, integrate_span, on_branch, switch_segments
 from .._loss import loss_and_jumps, loss_value
 
-__all__ = ["GradientEstimate", "Reference", "Problem", "QUANTITIES"]
+__all__ = ["GradientEstimate", "Reference", "Problem", "QUANTITIES", "SwitchLayout"]
 
 #: the gradient groups, in report order
 QUANTITIES = ("z0", "theta", "t")
@@ -69,7 +69,11 @@ class Problem:
         return {"z0": self.z0.shape if self.batched else (self.n,), "theta": (self.p,), "t": (len(self.ts),)}
 
     def states(self, z0_2d=None, ts=None, theta=None, *, rtol=1e-12, atol=1e-12, method="DOP853"):
-        """Forward states at ``ts``, shape (T, B, n) (a direct solve, no adjoint)."""
+        """Forward states at ``ts``, shape (T, B, n) (a direct solve, no adjoint).
+
+        The solve stops and restarts at every switch time in t of the field
+        (``field.switch_times``), f evaluated on each piece's branch.
+        """
         z0_2d = self.z0 if z0_2d is None else z0_2d
         ts = self.ts if ts is None else ts
         theta = self.theta if theta is None else theta
@@ -79,10 +83,17 @@ class Problem:
         def fun(t, y):
             return fld.eval_f(y.reshape(B, n), t, theta).reshape(-1)
 
-        res = integrate_span(
-            fun, float(ts[0]), float(ts[-1]), z0_2d.reshape(-1), method=method, rtol=rtol, atol=atol, t_out=ts
-        )
-        return res.y_at.reshape(len(ts), B, n), res
+        switches = fld.switch_times(theta, ts[0], ts[-1]).times if fld.discontinuities else ()
+        y, y_at, nsteps = z0_2d.reshape(-1), np.empty((len(ts), B * n)), 0
+        k, direction = 0, 1.0 if ts[-1] >= ts[0] else -1.0
+        for a, b, lo, hi in switch_segments(float(ts[0]), float(ts[-1]), switches):
+            k_end = k + int(np.searchsorted(direction * ts[k:], direction * b, side="right"))
+            res = integrate_span(on_branch(fun, lo, hi) if len(switches) else fun, a, b, y, method=method,
+                                 rtol=rtol, atol=atol, t_out=ts[k:k_end])
+            y_at[k:k_end], y, k = res.y_at, res.y_end, k_end
+            nsteps += res.nsteps
+        res.nsteps = nsteps
+        return y_at.reshape(len(ts), B, n), res
 
     def loss_value(self, z0_2d=None, ts=None, theta=None, *, rtol=1e-12, atol=1e-12, method="DOP853"):
         """L at the given inputs, from a forward solve at the given tolerances."""
@@ -157,6 +168,14 @@ class GradientEstimate:
         f and the loss at fixed points near the inputs
         (:attr:`Problem.fingerprint`): reuse for another system or loss is
         refused.
+    left_out : dict
+        ``{(quantity, index): reason}``: entries this source could not compute
+        (their values are NaN); the check leaves them out of its consensus
+        and states the reason.
+    one_sided : dict
+        ``{(quantity, index): (left, right)}``: entries where the loss is not
+        differentiable (a jump of f on an observation time), with the
+        one-sided derivatives as the input decreases and increases.
     """
 
     name: str
@@ -171,6 +190,93 @@ class GradientEstimate:
     differentiates_f: bool = False
     inputs: tuple | None = None
     fingerprint: tuple | None = None
+    left_out: dict = field(default_factory=dict)
+    one_sided: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in self.values.items())
+        return f"<GradientEstimate {self.name}: {shapes or 'no values'}; {self.seconds:.2f} s>"
+
+
+class SwitchLayout:
+    """The switch times in t of one problem among its observation times (internal).
+
+    Parameters
+    ----------
+    field : AbstractVectorField
+    theta : ndarray, shape (p,)
+    ts : ndarray, shape (T,)
+
+    Attributes
+    ----------
+    times : ndarray, shape (k,)
+        The switch times in [t_0, t_N] in integration order; one within a few
+        rounding errors of an observation time is that time.
+    dtheta : ndarray, shape (k, p)
+        d tau / d theta.
+    jump : ndarray of bool, shape (k,)
+        Whether f jumps there (False: a kink).
+    on_obs : ndarray of int, shape (k,)
+        The observation time each switch falls on, or -1.
+    names : list of str, length k
+        ``str(Discontinuity)`` of the condition behind each time.
+    unhandled : list of Discontinuity
+        Discontinuities no solve stops at: conditions on the state (events),
+        conditions in t that SymPy could not solve, point masses.
+    """
+
+    def __init__(self, field, theta, ts):
+        found = tuple(getattr(field, "discontinuities", ()) or ())
+        sw = field.switch_times(theta, ts[0], ts[-1]) if found else None
+        self.discontinuities = found
+        self.direction = 1.0 if ts[-1] >= ts[0] else -1.0
+        self.delta = branch_margin(ts[0], ts[-1])
+        if sw is None or not len(sw):
+            self.times, self.dtheta = np.zeros(0), np.zeros((0, len(theta)))
+            self.jump, self.source, self.on_obs = np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int)
+        else:
+            self.times, self.dtheta = sw.times.astype(float).copy(), np.asarray(sw.dtheta, dtype=float)
+            self.jump, self.source = np.asarray(sw.jump, bool), np.asarray(sw.source, int)
+            self.on_obs = snap_to(self.times, ts)
+        unsolved = set(sw.unsolved) if sw is not None else set()
+        self.unhandled = [d for i, d in enumerate(found) if d.in_state or d.kind == "impulse" or i in unsolved]
+        self.names = [str(found[i]) for i in self.source]
+        self.time_name = found[0].time if found else "t"
+
+    def __len__(self):
+        return int(self.times.size)
+
+    def describe(self, j):
+        """Switch ``j`` in words: the discontinuity and its time."""
+        return f"{self.names[j]}, at {self.time_name} = {self.times[j]:.6g}"
+
+    def nondifferentiable(self, ts):
+        """``{(quantity, index): reason}``: the entries a jump on an observation time makes non-differentiable.
+
+        The observation time itself and every parameter its switch time depends on.
+        """
+        out = {}
+        for j in np.flatnonzero((self.on_obs >= 0) & self.jump):
+            i = int(self.on_obs[j])
+            why = f"not differentiable: {self.describe(j)}, on the observation time t{i}"
+            out.setdefault(("t", (i,)), why)
+            for q in np.flatnonzero(self.dtheta[j] != 0):
+                out.setdefault(("theta", (int(q),)), why)
+        return out
+
+
+def snap_to(times, ts):
+    """For each of ``times``, the index of the observation time within a few rounding errors of it, or -1.
+
+    The times found are set to that observation time in place.
+    """
+    snap = 8 * np.finfo(float).eps * max(float(np.max(np.abs(ts))), abs(float(ts[-1] - ts[0])))
+    out = np.full(times.size, -1)
+    for j, t in enumerate(times):
+        near = np.flatnonzero(np.abs(ts - t) <= snap)
+        if near.size:
+            out[j], times[j] = near[0], ts[near[0]]
+    return out
 
     def __repr__(self):
         shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in self.values.items())

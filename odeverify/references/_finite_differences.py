@@ -11,8 +11,8 @@ import numpy as np
 
 from .._validate import check_method
 from ..errors import IntegrationError
-from ._base import GradientEstimate, Reference
-from ._members import flat_inputs, member_losses
+from ._base import GradientEstimate, Reference, SwitchLayout
+from ._members import flat_inputs, member_losses, switch_structures
 
 __all__ = ["FiniteDifferences"]
 
@@ -75,26 +75,38 @@ class FiniteDifferences(Reference):
         use_cs, why = self._complex_ok(problem)
         notes = [] if use_cs else [f"central differences only: {why}"]
         runs = [self._differences(problem, use_cs, self.rtol * f) for f in (1, *_LOOSER)]
-        values, errors, base, split = runs[0]
+        values, errors, base, split, _ = runs[0]
+        left_out = {}
+        for r in runs:
+            for entry, why in r[4].items():
+                left_out.setdefault(entry, why)
         for key in values:
             errors[key] = errors[key] + _spread(values[key], [r[0][key] for r in runs[1:]])
             if use_cs and key != "t":  # exact up to the solver's error: rounding only
                 errors[key] = errors[key] + 1e-14 * np.abs(values[key])
         if split:
             notes.append("a batch of perturbed solves failed; each difference was solved as its own batch")
+        if len(SwitchLayout(problem.field, problem.theta, problem.ts)):
+            notes.append("every perturbed copy stops at its own switch times, mapped onto common nodes")
+        for (q, idx), _ in left_out.items():
+            values[q][idx] = np.nan
+            errors[q][idx] = np.nan
         values = {k: problem.user_z0(v) if k == "z0" else v for k, v in values.items()}
         errors = {k: problem.user_z0(v) if k == "z0" else v for k, v in errors.items()}
+        if problem.batched is False:
+            left_out = {(q, idx[-1:] if q == "z0" else idx): why for (q, idx), why in left_out.items()}
         return GradientEstimate(
-            name=self.name, values=values, errors=errors, loss=base, error_model=_error_model(use_cs), notes=notes
+            name=self.name, values=values, errors=errors, loss=base, error_model=_error_model(use_cs), notes=notes,
+            left_out=left_out,
         )
 
     def _differences(self, problem, use_cs, rtol):
         """All differences at one tolerance: z0 and theta in one batch on the problem's times (one solve
         over the whole span), the times in a second (restarted at every observation)."""
         inputs = {"complex": ("z0", "theta")} if use_cs else {"central": ("z0", "theta")}
-        values, errors, L, split = self._batch(problem, rtol, **inputs)
-        v_t, e_t, _, split_t = self._batch(problem, rtol, central=("t",))
-        return {**values, **v_t}, {**errors, **e_t}, L, split or split_t
+        values, errors, L, split, out = self._batch(problem, rtol, **inputs)
+        v_t, e_t, _, split_t, out_t = self._batch(problem, rtol, central=("t",))
+        return {**values, **v_t}, {**errors, **e_t}, L, split or split_t, {**out, **out_t}
 
     def _batch(self, problem, rtol, central=(), complex=()):
         """Differences for the inputs of the quantities ``central`` and ``complex`` from one batched solve.
@@ -113,9 +125,13 @@ class FiniteDifferences(Reference):
             The unperturbed loss.
         split : bool
             Whether the batch failed and was solved in groups.
+        left_out : dict
+            ``{(quantity, index): reason}`` of the entries no step could difference
+            (index as in the (B, n) z0).
         """
         x = flat_inputs(problem)
-        index, h0 = _inputs(problem, central, self._first_step)
+        layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+        index, h0 = _inputs(problem, central, self._first_step, layout)
         steps = h0[:, None] * 4.0 ** -np.arange(self.levels)  # (J, levels)
         X = np.repeat(x[None], 1 + 2 * steps.size, axis=0)
         X[1 + np.arange(2 * steps.size), np.repeat(index, 2 * self.levels)] += np.stack([steps, -steps], -1).ravel()
@@ -127,8 +143,12 @@ class FiniteDifferences(Reference):
             Xc[np.arange(len(cs_index)), cs_index] += 1j * h_cs
             groups.append(np.concatenate([[0], len(X) + np.arange(len(cs_index))]))
             X = np.concatenate([X, Xc])
+        keys, _, _ = switch_structures(problem, X) if len(layout) else ([()] * len(X), None, None)
+        kept = np.array([key == keys[0] for key in keys])  # a member across a switch cannot be differenced
         with np.errstate(all="ignore"):
-            L, nsteps, split, zs0 = member_losses(problem, X, rtol=rtol, method=self.method, groups=groups)
+            L = np.full(len(X), np.nan, dtype=X.dtype)
+            L[kept], nsteps, split, zs0 = member_losses(problem, X[kept], rtol=rtol, method=self.method,
+                                                        groups=_kept_groups(groups, kept))
         if not np.isfinite(L[0]):
             raise IntegrationError("finite differences failed: the unperturbed solve did not succeed")
         values, errors = {}, {}
@@ -137,11 +157,12 @@ class FiniteDifferences(Reference):
             Lc = L[1 : 1 + 2 * steps.size].real.reshape(len(index), self.levels, 2)
             value, error = _richardson((Lc[..., 0] - Lc[..., 1]) / (2 * steps), steps, noise)
             values, errors = _by_quantity(problem, central, value), _by_quantity(problem, central, error)
+            left_out = _left_out(problem, central, index, value, kept[1 : 1 + 2 * steps.size], layout, keys)
         if complex:
             d = np.imag(L[1 + 2 * steps.size :]) / h_cs
             values.update(_by_quantity(problem, complex, d))
             errors.update(_by_quantity(problem, complex, np.zeros_like(d)))
-        return values, errors, float(L[0].real), split
+        return values, errors, float(L[0].real), split, left_out if central else {}
 
     @staticmethod
     def _first_step(scale):
@@ -170,11 +191,15 @@ class FiniteDifferences(Reference):
         return True, ""
 
 
-def _inputs(problem, quantities, first_step):
+def _inputs(problem, quantities, first_step, layout=None):
     """Columns of the flat inputs that ``quantities`` cover and each one's first step.
 
     z0 and theta move relative to their size (at least 1); a time by at most a
-    quarter of its smaller neighbouring gap.
+    quarter of its smaller neighbouring gap. Where f switches in t, a time
+    also moves by at most a quarter of its distance to the nearest switch
+    time, and a parameter moves each switch time by at most a quarter of its
+    distance to the nearest observation time (the ladder keeps the switch
+    structure; see :func:`_switch_limits`).
     """
     x = flat_inputs(problem)
     if not quantities:
@@ -186,7 +211,63 @@ def _inputs(problem, quantities, first_step):
     index = np.concatenate([blocks[q] for q in quantities]).astype(int)
     scale = np.maximum(np.abs(x), 1.0)
     scale[Bn + p :] = near
-    return index, first_step(scale[index])
+    h0 = first_step(scale[index])
+    if layout is not None and len(layout):
+        h0 = np.minimum(h0, _switch_limits(problem, layout)[index])
+    return index, h0
+
+
+def _switch_limits(problem, layout):
+    """The largest first step of every flat input that keeps each switch time on its side of every time.
+
+    A quarter of the distance, through d tau / d theta for a parameter; inf
+    where no switch constrains it (or where a switch sits on an observation
+    time: those entries are not differentiable and left out).
+    """
+    Bn, p, ts = problem.z0.size, problem.p, problem.ts
+    limit = np.full(Bn + p + len(ts), np.inf)
+    for j, tau in enumerate(layout.times):
+        dist = np.abs(ts - tau)
+        gap = float(np.min(dist))
+        if gap == 0.0:
+            continue
+        rate = np.abs(layout.dtheta[j])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            th = np.where(rate > 0, 0.25 * gap / rate, np.inf)
+        limit[Bn : Bn + p] = np.minimum(limit[Bn : Bn + p], np.nan_to_num(th, nan=np.inf))
+        limit[Bn + p :] = np.minimum(limit[Bn + p :], 0.25 * dist)
+    return limit
+
+
+def _kept_groups(groups, kept):
+    """``groups`` (indices into all members) as indices into the kept members, dropping the others."""
+    new = np.cumsum(kept) - 1
+    return [new[g[kept[g]]] for g in groups if kept[g].all()]
+
+
+def _left_out(problem, quantities, index, value, kept, layout, keys):
+    """``{(quantity, index): reason}`` for the entries whose every difference crossed a switch (NaN values)."""
+    out = {}
+    if not len(layout):
+        return out
+    nondiff = layout.nondifferentiable(problem.ts)
+    flat_entries = [(q, idx) for q in quantities for idx in np.ndindex(*_shape(problem, q))]
+    levels = kept.size // (2 * max(len(index), 1))
+    kept = kept.reshape(len(index), levels, 2)
+    for j, entry in enumerate(flat_entries):
+        if np.isfinite(value[j]) and kept[j].all():
+            continue
+        if entry in nondiff:
+            out[entry] = nondiff[entry]
+        elif not np.isfinite(value[j]):
+            where = ", ".join(layout.describe(k) for k in range(len(layout)))
+            out[entry] = (f"every step of the finite-difference ladder moves a switch time across an observation "
+                          f"time ({where}), so no difference is of one smooth map")
+    return out
+
+
+def _shape(problem, q):
+    return {"z0": problem.z0.shape, "theta": (problem.p,), "t": (len(problem.ts),)}[q]
 
 
 def _richardson(D, steps, noise):
@@ -197,9 +278,11 @@ def _richardson(D, steps, noise):
     err = np.where(np.isfinite(err), err, np.inf)
     best = np.argmin(err, axis=1)
     rows = np.arange(len(D))
-    if not np.all(np.isfinite(err[rows, best])):
+    ok = np.isfinite(err[rows, best])
+    crossed = np.all(np.isnan(D), axis=1)  # every member of the entry left out: a switch crossed (see _left_out)
+    if not np.all(ok | crossed):
         raise IntegrationError("finite differences failed: the perturbed solves did not succeed")
-    return R[rows, best + 1], err[rows, best]
+    return np.where(ok, R[rows, best + 1], np.nan), np.where(ok, err[rows, best], np.nan)
 
 
 def _rounding_noise(problem, L, zs, nsteps):

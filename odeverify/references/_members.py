@@ -13,17 +13,23 @@ c_m,i the map's slope. The map has a kink at every ts_i, so the solve restarts
 there; the observations are the states at the ends of the intervals. A batch
 whose members all keep the problem's times is one solve over the whole span,
 observed on the steps' dense output.
+
+Switch times in t (``heaviside(t - s)``; each member has its own, from its
+theta) are nodes of the same map: the solve restarts there too and evaluates f
+on each member's branch, so no step chases a jump and the members still share
+every step (see :func:`member_states`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._integrate import integrate_span
+from .._integrate import branch_margin, integrate_span
 from .._loss import loss_value
 from ..errors import IntegrationError
+from ._base import SwitchLayout
 
-__all__ = ["flat_inputs", "split_inputs", "member_states", "member_losses"]
+__all__ = ["flat_inputs", "split_inputs", "member_states", "member_losses", "switch_structures"]
 
 
 def flat_inputs(problem):
@@ -38,8 +44,56 @@ def split_inputs(problem, X):
     return X[:, :Bn].reshape(-1, B, n), X[:, Bn : Bn + p], X[:, Bn + p :].real
 
 
+def switch_structures(problem, X):
+    """Every member's switch times among its observation times, and its nodes.
+
+    Parameters
+    ----------
+    problem : Problem
+    X : ndarray, shape (M, B*n + p + T)
+
+    Returns
+    -------
+    keys : list of tuple, length M
+        Member m's *switch structure*: for each of its switch times in t (in
+        integration order) the condition it comes from, whether f jumps there,
+        and where it lies: ``("on", i)`` on observation time i (within a few
+        rounding errors), ``("in", i)`` strictly between observations i and
+        i + 1. Members with equal keys can share one common time variable.
+    nodes : list of ndarray, length M
+        Member m's observation times and its switch times off them, in
+        integration order.
+    kinds : list of ndarray of int, length M
+        Per node: the observation index (>= 0), or -1 for a switch time.
+    """
+    _, thetas, tss = split_inputs(problem, X)
+    fld = problem.field
+    keys, nodes, kinds = [], [], []
+    for theta, ts in zip(thetas.real, tss):
+        layout = SwitchLayout(fld, theta, ts) if fld.discontinuities else None
+        if layout is None or not len(layout):
+            keys.append(())
+            nodes.append(ts)
+            kinds.append(np.arange(len(ts)))
+            continue
+        direction = layout.direction
+        key = []
+        for j, tau in enumerate(layout.times):
+            i = int(layout.on_obs[j])
+            where = ("on", i) if i >= 0 else ("in", int(np.searchsorted(direction * ts, direction * tau)) - 1)
+            key.append((int(layout.source[j]), bool(layout.jump[j]), where))
+        off = layout.times[layout.on_obs < 0]
+        all_nodes = np.concatenate([ts, off])
+        kind = np.concatenate([np.arange(len(ts)), np.full(off.size, -1)])
+        order = np.argsort(direction * all_nodes, kind="stable")
+        keys.append(tuple(key))
+        nodes.append(all_nodes[order])
+        kinds.append(kind[order])
+    return keys, nodes, kinds
+
+
 def member_states(problem, X, *, rtol, method="DOP853"):
-    """States of every member at its observation times, from one batched solve.
+    """States of every member at its observation times, from one batched solve per switch structure.
 
     Parameters
     ----------
@@ -55,45 +109,90 @@ def member_states(problem, X, *, rtol, method="DOP853"):
     -------
     zs : ndarray, shape (M, T, B, n)
     nsteps : int
-        Accepted steps over all intervals.
+        Accepted steps over all intervals (summed over the batches).
+
+    Notes
+    -----
+    Where f switches in t (heaviside(t - s)), each member's switch times are
+    nodes of its time map, like its observation times: the common variable
+    runs over the nodes of the group's first member, every member's time is
+    the affine map of each common piece onto its own, and the solve restarts
+    at every node, f evaluated on each member's branch (its time clamped into
+    its own piece). The members keep sharing every step and no step lands
+    near a jump. Members whose switch structure differs (a switch time on the
+    other side of an observation time; see :func:`switch_structures`) cannot
+    share the map and are solved as separate batches.
     """
-    z0s, thetas, tss = split_inputs(problem, X)
+    keys, nodes, kinds = switch_structures(problem, X)
+    M = X.shape[0]
+    zs = np.empty((M, len(problem.ts), problem.B, problem.n), dtype=X.dtype)
+    nsteps = 0
+    groups = {}
+    for m, key in enumerate(keys):
+        groups.setdefault(key, []).append(m)
+    for members in groups.values():
+        members = np.asarray(members)
+        zs[members], k = _group_states(problem, X[members], [nodes[m] for m in members], kinds[members[0]],
+                                       rtol=rtol, method=method)
+        nsteps += k
+    return zs, nsteps
+
+
+def _group_states(problem, X, nodes, kind, *, rtol, method):
+    """:func:`member_states` for members of one switch structure (``nodes`` of equal length, common ``kind``)."""
+    z0s, thetas, _ = split_inputs(problem, X)
     M, B, n = z0s.shape
-    ts = problem.ts
+    common = nodes[0]
+    N = np.stack(nodes)  # (M, nodes)
     is_complex = np.iscomplexobj(X)
     each = problem.field.eval_f_each_complex if is_complex else problem.field.eval_f_each
     theta_arg = thetas[0] if np.all(thetas == thetas[0]) else thetas
-    zs = np.empty((M, len(ts), B, n), dtype=X.dtype)
+    obs = kind >= 0
+    zs = np.empty((M, len(problem.ts), B, n), dtype=X.dtype)
     zs[:, 0] = z0s
     size = M * B * n
     nsteps = 0
-    # members on the problem's own times: one solve, observed on the steps' dense output
-    spans = [(0, len(ts) - 1)] if np.all(tss == ts) else [(i, i + 1) for i in range(len(ts) - 1)]
-    for i, end in spans:
-        slope = (tss[:, i + 1] - tss[:, i]) / (ts[i + 1] - ts[i])  # (M,)
-        shared_time = bool(np.all(slope == 1.0) and np.all(tss[:, i] == ts[i]))
-        offset = tss[:, i] - slope * ts[i]
+    switch_at = kind < 0
+    delta = np.array([branch_margin(nd[0], nd[-1]) for nd in nodes])
+    # members on the group's own times: one solve per piece between switch times, observed on the dense output
+    shared = bool(np.all(N == common))
+    cuts = [0, *np.flatnonzero(switch_at), len(common) - 1] if shared else range(len(common))
+    cuts = sorted(set(cuts))
+    y = np.concatenate([z0s.reshape(-1).real, z0s.reshape(-1).imag]) if is_complex else z0s.reshape(-1)
+    for i, end in zip(cuts[:-1], cuts[1:]):
+        slope = (N[:, end] - N[:, i]) / (common[end] - common[i]) if not shared else np.ones(M)
+        offset = N[:, i] - slope * common[i]
+        lo, hi = np.minimum(N[:, i], N[:, end]), np.maximum(N[:, i], N[:, end])
+        clamp = bool(switch_at[i] or switch_at[end])
+        if clamp:  # off a switch time at either end, into the piece (its branch)
+            mid = 0.5 * (lo + hi)
+            lo, hi = np.minimum(lo + delta, mid), np.maximum(hi - delta, mid)
 
-        def fun(tau, y, slope=slope, offset=offset, shared_time=shared_time):
-            t = tau if shared_time else offset + slope * tau
+        def fun(tau, y, slope=slope, offset=offset, lo=lo, hi=hi, clamp=clamp):
+            t = tau if shared else offset + slope * tau
+            if clamp:
+                t = np.clip(t, lo, hi)
+                t = float(t[0]) if shared else t
             z = (y[:size] + 1j * y[size:]) if is_complex else y
             dz = each(z.reshape(M, B, n), t, theta_arg)
             if dz is None:
                 raise IntegrationError("the vector field has no complex evaluation")
-            if not shared_time:
+            if not shared:
                 dz = dz * slope[:, None, None]
             return np.concatenate([dz.real.ravel(), dz.imag.ravel()]) if is_complex else dz.reshape(-1)
 
         # a complex state is solved as its real and imaginary parts: SciPy's complex arithmetic in the error
         # norm is slow, and the imaginary parts (1e-30 times a sensitivity) do not move the steps either way
-        y0 = zs[:, i].reshape(-1)
-        y0 = np.concatenate([y0.real, y0.imag]) if is_complex else y0
+        inside = [k for k in range(i + 1, end + 1) if obs[k]]
         span = integrate_span(
-            fun, float(ts[i]), float(ts[end]), y0, method=method, rtol=rtol, atol=rtol, t_out=ts[i + 1 : end + 1],
-            what=f"batched solve of {M} perturbed copies over [{float(ts[i])!r}, {float(ts[end])!r}]",
+            fun, float(common[i]), float(common[end]), y, method=method, rtol=rtol, atol=rtol,
+            t_out=common[inside],
+            what=f"batched solve of {M} perturbed copies over [{float(common[i])!r}, {float(common[end])!r}]",
         )
+        y = span.y_end
         y_at = (span.y_at[:, :size] + 1j * span.y_at[:, size:]) if is_complex else span.y_at
-        zs[:, i + 1 : end + 1] = np.swapaxes(y_at.reshape(end - i, M, B, n), 0, 1)
+        if inside:
+            zs[:, kind[inside]] = np.swapaxes(y_at.reshape(len(inside), M, B, n), 0, 1)
         nsteps += span.nsteps
     return zs, nsteps
 

@@ -13,10 +13,10 @@ import warnings
 
 import numpy as np
 from .._adjoint import BacksolveDriftWarning, adjoint_gradients
-from .._integrate import integrate_span
+from .._integrate import integrate_span, on_branch, switch_segments
 from .._validate import check_method, check_mode
 from ..errors import InvalidArgumentError
-from ._base import GradientEstimate, Reference
+from ._base import GradientEstimate, Reference, SwitchLayout
 
 __all__ = ["Adjoint", "ForwardSensitivity", "Exact"]
 
@@ -72,6 +72,8 @@ class Adjoint(Reference):
         if self.mode == "backsolve":
             notes.append(f"backsolve reconstructed z(t0) {r2.z0_reconstruction_error:.2g} from z0")
             notes += drift
+        if r2.switches is not None:
+            notes.append(f"stopped at {len(r2.switches)} switch time(s) and added the jump terms a^T(f_b - f_a) dtau")
         return GradientEstimate(
             name=self.name,
             values=r2.as_dict(),
@@ -81,7 +83,14 @@ class Adjoint(Reference):
             independent=False,
             notes=notes,
             differentiates_f=True,
+            one_sided={_entry(name): lr for name, lr in r2.one_sided.items()},
         )
+
+
+def _entry(name):
+    """``"theta[1]"`` -> ``("theta", (1,))`` (the names of :attr:`AdjointResult.one_sided`)."""
+    q, i = name[:-1].split("[")
+    return q, (int(i),)
 
 
 class ForwardSensitivity(Reference):
@@ -133,9 +142,10 @@ class ForwardSensitivity(Reference):
         S0[:, :, :n] = np.eye(n)
         y0 = np.concatenate([problem.z0.reshape(-1), S0.reshape(-1)])
         ts = problem.ts
+        layout = SwitchLayout(fld, theta, ts)
         with np.errstate(all="ignore"):
-            Y = integrate_span(rhs, float(ts[0]), float(ts[-1]), y0, method=self.method, rtol=rtol, atol=atol,
-                               t_out=ts, what="forward sensitivity solve").y_at
+            Y, on_obs = _sensitivities_through_switches(rhs, fld, theta, ts, y0, layout, B, n, method=self.method,
+                                                         rtol=rtol, atol=atol)
         zs = Y[:, :size_z].reshape(len(ts), B, n)
         Ss = Y[:, size_z:].reshape(len(ts), B, n, m)
         value, g = problem.jumps(zs)
@@ -147,13 +157,17 @@ class ForwardSensitivity(Reference):
         for i in range(1, len(ts)):
             dts[i] = float(np.sum(g[i] * fld.eval_f(zs[i], float(ts[i]), theta)))
         f0 = fld.eval_f(problem.z0, float(ts[0]), theta)  # (B, n)
-        Sz = Ss[1:, :, :, :n]
-        dts[0] = -float(np.einsum("tbn,tbnk,bk->", g[1:], Sz, f0))
-        return value, {"z0": problem.user_z0(dz0), "theta": dth, "t": dts}
+        a0 = np.einsum("tbn,tbnk->bk", g[1:], Ss[1:, :, :, :n])  # a(t0^+) = sum_i S_z0(t_i)^T g_i
+        dts[0] = -float(np.sum(a0 * f0))
+        values = {"z0": problem.user_z0(dz0), "theta": dth, "t": dts}
+        return value, values, _one_sided(layout, on_obs, values, g, a0, zs, fld, theta, ts)
 
     def _compute(self, problem):
-        _, v1 = self._run(problem, self.rtol, self.atol)
-        loss, v2 = self._run(problem, max(self.rtol / 100, 2.3e-14), self.atol / 100)
+        _, v1, _ = self._run(problem, self.rtol, self.atol)
+        loss, v2, one_sided = self._run(problem, max(self.rtol / 100, 2.3e-14), self.atol / 100)
+        layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+        notes = [f"stopped at {len(layout)} switch time(s) and added the jumps (f_b - f_a) dtau/dtheta of S_theta"] \
+            if len(layout) else []
         return GradientEstimate(
             name=self.name,
             values=v2,
@@ -161,7 +175,106 @@ class ForwardSensitivity(Reference):
             loss=loss,
             error_model=f"difference of the solves at rtol={self.rtol:g} and {max(self.rtol / 100, 2.3e-14):g}",
             differentiates_f=True,
+            notes=notes,
+            one_sided=one_sided,
         )
+
+
+def _sensitivities_through_switches(rhs, fld, theta, ts, y0, layout, B, n, *, method, rtol, atol):
+    """The state and sensitivities at ``ts``, stopped at every switch time with S_theta's jump added there.
+
+    With f_b, f_a the values of f just before and just after a switch time tau
+    in the order of integration, moving tau by d tau moves the state after it
+    by (f_b - f_a) d tau (in both directions of time), so S_theta jumps by
+    (f_b - f_a) (d tau / d theta)^T; S_z0 does not (tau depends on theta only).
+    A switch on an observation time t_i jumps after the observation there (the
+    one-sided value as tau moves later, see :func:`_one_sided`).
+
+    Returns
+    -------
+    Y : ndarray, shape (T, size)
+    on_obs : list of (j, i, J)
+        The switches ``j`` on observation times ``i`` with f_b - f_a, shape (B, n).
+    """
+    size_z = B * n
+    m = fld.n_params + n
+    direction, delta = layout.direction, layout.delta
+    Y = np.empty((len(ts), y0.size))
+    y, k, on_obs = y0.copy(), 0, []
+
+    def jump(y, j):
+        tau = layout.times[j]
+        z = y[:size_z].reshape(B, n)
+        J = fld.eval_f(z, tau - direction * delta, theta) - fld.eval_f(z, tau + direction * delta, theta)
+        if layout.jump[j]:
+            S = y[size_z:].reshape(B, n, m)
+            S[:, :, n:] += J[:, :, None] * layout.dtheta[j][None, None, :]
+        return J
+
+    at_start = [j for j in range(len(layout)) if layout.times[j] == ts[0]]
+    if len(ts):
+        Y[0] = y
+    for j in at_start:  # a switch at t0 acts as it moves later, into the interval
+        on_obs.append((j, 0, jump(y, j)))
+    pieces = switch_segments(float(ts[0]), float(ts[-1]), layout.times)
+    inner = [j for j in range(len(layout)) if direction * (layout.times[j] - ts[0]) > 0
+             and direction * (ts[-1] - layout.times[j]) > 0]
+    k = 1
+    for number, (a, b, lo, hi) in enumerate(pieces):
+        k_end = k + int(np.searchsorted(direction * ts[k:], direction * b, side="right"))
+        res = integrate_span(on_branch(rhs, lo, hi) if len(pieces) > 1 else rhs, a, b, y, method=method, rtol=rtol,
+                             atol=atol, t_out=ts[k:k_end], what="forward sensitivity solve")
+        Y[k:k_end], y, k = res.y_at, res.y_end.copy(), k_end
+        if number < len(pieces) - 1:
+            j = inner[number]
+            J = jump(y, j)
+            if layout.on_obs[j] >= 0:
+                on_obs.append((j, int(layout.on_obs[j]), J))
+    for j in range(len(layout)):  # a switch at tN: only as it moves earlier
+        if layout.times[j] == ts[-1] and layout.on_obs[j] == len(ts) - 1 and len(ts) > 1:
+            z = Y[-1, :size_z].reshape(B, n)
+            tau = layout.times[j]
+            on_obs.append((j, len(ts) - 1, fld.eval_f(z, tau - direction * delta, theta)
+                           - fld.eval_f(z, tau + direction * delta, theta)))
+    return Y, on_obs
+
+
+def _one_sided(layout, on_obs, values, g, a0, zs, fld, theta, ts):
+    """Where a jump falls on an observation time: NaN in ``values`` and ``{(q, index): (left, right)}``.
+
+    ``values["theta"]`` holds every such jump as it acts when tau moves later
+    (after the observation); as tau moves earlier it also changes z(t_i), by
+    (f_b - f_a) d tau, which adds g_i^T (f_b - f_a) d tau (at t_0 instead the
+    jump does not act at all). t_i itself: g_i . f just below and just above
+    it (at t_0, -a(t_0^+) . f).
+    """
+    out = {}
+    if not on_obs:
+        return out
+    base = values["theta"].copy()
+    left, right = base.copy(), base.copy()
+    touched = set()
+    delta = layout.delta
+    for j, i, J in on_obs:
+        if not layout.jump[j] or not np.any(J):
+            continue
+        dtau = layout.dtheta[j]
+        # earlier minus later, per unit d tau
+        d = float(np.sum(g[i] * J)) if i > 0 else -float(np.sum(a0 * J))
+        for q in np.flatnonzero(dtau != 0):
+            later_is_up = layout.direction * dtau[q] > 0
+            (left if later_is_up else right)[q] += d * dtau[q]
+            touched.add(int(q))
+        z = zs[i]
+        f_lo = fld.eval_f(z, float(ts[i]) - delta, theta)
+        f_hi = fld.eval_f(z, float(ts[i]) + delta, theta)
+        w = g[i] if i > 0 else -a0
+        out[("t", (i,))] = (float(np.sum(w * f_lo)), float(np.sum(w * f_hi)))
+        values["t"][i] = np.nan
+    for q in sorted(touched):
+        out[("theta", (q,))] = (float(left[q]), float(right[q]))
+        values["theta"][q] = np.nan
+    return out
 
 
 class Exact(Reference):
