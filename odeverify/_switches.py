@@ -602,7 +602,10 @@ class Event:
 
     @property
     def dtau_dtheta(self):
-        """d tau / d theta, shape (p,)."""
+        """d tau / d theta at fixed z(tau^-) (the explicit dependence of g), shape (p,).
+
+        The total derivative along a solution adds ``dtau_dz @ dz(tau^-)/dtheta``.
+        """
         return -self.g_theta / self.denominator
 
     @property
