@@ -245,6 +245,14 @@ def adjoint_gradients(
     * dL/dtheta = a_theta(t_0), with a_theta(t_N) = 0;
     * dL/dz0 = a(t_0) + g_0.
 
+    A jump of f where a condition on the state crosses zero (``heaviside(c -
+    x)``, sign, Piecewise) is an event: the forward solve locates each
+    crossing tau by root finding and restarts on the new branch, and the
+    adjoint jumps there by the transposed saltation matrix, with dL/dtheta and
+    dL/dt_0 gaining the terms of d tau (:class:`odeverify._switches.Event`;
+    ``.events`` of the result). Events need an unbatched z0 and no switches
+    in t in the same field; sliding along a switching surface is refused.
+
     ``stats.backward_state_size`` is the size of the backward system and
     ``stats.nquadrature`` the number of quadrature nodes (quadrature mode).
 
