@@ -108,6 +108,8 @@ class AbstractVectorField(abc.ABC):
     has_jacobians: bool = False
     #: the non-smooth subexpressions of f (:class:`~odeverify._switches.Discontinuity`); () when none are known
     discontinuities: tuple = ()
+    #: the jump conditions on the state located as events (:class:`~odeverify._switches.StateConditions`) or None
+    state_conditions = None
 
     def switch_times(self, theta, t0, t1):
         """The times in [t0, t1] where f switches (see :class:`~odeverify._switches.SwitchTimes`).

@@ -515,6 +515,36 @@ def integrate_segments(fun, t_start, t_end, y0, switch_times, *, jac=None, t_out
     return out
 
 
+def check_event_problem(fld, batch, switches, what):
+    """Refuse what the event-located solves do not support: a batch, or state events mixed with switches in t."""
+    names = "; ".join(fld.state_conditions.describe(i) for i in range(len(fld.state_conditions)))
+    if batch > 1:
+        raise InvalidArgumentError(
+            f"{what}: z0 is a batch of {batch} initial states, but f switches on the state ({names}) and the "
+            "members cross at different times; solve each member separately (z0 of shape (n,))"
+        )
+    if len(switches):
+        raise InvalidArgumentError(
+            f"{what}: f switches both on the state ({names}) and at times in t ({len(switches)} switch times in "
+            "the interval); the two together are not supported yet: write the switch in t as a state "
+            "(an extra state s with ds/dt = 1) or split the interval at the switch times"
+        )
+
+
+def _solve_events(fld, theta, z0_2d, ts, switches, *, method, rtol, atol, max_steps):
+    """:func:`solve` of a field with state events (B = 1): :func:`odeverify._events.integrate_events`."""
+    from ._events import integrate_events
+
+    check_event_problem(fld, z0_2d.shape[0], switches, "solve")
+    jac_for = None
+    if method in IMPLICIT_METHODS:
+        def jac_for(branch):
+            return forward_jacobian(branch, theta, 1, fld.n_states, method)
+    out = integrate_events(fld, theta, float(ts[0]), float(ts[-1]), z0_2d.reshape(-1), t_out=ts, jac_for=jac_for,
+                           method=method, rtol=rtol, atol=atol, max_steps=max_steps, what="forward solve")
+    return out.as_span()
+
+
 def _no_switches(fun, t_start, t_end, y0, switch_times, **kwargs):
     """:func:`integrate_span` with the signature of :func:`integrate_segments` (no switch times)."""
     return integrate_span(fun, t_start, t_end, y0, **kwargs)
@@ -810,21 +840,25 @@ def solve(
     jac = forward_jacobian(fld, theta, B, n, method) if method in IMPLICIT_METHODS else None
     # a switch in t (heaviside(t - s), ...) stops the solve and restarts it on the next branch
     switches = fld.switch_times(theta, ts[0], ts[-1]).times if fld.discontinuities else ()
-    res = (integrate_segments if len(switches) else _no_switches)(
-        fld.solver_kernels(theta, B).f,
-        float(ts[0]),
-        float(ts[-1]),
-        z0_2d.reshape(-1),
-        switches,
-        method=method,
-        rtol=rtol,
-        atol=atol_flat,
-        jac=jac,
-        t_out=ts,
-        dense=dense_output,
-        max_steps=max_steps,
-        inplace=True,
-    )
+    if fld.state_conditions is not None:  # a switch in the state: located during the solve (odeverify._events)
+        res = _solve_events(fld, theta, z0_2d, ts, switches, method=method, rtol=rtol, atol=atol_flat,
+                            max_steps=max_steps)
+    else:
+        res = (integrate_segments if len(switches) else _no_switches)(
+            fld.solver_kernels(theta, B).f,
+            float(ts[0]),
+            float(ts[-1]),
+            z0_2d.reshape(-1),
+            switches,
+            method=method,
+            rtol=rtol,
+            atol=atol_flat,
+            jac=jac,
+            t_out=ts,
+            dense=dense_output,
+            max_steps=max_steps,
+            inplace=True,
+        )
     z = res.y_at.reshape(len(ts), B, n)
     if not batched:
         z = z[:, 0, :]

@@ -27,7 +27,10 @@ import sympy as sp
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Discontinuity", "SwitchTimes", "SwitchSolver", "find_discontinuities", "MAX_SWITCHES"]
+__all__ = [
+    "Discontinuity", "SwitchTimes", "SwitchSolver", "find_discontinuities", "MAX_SWITCHES",
+    "EVENT_FUNCTIONS", "substitute_branch", "StateConditions", "Event",
+]
 
 #: most switch times one interval may hold (a periodic condition with a huge frequency raises beyond it)
 MAX_SWITCHES = 10_000
@@ -392,3 +395,244 @@ def _collect(s, time, params, out):
     if s == sp.S.EmptySet:
         return True
     return False
+
+
+# ---------------------------------------------------------------------------- events: switches in the state
+#: the jumping functions whose state conditions the solves locate as events (floor/ceiling are not: their
+#: branch is an integer per crossing, which :func:`substitute_branch` does not represent)
+EVENT_FUNCTIONS = ("Heaviside", "sign", "Piecewise")
+
+
+def substitute_branch(expr, signs):
+    """``expr`` on one branch: every non-smooth function whose condition has a known sign replaced by its piece.
+
+    Heaviside(c) becomes 0 or 1, sign(c) becomes -1 or 1, Abs(c) becomes -c or c, relu(c) 0 or c, Max/Min
+    the argument that is largest/smallest, and a Piecewise condition on c True or False, for every condition
+    c with ``signs[c]`` (or ``signs[-c]``) known. Conditions are read from the original arguments, before
+    anything inside them is substituted (top-down), as :func:`find_discontinuities` reads them.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+    signs : dict
+        ``{condition: +1 or -1}``.
+
+    Returns
+    -------
+    sympy.Expr
+    """
+
+    def sign_of(c):
+        if c in signs:
+            return signs[c]
+        if -c in signs:
+            return -signs[-c]
+        return None
+
+    def sub(e):
+        if not isinstance(e, sp.Basic) or not e.args:
+            return e
+        name = type(e).__name__
+        if isinstance(e, (sp.Heaviside, sp.sign, sp.Abs)) or name == "relu":
+            c = e.args[0]
+            s = sign_of(c)
+            if s is not None:
+                if isinstance(e, sp.Heaviside):
+                    return sp.S.One if s > 0 else sp.S.Zero
+                if isinstance(e, sp.sign):
+                    return sp.S.One if s > 0 else sp.S.NegativeOne
+                if isinstance(e, sp.Abs):
+                    return sub(c) if s > 0 else -sub(c)
+                return sub(c) if s > 0 else sp.S.Zero
+        if isinstance(e, (sp.Max, sp.Min)):
+            args, big = e.args, isinstance(e, sp.Max)
+            for i, ai in enumerate(args):  # the argument that wins against every other one
+                wins = True
+                for j, aj in enumerate(args):
+                    if i == j:
+                        continue
+                    s = sign_of(aj - ai) if i < j else sign_of(ai - aj)  # conditions args[j] - args[i], i < j
+                    if s is None:
+                        wins = False
+                        break
+                    above = (s < 0) if i < j else (s > 0)  # ai > aj
+                    if above != big:
+                        wins = False
+                        break
+                if wins:
+                    return sub(ai)
+        if isinstance(e, sp.Piecewise):
+            pieces = [(sub(v), _decide(cond, sign_of)) for v, cond in e.args]
+            return sp.Piecewise(*pieces)
+        return e.func(*[sub(a) for a in e.args])
+
+    return sub(expr)
+
+
+def _decide(cond, sign_of):
+    """A Piecewise condition with every relational of known sign replaced by True or False."""
+    if isinstance(cond, sp.core.relational.Relational):
+        s = sign_of(cond.lhs - cond.rhs)
+        if s is None:
+            return cond
+        truth = {
+            sp.StrictLessThan: s < 0, sp.LessThan: s < 0, sp.StrictGreaterThan: s > 0, sp.GreaterThan: s > 0,
+            sp.Equality: False, sp.Unequality: True,
+        }.get(type(cond))
+        return cond if truth is None else sp.true if truth else sp.false
+    if isinstance(cond, (sp.And, sp.Or, sp.Not)):
+        return cond.func(*[_decide(a, sign_of) for a in cond.args])
+    return cond
+
+
+class StateConditions:
+    """The jump conditions of a right-hand side on the state (its events), compiled.
+
+    Parameters
+    ----------
+    discontinuities : sequence of Discontinuity
+    states, params : sequence of sympy.Symbol, lengths n and p
+    time : sympy.Symbol
+
+    Attributes
+    ----------
+    conditions : tuple of sympy.Expr, length m
+        The distinct conditions g(z, t, theta) of the Heaviside, sign and
+        Piecewise jumps that depend on the state.
+    source : tuple of int, length m
+        Index into ``discontinuities`` of the first discontinuity of each.
+    """
+
+    def __init__(self, discontinuities, states, params, time):
+        conditions, source = [], []
+        for i, d in enumerate(discontinuities):
+            if d.in_state and d.kind == "jump" and d.function in EVENT_FUNCTIONS and d.condition not in conditions:
+                conditions.append(d.condition)
+                source.append(i)
+        self.conditions, self.source = tuple(conditions), tuple(source)
+        self.discontinuities = tuple(discontinuities)
+        self.n, self.p, self.m = len(states), len(params), len(conditions)
+        args = [time, list(states), list(params)]
+        self._g = sp.lambdify(args, list(conditions), modules="numpy")
+        grads = [[sp.diff(c, v) for v in (*states, time, *params)] for c in conditions]
+        self._grad = sp.lambdify(args, grads, modules="numpy")
+
+    def __len__(self):
+        return self.m
+
+    def values(self, z, t, theta):
+        """g at many states, shape (k, m), for ``z`` (k, n) and ``t`` (k,)."""
+        z = np.asarray(z, dtype=float).reshape(-1, self.n)
+        t = np.asarray(t, dtype=float).reshape(-1)
+        with np.errstate(all="ignore"):
+            out = self._g(t, list(z.T), list(np.asarray(theta, dtype=float).reshape(self.p)))
+        return np.stack([np.broadcast_to(np.asarray(v, dtype=float), t.shape) for v in out], axis=1)
+
+    def gradients(self, z, t, theta):
+        """(dg/dz (m, n), dg/dt (m,), dg/dtheta (m, p)) at one state."""
+        z = np.asarray(z, dtype=float).reshape(self.n)
+        G = np.array(self._grad(float(t), list(z), list(np.asarray(theta, dtype=float).reshape(self.p))),
+                     dtype=float).reshape(self.m, self.n + 1 + self.p)
+        return G[:, : self.n], G[:, self.n], G[:, self.n + 1 :]
+
+    def signs(self, values):
+        """The branch of each condition, +1 or -1, for values of g of one state (0 counts as +1)."""
+        return tuple(1 if v >= 0 else -1 for v in np.asarray(values, dtype=float).reshape(self.m))
+
+    def mapping(self, signs):
+        """``{condition: sign}`` for :func:`substitute_branch`."""
+        return dict(zip(self.conditions, signs))
+
+    def describe(self, i):
+        """The discontinuity of condition ``i``, for messages."""
+        return str(self.discontinuities[self.source[i]])
+
+
+@dataclass(frozen=True)
+class Event:
+    """One crossing of a state condition g(z, t, theta) = 0 during a solve, with its saltation data.
+
+    With f_b, f_a the fields just before and just after the crossing (in the
+    order of integration), n_z = dg/dz, g_t = dg/dt, g_theta = dg/dtheta at
+    (z(tau), tau) and D = n_z . f_b + g_t (the rate of g along the solution
+    as it arrives), the implicit function theorem on g(z(tau), tau, theta) = 0
+    gives d tau = -(n_z . dz^- + g_theta . d theta) / D, and a perturbation
+    just before tau leaves it (in either direction of time) as
+
+        dz^+ = S dz^- + (f_b - f_a) (d tau / d theta) d theta,
+        S = I + (f_a - f_b) n_z^T / D,          d tau / d theta = -g_theta / D,
+
+    the saltation matrix S. The adjoint (the transpose) jumps, in the
+    backward sweep, by a^- = S^T a^+ = a^+ + n_z w with
+    w = (f_a - f_b) . a^+ / D; dL/dtheta gains g_theta w and the adjoint of
+    time (dL/dt_0) gains g_t w.
+
+    Attributes
+    ----------
+    time : float
+        tau.
+    condition : int
+        Index into the field's ``discontinuities`` of the condition that crossed.
+    z : ndarray, shape (n,)
+        The state at tau.
+    f_before, f_after : ndarray, shape (n,)
+    n_z : ndarray, shape (n,)
+    g_t : float
+    g_theta : ndarray, shape (p,)
+    """
+
+    time: float
+    condition: int
+    z: np.ndarray
+    f_before: np.ndarray
+    f_after: np.ndarray
+    n_z: np.ndarray
+    g_t: float
+    g_theta: np.ndarray
+
+    @property
+    def denominator(self):
+        """D = n_z . f_b + g_t: how fast g changes along the solution as it reaches the surface."""
+        return float(np.dot(self.n_z, self.f_before) + self.g_t)
+
+    @property
+    def dtau_dz(self):
+        """d tau / d z(tau^-), shape (n,)."""
+        return -self.n_z / self.denominator
+
+    @property
+    def dtau_dtheta(self):
+        """d tau / d theta at fixed z(tau^-) (the explicit dependence of g), shape (p,).
+
+        The total derivative along a solution adds ``dtau_dz @ dz(tau^-)/dtheta``.
+        """
+        return -self.g_theta / self.denominator
+
+    @property
+    def saltation(self):
+        """S = I + (f_a - f_b) n_z^T / D, shape (n, n)."""
+        return np.eye(self.z.size) + np.outer(self.f_after - self.f_before, self.n_z) / self.denominator
+
+    def propagate(self, dz, dtheta):
+        """A forward sensitivity across the event: S dz + (f_b - f_a) (d tau / d theta . dtheta).
+
+        Parameters
+        ----------
+        dz : ndarray, shape (n,) or (n, k)
+            dz(tau^-)/d(something), k directions.
+        dtheta : ndarray, shape (p,) or (p, k)
+            d theta/d(something) of the same directions (zeros for z0).
+
+        Returns
+        -------
+        ndarray, the shape of ``dz``
+        """
+        dz = np.asarray(dz, dtype=float)
+        dtheta = np.asarray(dtheta, dtype=float)
+        jump = np.multiply.outer(self.f_before - self.f_after, self.dtau_dtheta @ dtheta)
+        return self.saltation @ dz + jump.reshape(dz.shape)
+
+    def pull_back(self, a_plus):
+        """The adjoint across the event, backwards: ``(a^-, w)`` with a^- = S^T a^+ and w = (f_a - f_b) . a^+ / D."""
+        w = float(np.dot(self.f_after - self.f_before, a_plus)) / self.denominator
+        return a_plus + self.n_z * w, w

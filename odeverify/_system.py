@@ -12,7 +12,7 @@ from ._display import latex as _latex
 from ._codegen import ArrayKernel, Group, _Facts, compile_solver_kernels
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
-from ._switches import SwitchSolver, find_discontinuities
+from ._switches import StateConditions, SwitchSolver, find_discontinuities, substitute_branch
 from ._parse import MAX_NAMES, constant_out_of_range, describe_constant, parse_expression, parse_names
 from .errors import InvalidArgumentError, InvalidTypeError
 
@@ -293,6 +293,34 @@ class ODESystem(AbstractVectorField):
         self.numeric = _Numeric(self)
         rough = [e if e.has(*NONSMOOTH_FUNCTIONS) else sp.S.Zero for e in exprs]
         self.discontinuities = find_discontinuities(rough, self.states, self.params, self.time, self.state_names)
+
+    @functools.cached_property
+    def state_conditions(self):
+        """The jump conditions on the state that the solves locate as events (a StateConditions), or None.
+
+        Heaviside, sign and Piecewise jumps whose condition depends on the
+        state (``heaviside(x - c)``); kinks (Abs, Max, Min, relu) need no event
+        (f is continuous there) and are integrated through as before.
+        """
+        found = StateConditions(self.discontinuities, self.states, self.params, self.time) \
+            if any(d.in_state for d in self.discontinuities) else None
+        return found if found is not None and len(found) else None
+
+    def branch(self, signs):
+        """This system on one branch of its state conditions: a smooth ODESystem, cached per sign pattern.
+
+        Parameters
+        ----------
+        signs : tuple of int
+            +1 or -1 for each condition of :attr:`state_conditions`.
+        """
+        cache = self.__dict__.setdefault("_branches", {})
+        signs = tuple(int(s) for s in signs)
+        if signs not in cache:
+            mapping = self.state_conditions.mapping(signs)
+            rhs = [substitute_branch(e, mapping) for e in self.f]
+            cache[signs] = ODESystem(self.states, self.params, rhs, self.time, name=f"{self.name} on the branch {signs}")
+        return cache[signs]
 
     @functools.cached_property
     def _switch_solver(self):
