@@ -353,6 +353,14 @@ def adjoint_gradients(
     stats = SolverStats()
 
     if fld.state_conditions is not None:  # switches in the state: events located during the solve
+        if keep_adjoint:
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "keep_adjoint=True is not available yet for a system with switches in the state (events: "
+                + "; ".join(str(d) for d in fld.discontinuities if d.in_state)
+                + "); call adjoint_gradients without it"
+            )
         return _event_gradients(fld, z0_2d, batched, ts, theta, loss, mode=mode, method=method, rtol=rtol,
                                 atol=atol, max_steps=max_steps)
     kernels = fld.solver_kernels(theta, B)

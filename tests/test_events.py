@@ -237,3 +237,11 @@ def test_substitute_branch_picks_each_piece():
     assert sp.simplify(up - (2 - 1 + (x - q) + x + 3)) == 0
     down = substitute_branch(e, {q - x: 1, y: 1})  # a condition given by its negative
     assert sp.simplify(down - (0 + 1 + (q - x) + sp.Max(x, y) + 1)) == 0
+
+
+def test_keep_adjoint_with_events_is_refused_by_name():
+    from odeverify.errors import InvalidArgumentError
+
+    system = odeverify.ODESystem.from_strings("x", "k b c", ["-k*x + b*heaviside(c - x)"])
+    with pytest.raises(InvalidArgumentError, match="keep_adjoint.*Heaviside"):
+        odeverify.adjoint_gradients(system, [2.0], [0.0, 3.0], [1.0, 0.2, 1.0], lambda zs: zs[-1, 0] ** 2, keep_adjoint=True)
