@@ -104,6 +104,10 @@ class AbstractVectorField(abc.ABC):
     param_names: tuple = ()
     #: True when eval_jac_z, eval_jacobians and eval_backward_jac return arrays
     has_jacobians: bool = False
+    #: True when the derivatives (eval_vjp, f_autograd's) come from the user's own code (e.g. torch autograd,
+    #: which runs any custom backward the user wrote): check_gradients then trusts no consensus without a
+    #: reference that uses f's values only (finite differences, the complex step, a closed form)
+    derivatives_from_user: bool = False
 
     @abc.abstractmethod
     def eval_f(self, z, t, theta):
