@@ -12,10 +12,11 @@
 
 jax and diffrax are imported when these are first used, never by
 ``import odeverify``. Both turn on jax's double precision,
-``jax.config.update("jax_enable_x64", True)``: odeverify's tolerances assume
-float64. Arrays made *before* that are float32 and are refused with the fix;
-enable it yourself before building the model (or build the model after
-calling these).
+``jax.config.update("jax_enable_x64", True)``, for the whole process:
+odeverify's tolerances assume float64. Arrays made before that are float32;
+they are checked in a float64 copy and the report says so (the user's solve
+in float32 is not what is checked): enable double precision yourself before
+building the model.
 """
 
 from __future__ import annotations
@@ -30,11 +31,7 @@ from ..errors import InvalidArgumentError, InvalidTypeError, LossError
 
 __all__ = ["JaxField", "check_diffeqsolve"]
 
-_X64_FIX = (
-    'call jax.config.update("jax_enable_x64", True) before creating the model and its arrays '
-    "(odeverify compares gradients to about 1e-10 and needs float64), or cast them, e.g. "
-    "jax.tree_util.tree_map(lambda x: x.astype(jnp.float64) if eqx.is_inexact_array(x) else x, args)"
-)
+_X64_FIX = 'call jax.config.update("jax_enable_x64", True) before creating the model and its arrays'
 
 
 def _jax():
@@ -83,6 +80,7 @@ class _Packing:
     def __init__(self, jax, args, argname):
         flat, self.treedef = jax.tree_util.tree_flatten_with_path(args)
         self.leaves = [leaf for _, leaf in flat]
+        self.converted = []  # float leaves that were not float64 (θ holds them in float64)
         self.positions, self.shapes, names, values = [], [], [], []
         for pos, (path, leaf) in enumerate(flat):
             if not _is_parameter(leaf):
@@ -95,7 +93,7 @@ class _Packing:
                     "imaginary parts as separate parameters"
                 )
             if dtype != np.float64:
-                raise InvalidTypeError(f"{where} is {dtype}, not float64; {_X64_FIX}")
+                self.converted.append(f"{where} ({dtype})")
             value = np.asarray(leaf, dtype=np.float64)
             self.positions.append(pos)
             self.shapes.append(value.shape)
@@ -108,7 +106,7 @@ class _Packing:
 
     def unflatten(self, jax, theta):
         """The pytree with θ's entries (a jax array, possibly traced) in place of its float leaves."""
-        leaves = list(self.leaves)
+        leaves = list(self.leaves)  # the float leaves are all replaced, so they enter as float64
         for k, (pos, shape) in enumerate(zip(self.positions, self.shapes)):
             leaves[pos] = theta[self.offsets[k] : self.offsets[k + 1]].reshape(shape)
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
@@ -139,6 +137,8 @@ class JaxField(AbstractVectorField):
         flattened in C order.
     param_names : tuple of str
         The tree path of every entry, e.g. ``args['mlp'].layers[0].weight[2, 1]``.
+    notes : list of str
+        Conversions made (float32 leaves checked in float64).
 
     Notes
     -----
@@ -150,7 +150,8 @@ class JaxField(AbstractVectorField):
     VJP, so the autograd-through-Runge–Kutta reference runs on the user's
     derivatives too; only the finite differences use f's values alone.
 
-    Turns on ``jax_enable_x64``; float32 leaves are refused.
+    Turns on ``jax_enable_x64``. Float leaves that are not float64 (a model
+    built before that: float32) enter θ in float64; :attr:`notes` says which.
 
     Examples
     --------
@@ -167,6 +168,7 @@ class JaxField(AbstractVectorField):
     """
 
     has_jacobians = True
+    derivatives_from_user = True  # jax's VJPs run any jax.custom_vjp the user wrote
 
     def __init__(self, vector_field, args, *, n_states):
         jax = _jax()
@@ -183,6 +185,9 @@ class JaxField(AbstractVectorField):
         self.n_states = int(n_states)
         self._packing = _Packing(jax, args, "args")
         self.theta = self._packing.theta
+        self.notes = [f"{', '.join(self._packing.converted)} {'was' if len(self._packing.converted) == 1 else 'were'} "
+                      f"not float64: checked in float64 ({_X64_FIX} to check the model as it runs)"
+                      ] if self._packing.converted else []
         self.n_params = self.theta.size
         self.param_names = self._packing.names
         self.state_names = tuple(f"y[{i}]" for i in range(self.n_states))
@@ -400,17 +405,18 @@ _SET_HERE = {"terms": "vector_field", "t0": "ts[0]", "t1": "ts[-1]", "y0": "y0",
 
 
 def check_diffeqsolve(vector_field, y0, ts, args, loss, *, solver, adjoint=None, stepsize_controller=None,
-                      **diffeqsolve_kwargs):
+                      check_rtol=None, references=None, **diffeqsolve_kwargs):
     r"""Check the gradient that ``jax.grad`` takes through your ``diffrax.diffeqsolve``.
 
     The solve is ``diffeqsolve(ODETerm(vector_field), solver, t0=ts[0],
     t1=ts[-1], dt0, y0, args, saveat=SaveAt(ts=ts), stepsize_controller=...,
     adjoint=..., **diffeqsolve_kwargs)``; the loss is ``loss(sol.ys)``. Its
     gradient with respect to ``y0``, every floating-point leaf of ``args``
-    and (where the adjoint supports it) ``ts`` is the candidate, checked by
-    :func:`odeverify.check_gradients` against odeverify's references of the
-    same problem (the same ``vector_field`` and ``loss``, run through jax by
-    :class:`JaxField`).
+    and (where the adjoint supports it) ``ts`` is the candidate, checked
+    against odeverify's references of the same problem (the same
+    ``vector_field`` and ``loss``, run through jax by :class:`JaxField`), at
+    the accuracy the solver's tolerance can deliver
+    (:func:`odeverify.adapters._common.check_peer`).
 
     Parameters
     ----------
@@ -432,6 +438,12 @@ def check_diffeqsolve(vector_field, y0, ts, args, loss, *, solver, adjoint=None,
     stepsize_controller : diffrax.AbstractStepSizeController, optional
         E.g. ``diffrax.PIDController(rtol=1e-8, atol=1e-8)``; diffrax's default
         (a constant step, which needs ``dt0=``) when None.
+    check_rtol : float, optional
+        The check's own relative tolerance (that of :func:`~odeverify.check_gradients`, default 1e-5).
+    references : sequence, optional
+        As for :func:`~odeverify.check_gradients` (names, or estimates from
+        :func:`~odeverify.compute_references` on ``JaxField(vector_field,
+        args, n_states=n)`` to reuse for several solves of one model).
     **diffeqsolve_kwargs
         Passed on to ``diffeqsolve``: ``dt0``, ``max_steps``, ...
 
@@ -452,23 +464,34 @@ def check_diffeqsolve(vector_field, y0, ts, args, loss, *, solver, adjoint=None,
     that fails with respect to ts is retried without, and the error is
     quoted in the report.
 
-    Turns on ``jax_enable_x64``; float32 inputs are refused.
+    The references other than finite differences run on jax's derivatives of
+    ``vector_field`` (a ``jax.custom_vjp`` included), so every verdict needs
+    finite differences, which use f's values only, in its consensus.
+
+    Turns on ``jax_enable_x64``; float32 inputs are checked in a float64
+    copy, and the report says so.
     """
     jax, diffrax = _jax(), _diffrax()
-    y0, ts = _check_array(y0, "y0", 1), _check_array(ts, "ts", 1)
+    notes = []
+    y0, ts = _check_array(y0, "y0", 1, notes), _check_array(ts, "ts", 1, notes)
     _check_times(ts)
     field = JaxField(vector_field, args, n_states=y0.shape[0])
     jax_loss = _check_loss(jax, loss, (ts.shape[0], y0.shape[0]))
     solve = _Solve(jax, diffrax, field, jax_loss, solver, adjoint, stepsize_controller, diffeqsolve_kwargs)
-    values, quantities, why_not = solve.gradients(y0, ts)
-    from .._check import check_gradients
+    candidate, not_checked = solve.gradients(y0, ts)
+    from ._common import check_peer
 
-    report = check_gradients(field, y0, ts, field.theta, _autograd_loss(jax, jax_loss),
-                             candidate=values, quantities=quantities)
-    report.candidate_name = solve.describe()
-    if why_not:
-        _explain_not_checked(report, why_not)
+    report = check_peer(field, y0, ts, field.theta, _autograd_loss(jax, jax_loss), candidate, solve.peer(),
+                        not_checked=not_checked, rtol=check_rtol, references=references,
+                        notes=notes + field.notes)
+    for row in report.rows:
+        if row.quantity in not_checked and row.status == "not checked":
+            row.note = "the candidate's solver does not differentiate with respect to it"
     return report
+
+
+#: diffrax's adaptive solvers and the odeverify method of the same family (for the tolerance calibration)
+COMPARABLE_METHODS = {"Dopri5": "dopri5", "Tsit5": "tsit5", "Dopri8": "DOP853", "Bosh3": "RK23"}
 
 
 class _Solve:
@@ -488,17 +511,22 @@ class _Solve:
         self.kwargs = dict(kwargs)
         self.dt0 = self.kwargs.pop("dt0", None)
 
-    def describe(self):
-        ctrl = self.controller
+    def peer(self):
+        """The :class:`~odeverify.adapters._common.PeerSolver` of this solve (its tolerances, a comparable method)."""
+        from ._common import PeerSolver
+
+        ctrl, rtol, atol = self.controller, None, None
         if ctrl is None:
             how = f"constant steps dt0={self.dt0}"
         elif hasattr(ctrl, "rtol") and hasattr(ctrl, "atol"):
-            how = f"{type(ctrl).__name__}(rtol={float(ctrl.rtol):g}, atol={float(ctrl.atol):g})"
+            rtol, atol = float(ctrl.rtol), float(ctrl.atol)
+            how = f"{type(ctrl).__name__}(rtol={rtol:g}, atol={atol:g})"
         else:
             how = type(ctrl).__name__
         how_grad = "jax.jacfwd" if self._forward_mode() else "jax.grad"
-        return (f"diffrax.diffeqsolve ({type(self.solver).__name__}, {how}, adjoint={type(self.adjoint).__name__}) "
-                f"differentiated by {how_grad}")
+        name = type(self.solver).__name__
+        return PeerSolver(f"diffrax.diffeqsolve ({name}, {how}, adjoint={type(self.adjoint).__name__}), "
+                          f"gradients by {how_grad}", rtol, atol, COMPARABLE_METHODS.get(name))
 
     def _forward_mode(self):
         return isinstance(self.adjoint, self.diffrax.ForwardMode)
@@ -513,7 +541,7 @@ class _Solve:
         return self.loss(sol.ys)
 
     def gradients(self, y0, ts):
-        """``({"z0", "theta"[, "t"]}: arrays, the quantities given, why ts is not)``."""
+        """``({"z0", "theta"[, "t"]}: arrays, {"t": why it is not given} or {})``."""
         jax = self.jax
         derivative = jax.jacfwd if self._forward_mode() else jax.grad
         inputs = (y0, self.field.theta, ts)
@@ -528,7 +556,7 @@ class _Solve:
                 why_not = (f"jax could not differentiate diffrax.diffeqsolve with {type(self.adjoint).__name__} "
                            f"with respect to ts ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
             else:
-                return _as_values(grads, ("z0", "theta", "t")), ("z0", "theta", "t"), None
+                return _as_values(grads, ("z0", "theta", "t")), {}
         try:
             grads = jax.jit(derivative(self.total, argnums=(0, 1)))(*inputs)
         except Exception as exc:  # noqa: BLE001 - user code or the peer: re-raised with what was asked
@@ -537,7 +565,7 @@ class _Solve:
                 f"{type(self.adjoint).__name__} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
                 "check that the solve runs on its own with these arguments"
             ) from exc
-        return _as_values(grads, ("z0", "theta")), ("z0", "theta"), why_not
+        return _as_values(grads, ("z0", "theta")), {"t": why_not}
 
 
 def _as_values(grads, keys):
@@ -548,20 +576,13 @@ def _as_values(grads, keys):
     return out
 
 
-def _explain_not_checked(report, why):
-    """Say, in the rows, the summary and the warnings, why dL/dt was not checked."""
-    for row in report.rows:
-        if row.quantity == "t" and row.status == "not checked":
-            row.note = "the candidate's solver does not differentiate with respect to the times"
-    report.summary += f"; ∂L/∂t is not checked: {why}"
-    report.warnings.append(f"not checked: ∂L/∂t — {why}")
-
-
-def _check_array(value, argname, ndim):
-    """A float64 NumPy copy of a jax or NumPy array of ``ndim`` dimensions; float32 refused."""
+def _check_array(value, argname, ndim, notes):
+    """A float64 NumPy copy of a jax or NumPy array of ``ndim`` dimensions (a float32 one noted in ``notes``)."""
     dtype = getattr(value, "dtype", None)
     if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating) and np.dtype(dtype) != np.float64:
-        raise InvalidTypeError(f"{argname} is {np.dtype(dtype)}, not float64; {_X64_FIX}")
+        notes.append(f"{argname} was {np.dtype(dtype)}: checked in float64 ({_X64_FIX} to check the model as it runs)")
+    if dtype is not None and np.issubdtype(np.dtype(dtype), np.complexfloating):
+        raise InvalidTypeError(f"{argname} is complex ({np.dtype(dtype)}); odeverify checks real ODEs")
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
