@@ -272,3 +272,10 @@ def test_arguments_it_sets_itself_are_refused():
     with pytest.raises(InvalidArgumentError, match="sets saveat=SaveAt"):
         check_diffeqsolve(van_der_pol, jnp.array([2.0, 0.0]), TS, {"mu": 1.0}, lambda ys: jnp.sum(ys),
                           saveat=diffrax.SaveAt(t1=True), **_solve_kwargs())
+
+
+def test_second_derivatives_through_a_custom_vjp_are_refused_by_name():
+    field = JaxField(duffing_custom, {"w": jnp.array(1.3), "k": jnp.array(0.4)}, n_states=2)
+    z = np.array([[1.0, 0.5]])
+    with pytest.raises(InvalidTypeError, match="custom_vjp"):
+        field.eval_backward_jac(z, z, 0.0, field.theta)

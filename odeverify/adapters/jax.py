@@ -308,7 +308,14 @@ class JaxField(AbstractVectorField):
 
     def eval_backward_jac(self, z, a, t, theta):
         z, a, theta = self._z(z), self._z(a), self._theta(theta)
-        a_zz, a_theta_z, a_t_z = self._call(self._backward_jac, z, a, np.float64(t), theta)
+        try:
+            a_zz, a_theta_z, a_t_z = self._call(self._backward_jac, z, a, np.float64(t), theta)
+        except TypeError as exc:  # jax has no forward mode through a jax.custom_vjp
+            raise InvalidTypeError(
+                f"the second derivatives of the vector field {self.name} (for an implicit backsolve) need "
+                f"jax.jacfwd of its VJP, which jax refuses here ({exc}); with a jax.custom_vjp in the field, "
+                "use an explicit method or mode='interpolated'"
+            ) from exc
         return self.eval_jac_z(z, t, theta), a_zz, a_theta_z, a_t_z
 
     def f_autograd(self, z, t, theta):
