@@ -145,6 +145,8 @@ class GradientReport:
     reference_status: dict = field(default_factory=dict)
     diagnoses: list = field(default_factory=list)
     quantities: tuple = QUANTITIES
+    #: which references used the derivatives of the user's code, and what the consensus then needs ("" if none)
+    trust_model: str = ""
 
     def __bool__(self):
         return bool(self.passed)
@@ -179,6 +181,7 @@ class GradientReport:
             "candidate": self.candidate_name,
             "rtol": self.rtol,
             "tolerance_model": self.tolerance_model,
+            "trust_model": self.trust_model,
             "warnings": list(self.warnings),
             "rows": [r.to_dict() for r in self.rows],
             "references": [
@@ -231,6 +234,8 @@ class GradientReport:
             refs.append(f"{e.name}{tag}")
         lines.append("references: " + (" · ".join(refs) if refs else "(none)"))
         lines.append(f"tolerance:  {self.tolerance_model}")
+        if self.trust_model:
+            lines.append(f"trust:      {self.trust_model}")
         lines.append("")
         width = max([len(r.label) for r in self.rows] + [8])
         lines.append(
@@ -754,6 +759,7 @@ def check_gradients(
         reference_status={**ref_status, **{e.name: ("exact" if e.exact else "") for e in estimates if e.exact}},
         diagnoses=diagnoses,
         quantities=quantities,
+        trust_model=_trust_text(problem, estimates),
     )
     for w in report_warnings:
         if w.startswith("trivial"):
@@ -841,6 +847,7 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
     layout = SwitchLayout(problem.field, problem.theta, problem.ts)
     nonsmooth = _nonsmooth(problem.field, layout)
     nondiff = layout.nondifferentiable(problem.ts) if len(layout) else {}
+    user_derivatives = bool(getattr(problem.field, "derivatives_from_user", False))
     for q in QUANTITIES:
         have = [e for e in estimates if q in e.values]
         floor_agree = 1e-12 * max(scales[q], 1e-3 * scale_all) + 1e-300
@@ -854,7 +861,7 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
             else:
                 entries, why = _entries(q, idx, have)
                 row = _row(q, idx, labels[q][idx], cval, entries, floor_agree, rtol_c, atol_q,
-                           what_to_add, disagreements, nonsmooth)
+                           what_to_add, disagreements, nonsmooth, user_derivatives)
                 if why:
                     row.note = "; ".join([row.note] * bool(row.note) + why)
             if q not in quantities:
@@ -868,6 +875,29 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
 _NOT_SMOOTH = "the right-hand side is not smooth"
 #: the status of an entry at which the loss is not differentiable (neither passed nor failed)
 NOT_DIFFERENTIABLE = "not differentiable"
+
+
+_USER_DERIVATIVES = "only references that use the derivatives of the user's code agree"
+
+
+def _untrusted_note(names, outside):
+    if outside:
+        return (f"{_USER_DERIVATIVES} ({', '.join(names)}); {', '.join(outside)}, which use f's values only, "
+                "disagree: consistent with a bug in the user's derivatives (e.g. a custom backward)")
+    return (f"{_USER_DERIVATIVES} ({', '.join(names)}): a bug in a custom backward would be shared by all of them; "
+            "a verdict needs finite differences (f's values only) in the consensus: references=[..., 'fd']")
+
+
+def _trust_text(problem, estimates):
+    """Which references ran on the user's derivatives, and the rule that follows; "" for odeverify's own."""
+    if not getattr(problem.field, "derivatives_from_user", False):
+        return ""
+    used = [e.name for e in estimates if e.differentiates_f]
+    values = [e.name for e in estimates if not e.differentiates_f]
+    return (f"the derivatives of {problem.field.describe()} come from the user's code (any custom backward "
+            f"included); {', '.join(used) if used else 'no reference'} used them, "
+            f"{', '.join(values) if values else 'no reference'} used f's values only; an entry is decided only "
+            "when its consensus contains a reference that uses f's values only")
 
 
 def _nonsmooth(field, layout):
@@ -919,7 +949,8 @@ def _not_differentiable(q, idx, label, cval, reason, have, available):
                [e.name for e in sided], note)
 
 
-def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add, disagreements, nonsmooth=()):
+def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add, disagreements, nonsmooth=(),
+         user_derivatives=False):
     """The comparison of one entry: the references' consensus, the tolerance and the status."""
     if not entries:
         return Row(q, idx, label, cval, None, None, None, None,
@@ -940,6 +971,10 @@ def _row(q, idx, label, cval, entries, floor_agree, rtol_c, atol_q, what_to_add,
         return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
                    len(members), len(entries), names, note)
     outside = [e[0].name for e in entries if not any(e is m for m in members) and not e[0].differentiates_f]
+    if user_derivatives and all(m[0].differentiates_f for m in members):
+        # they all run the user's derivatives: a bug in a custom backward is shared, not outvoted
+        return Row(q, idx, label, cval, None, None, None, None, "inconclusive" if cval is not None else "not checked",
+                   len(members), len(entries), names, _untrusted_note(names, outside))
     if nonsmooth and all(m[0].differentiates_f for m in members):
         # a switch no solve stops at (an event in the state) is invisible to every source built on the
         # derivatives of f: their agreement is one blind spot shared, never evidence on its own

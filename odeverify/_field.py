@@ -110,6 +110,10 @@ class AbstractVectorField(abc.ABC):
     discontinuities: tuple = ()
     #: the jump conditions on the state located as events (:class:`~odeverify._switches.StateConditions`) or None
     state_conditions = None
+    #: True when the derivatives (eval_vjp, f_autograd's) come from the user's own code (e.g. torch autograd,
+    #: which runs any custom backward the user wrote): check_gradients then trusts no consensus without a
+    #: reference that uses f's values only (finite differences, the complex step, a closed form)
+    derivatives_from_user: bool = False
 
     def switch_times(self, theta, t0, t1):
         """The times in [t0, t1] where f switches (see :class:`~odeverify._switches.SwitchTimes`).

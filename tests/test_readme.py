@@ -42,6 +42,18 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 RUN_ELSEWHERE = "def test_my_gradient"
 #: blocks that train a network: seconds of work, run with -m slow
 SLOW = ("ov.fit(",)
+#: frameworks of the optional extras (torch, jax): a block importing one runs only where it is installed
+OPTIONAL = {"torch": "torch", "torchdiffeq": "torch", "jax": "jax", "diffrax": "jax"}
+
+
+def _missing_extra(code):
+    """The extra a block needs and this environment lacks (None when it can run)."""
+    import importlib.util
+
+    for module, extra in OPTIONAL.items():
+        if re.search(rf"^\s*(import|from)\s+{module}\b", code, flags=re.M) and importlib.util.find_spec(module) is None:
+            return module, extra
+    return None
 
 
 def _block_params():
@@ -51,6 +63,9 @@ def _block_params():
             continue
         first = code.strip().splitlines()[-1][:40]
         marks = [pytest.mark.slow] if any(s in code for s in SLOW) else []
+        missing = _missing_extra(code)
+        if missing:
+            marks.append(pytest.mark.skip(reason=f"needs {missing[0]}: pip install 'odeverify[{missing[1]}]'"))
         params.append(pytest.param(code, id=f"block{i}:{first}", marks=marks))
     return params
 

@@ -1,0 +1,175 @@
+"""The framework-neutral half of the adapters: a peer's gradient checked at its own solver tolerance.
+
+An adapter (torch, jax) runs the user's solve, differentiates it with the user's framework, and hands
+the result here as a candidate, with the field (its ``AbstractVectorField`` view of the user's vector
+field), a loss odeverify can evaluate and differentiate, and what it knows of the peer's solver. This
+module then
+
+1. restricts the check to the quantities the peer differentiated (the others are reported by name, as
+   not checked, with the reason the adapter gives);
+2. runs :func:`~odeverify.check_gradients` with finite differences always among the references (the
+   trust model: the other references use the derivatives of the user's code);
+3. calibrates the tolerance: odeverify's own adjoint (interpolated mode, so without backsolve's drift)
+   is solved with a comparable method at the peer's rtol and atol, and its deviation from the
+   references' consensus is what that tolerance delivers; an entry is allowed
+   ``max(check tolerance, C × that error)``;
+4. re-judges the entries against that allowance and states the model in the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._adjoint import adjoint_gradients
+from .._check import _summary, check_gradients
+from ..errors import IntegrationError, InvalidArgumentError, LossError
+from ..references import QUANTITIES
+
+__all__ = ["PeerSolver", "check_peer", "CALIBRATION_FACTOR", "CALIBRATION_SHARE"]
+
+#: C: a peer's gradient may be off by C times odeverify's own error at the peer's tolerance
+CALIBRATION_FACTOR = 10.0
+#: part of the largest calibration error in a quantity added to every entry of it (errors of an adaptive
+#: solve are spread over the entries; one entry's may be small by chance)
+CALIBRATION_SHARE = 0.1
+#: beyond this share of its quantity's largest value, the allowance cannot support a verdict
+MAX_ALLOWANCE = 0.1
+
+_WORDS = {"z0": "∂L/∂z0", "theta": "∂L/∂θ", "t": "∂L/∂t"}
+
+
+@dataclass(frozen=True)
+class PeerSolver:
+    """What is known of the peer's solve, for the tolerance model.
+
+    Attributes
+    ----------
+    description : str
+        The candidate's name in the report, e.g. ``"torchdiffeq.odeint_adjoint (dopri5, rtol=1e-06)"``.
+    rtol, atol : float or None
+        The tolerances of the peer's adaptive solve; None for a fixed-step solve (then the check's own
+        tolerance is used, and the report says so).
+    method : str or None
+        An odeverify method (``odeverify._validate.METHODS``) comparable to the peer's, for the
+        calibration; None when there is none.
+    """
+
+    description: str
+    rtol: float | None = None
+    atol: float | None = None
+    method: str | None = None
+
+
+def check_peer(field, z0, ts, theta, loss, candidate, solver, *, not_checked=None, rtol=None,
+               references=None, notes=()):
+    """Check a peer framework's gradient of one problem at the peer's solver tolerance.
+
+    Parameters
+    ----------
+    field : AbstractVectorField
+        The user's vector field as odeverify sees it.
+    z0 : ndarray, shape (n,) or (B, n)
+    ts : ndarray, shape (T,)
+    theta : ndarray, shape (p,)
+    loss : callable
+        ``loss(zs) -> float`` on states (T, n) or (T, B, n), differentiable by autograd (an adapter
+        wraps the user's loss as an autograd primitive).
+    candidate : dict
+        The peer's gradients, ``"z0"``, ``"theta"``, ``"t"`` arrays of odeverify's shapes; a quantity
+        the peer did not differentiate is absent.
+    solver : PeerSolver
+    not_checked : dict, optional
+        For an absent quantity, why the peer gave none (said in the report).
+    rtol : float, optional
+        The check's own relative tolerance (default that of :func:`~odeverify.check_gradients`).
+    references : sequence, optional
+        As for :func:`~odeverify.check_gradients`; default every applicable reference and finite
+        differences always.
+    notes : sequence of str
+        Added to the report's warnings (e.g. a float32 model checked in a float64 copy).
+
+    Returns
+    -------
+    GradientReport
+    """
+    not_checked = dict(not_checked or {})
+    quantities = tuple(q for q in QUANTITIES if candidate.get(q) is not None)
+    if not quantities:
+        raise InvalidArgumentError(
+            "the peer's solve gave no gradient at all (" + "; ".join(f"{q}: {why}" for q, why in not_checked.items())
+            + "); make the loss depend on the solution and the inputs require gradients"
+        )
+    if references is None:
+        references = ["adjoint", "adjoint-backsolve", "autograd", "fd"]
+        if getattr(field, "has_jacobians", False):
+            references.insert(2, "forward")
+    report = check_gradients(field, z0, ts, theta, loss, candidate={q: candidate[q] for q in quantities},
+                             references=references, rtol=rtol, quantities=quantities)
+    report.candidate_name = solver.description
+    allowance, model = _calibrate(field, z0, ts, theta, loss, report, solver)
+    _rejudge(report, allowance)
+    report.tolerance_model = model + "; check tolerance: " + report.tolerance_model
+    report.warnings += list(notes)
+    report.warnings += [f"not checked: {_WORDS[q]}: {why}" for q, why in not_checked.items() if q not in quantities]
+    return report
+
+
+# ---------------------------------------------------------------------------- calibration
+def _calibrate(field, z0, ts, theta, loss, report, solver):
+    """Per-row allowance (C × odeverify's own error at the peer's tolerance, or None) and the model in words."""
+    if solver.rtol is None or solver.method is None:
+        return {}, (f"{solver.description} has no adaptive tolerance odeverify can reproduce: the candidate is "
+                    "judged at the check's own tolerance")
+    atol = solver.atol if solver.atol is not None else solver.rtol
+    head = (f"candidate judged at solver tolerance rtol={solver.rtol:g}, atol={atol:g}: allowed error = "
+            f"max(check tol, {CALIBRATION_FACTOR:g} × odeverify's own error at that tolerance)")
+    try:
+        own = adjoint_gradients(field, z0, ts, theta, loss, mode="interpolated", method=solver.method,
+                                rtol=solver.rtol, atol=atol).as_dict()
+    except (IntegrationError, LossError, ArithmeticError) as exc:
+        return {}, head + f" — not applied: odeverify's own solve at that tolerance failed ({exc})"
+    errors = {}
+    for r in report.rows:
+        if r.reference is not None and r.quantity in own:
+            errors[id(r)] = (r, abs(float(np.asarray(own[r.quantity])[r.index]) - r.reference))
+    largest = {q: max((e for r, e in errors.values() if r.quantity == q), default=0.0) for q in QUANTITIES}
+    allowance = {key: CALIBRATION_FACTOR * (e + CALIBRATION_SHARE * largest[r.quantity])
+                 for key, (r, e) in errors.items()}
+    measured = ", ".join(f"{_WORDS[q]} up to {largest[q]:.2g}" for q in QUANTITIES if q in report.quantities)
+    model = (f"{head}; odeverify's own error = |its interpolated adjoint ({solver.method}, rtol={solver.rtol:g}, "
+             f"atol={atol:g}) − the references' consensus| per entry plus {CALIBRATION_SHARE:g} × its largest in the "
+             f"quantity, measured: {measured}")
+    return allowance, model
+
+
+def _rejudge(report, allowance):
+    """Widen each decided entry's tolerance to its allowance and recompute the verdict and the summary."""
+    if not allowance:
+        return
+    scale = {q: max((abs(r.reference) for r in report.rows if r.quantity == q and r.reference is not None),
+                    default=0.0) for q in QUANTITIES}
+    for r in report.rows:
+        extra = allowance.get(id(r))
+        if extra is None or r.quantity not in report.quantities or r.candidate is None:
+            continue
+        if extra > MAX_ALLOWANCE * scale[r.quantity]:
+            r.status = "inconclusive"
+            r.note = (f"the solver tolerance cannot deliver this quantity to better than {extra:.2g} "
+                      f"(over {MAX_ALLOWANCE:.0%} of its largest entry): tighten the solve's rtol and atol")
+            continue
+        decidable = r.status in ("ok", "FAIL") or r.note.startswith("the references are not accurate enough")
+        if not decidable or not np.isfinite(r.candidate):
+            continue
+        widened = extra + 3.0 * (r.ref_error or 0.0)
+        if widened > (r.tolerance or 0.0):
+            r.tolerance = widened
+            r.status = "ok" if r.diff <= widened else "FAIL"
+            if r.note.startswith("the references are not accurate enough"):
+                r.note = ""
+    checked = [r for r in report.rows if r.status in ("ok", "FAIL", "inconclusive", "missing")]
+    report.passed = bool(checked) and all(r.status == "ok" for r in checked)
+    if report.passed:
+        report.diagnoses = []
+    report.summary = _summary(report.rows, report.passed, report.quantities, report.diagnoses)
