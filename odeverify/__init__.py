@@ -32,6 +32,7 @@ from ._system import ODESystem as ODESystem
 from ._train import FitProgress as FitProgress
 from ._train import FitResult as FitResult
 from ._train import fit as fit
+from .sweep import sweep as sweep  # the function; its module is odeverify.sweep in sys.modules
 from . import catalog as catalog
 from . import errors as errors
 from . import implicit as implicit
@@ -48,7 +49,7 @@ __all__ = [
     "AbstractVectorField", "AdjointResult", "BacksolveDriftWarning", "CallableField", "FitProgress", "FitResult",
     "GradientReport", "MLPField", "ODESystem", "Solution", "SolverStats", "TaylorResult", "TrajectoryData",
     "adjoint_gradients", "check_gradients", "compute_references", "fit", "load_trajectories", "parse_expression",
-    "solve", "taylor_test",
+    "solve", "sweep", "taylor_test",
     "catalog", "errors", "implicit", "references", "testing", "theory",
 ]
 
