@@ -112,6 +112,16 @@ def test_a_worker_killed_midway_yields_every_row_once(pool_run):
     assert not [r for r in result.rows if r["status"] == "error"]
 
 
+@pytest.mark.slow
+def test_a_dask_worker_killed_midway_yields_every_row_once(tmp_path, pool_rows):
+    pytest.importorskip("distributed")
+    result = sweep(**dict(SWEEP, count=3), dask_local=2, candidate=KillOnce(tmp_path, after=5))
+    assert (tmp_path / "killed").exists()
+    ids = [r["cell_id"] for r in result.rows]
+    assert len(ids) == len(set(ids)) == 12  # the scheduler ran the lost worker's cell again
+    assert _deterministic(result.rows) == {k: v for k, v in _deterministic(pool_rows).items() if k in set(ids)}
+
+
 def test_an_interrupted_sweep_resumed_runs_only_the_rest(tmp_path, pool_rows):
     out = tmp_path / "rows.csv"
     sub = dict(SWEEP, count=3)  # cells g0..g2 of the 200-cell sweep: 12 cells

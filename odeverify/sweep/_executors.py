@@ -52,6 +52,7 @@ def local_pool(cells, workers):
             finished = False
             try:
                 futures = [pool.submit(run_cell, c) for c in todo]
+                processes = dict(getattr(pool, "_processes", None) or {})  # pid -> Process, exit codes read live
                 broken = False
                 for fut in as_completed(futures):
                     try:
@@ -61,7 +62,7 @@ def local_pool(cells, workers):
                         continue
                     del pending[row["cell_id"]]
                     yield row
-                processes = dict(getattr(pool, "_processes", None) or {})
+                processes.update(getattr(pool, "_processes", None) or {})
                 finished = True
             finally:
                 if not finished:  # interrupted: drop the queued cells, stop the running ones
