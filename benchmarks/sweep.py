@@ -84,11 +84,11 @@ def main():
         rows.append((label, workers, seconds))
     lines = machine_lines(load, versions())
     lines.append(f"{cells} cells: {count} generated problems x {METHODS} x rtol {RTOLS}, references {REFERENCES}")
-    lines.append(f"{'how':<32} {'time':>10} {'cells/s':>8} {'overhead per cell (CPU)':>24}")
+    lines.append(f"{'how':<32} {'time':>10} {'cells/s':>8} {'overhead per cell (worker-s)':>29}")
     for label, workers, seconds in rows:
         overhead = (seconds * workers - t_direct) / cells
         lines.append(f"{label:<32} {fmt_time(seconds):>10} {cells / seconds:>8.2f} "
-                     f"{'-' if label.startswith('direct') else fmt_time(overhead):>24}")
+                     f"{'-' if label.startswith('direct') else fmt_time(overhead):>29}")
     print("\n".join(lines))
     if not args.no_write:
         stem = write_results("sweep", args.label, lines, {"cells": cells, "rows": rows, "load": load})
