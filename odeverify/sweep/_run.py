@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, InvalidTypeError
-from ._cells import COLUMNS, Cell
+from ._cells import Cell
 from ._results import open_writer, output_format, read_rows, summary_table
 
 __all__ = ["sweep", "plan", "SweepResult"]
@@ -35,8 +35,7 @@ class SweepResult:
     ran: int = 0
     output: str | None = None
     spec: str | None = None
-    seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of the call
 
     @property
     def failing(self):
