@@ -30,13 +30,14 @@ _EXPORTS = {
     "ToleranceStudy": "_tolerance_study", "tolerance_study": "_tolerance_study",
 }
 #: public submodules, also loaded on first use
-_SUBMODULES = ("catalog", "errors", "implicit", "references", "testing", "theory")
+#: (``sweep`` is a subpackage that is also callable: ``odeverify.sweep(...)`` runs :func:`odeverify.sweep.sweep`)
+_SUBMODULES = ("catalog", "errors", "implicit", "references", "sweep", "testing", "theory")
 
 __all__ = [
     "AbstractVectorField", "AdjointResult", "BacksolveDriftWarning", "CallableField", "FitProgress", "FitResult",
     "GradientReport", "MLPField", "ODESystem", "ProgressEvent", "Solution", "SolverStats", "TaylorResult",
     "ToleranceStudy", "TrajectoryData", "adjoint_gradients", "check_gradients", "compute_references", "fit", "load_trajectories",
-    "parse_expression", "solve", "taylor_test", "tolerance_study",
+    "parse_expression", "solve", "sweep", "taylor_test", "tolerance_study",
     "catalog", "errors", "implicit", "references", "testing", "theory",
 ]
 

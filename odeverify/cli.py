@@ -1,6 +1,6 @@
 """The ``odeverify`` command line.
 
-Commands: ``derive``, ``gradients``, ``check``, ``taylor``. Exit status: 0 on
+Commands: ``derive``, ``gradients``, ``check``, ``taylor``, ``sweep`` (:mod:`odeverify.sweep`). Exit status: 0 on
 success (a check that passed), 1 when a solve or a check fails, 2 for bad
 input (a malformed spec, a bad option), 3 when ``check`` passed but cannot
 fail (a :class:`~odeverify.errors.TrivialTestWarning`, e.g. every gradient
@@ -207,6 +207,7 @@ def _parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_plot_option(p, "the residuals against h with slopes 1 and 2")
+    _add_sweep_command(sub)
     return parser
 
 
@@ -233,6 +234,18 @@ def _write_plot(result, path):
         fig.savefig(path, dpi=120)
     except (OSError, ValueError) as exc:  # an unwritable path, an unknown suffix
         raise InvalidArgumentError(f"--plot {path}: cannot write the plot: {exc}") from None
+
+
+def _add_sweep_command(sub):
+    from .sweep._cli import add_parser
+
+    add_parser(sub)
+
+
+def _cmd_sweep(args, out):
+    from .sweep._cli import run
+
+    return run(args, out)
 
 
 def _solver_kwargs(problem, args):
@@ -520,6 +533,7 @@ def main(argv=None, out=None):
     parser = _parser()
     args = parser.parse_args(argv)
     handlers = {"derive": _cmd_derive, "gradients": _cmd_gradients, "check": _cmd_check, "taylor": _cmd_taylor}
+    handlers["sweep"] = _cmd_sweep
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
