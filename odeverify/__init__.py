@@ -6,40 +6,33 @@ Runge–Kutta methods as data (``_rk`` is the adaptive stepping loop that runs t
 :class:`odeverify.MLPField` the Neural-ODE vector field, :class:`odeverify.theory.MLP` the plain network
 of the notes' §3.3 backpropagation; :mod:`odeverify.catalog`, :mod:`odeverify.references`,
 :mod:`odeverify.testing`, :mod:`odeverify.theory`, :mod:`odeverify.implicit`, :mod:`odeverify.errors`.
+
+The public names are loaded on first use (SciPy's lazy-loading style): ``import odeverify`` is cheap, so
+``odeverify --help`` answers without importing SymPy or SciPy.
 """
 
+import importlib as _importlib
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from ._adjoint import AdjointResult as AdjointResult
-from ._adjoint import BacksolveDriftWarning as BacksolveDriftWarning
-from ._adjoint import SolverStats as SolverStats
-from ._adjoint import adjoint_gradients as adjoint_gradients
-from ._check import GradientReport as GradientReport
-from ._check import check_gradients as check_gradients
-from ._check import compute_references as compute_references
-from ._data import TrajectoryData as TrajectoryData
-from ._data import load_trajectories as load_trajectories
-from ._field import AbstractVectorField as AbstractVectorField
-from ._taylor import TaylorResult as TaylorResult
-from ._taylor import taylor_test as taylor_test
-from ._tolerance_study import ToleranceStudy as ToleranceStudy
-from ._tolerance_study import tolerance_study as tolerance_study
-from .fields import CallableField as CallableField
-from .fields import MLPField as MLPField
-from ._integrate import Solution as Solution
-from ._integrate import solve as solve
-from ._parse import parse_expression as parse_expression
-from ._system import ODESystem as ODESystem
-from ._train import FitProgress as FitProgress
-from ._train import FitResult as FitResult
-from ._train import fit as fit
-from . import catalog as catalog
-from . import errors as errors
-from . import implicit as implicit
-from . import references as references
-from . import testing as testing
-from . import theory as theory
+#: public name -> the private module that defines it
+_EXPORTS = {
+    "AdjointResult": "_adjoint", "BacksolveDriftWarning": "_adjoint", "SolverStats": "_adjoint",
+    "adjoint_gradients": "_adjoint",
+    "GradientReport": "_check", "check_gradients": "_check", "compute_references": "_check",
+    "TrajectoryData": "_data", "load_trajectories": "_data",
+    "AbstractVectorField": "_field",
+    "TaylorResult": "_taylor", "taylor_test": "_taylor",
+    "CallableField": "fields", "MLPField": "fields",
+    "Solution": "_integrate", "solve": "_integrate",
+    "parse_expression": "_parse",
+    "ODESystem": "_system",
+    "FitProgress": "_train", "FitResult": "_train", "fit": "_train",
+    "ProgressEvent": "_progress",
+    "ToleranceStudy": "_tolerance_study", "tolerance_study": "_tolerance_study",
+}
+#: public submodules, also loaded on first use
+_SUBMODULES = ("catalog", "errors", "implicit", "references", "testing", "theory")
 
 try:
     __version__ = _version("odeverify")
@@ -48,11 +41,22 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AbstractVectorField", "AdjointResult", "BacksolveDriftWarning", "CallableField", "FitProgress", "FitResult",
-    "GradientReport", "MLPField", "ODESystem", "Solution", "SolverStats", "TaylorResult", "ToleranceStudy", "TrajectoryData",
-    "adjoint_gradients", "check_gradients", "compute_references", "fit", "load_trajectories", "parse_expression",
-    "solve", "taylor_test", "tolerance_study",
+    "GradientReport", "MLPField", "ODESystem", "ProgressEvent", "Solution", "SolverStats", "TaylorResult", "ToleranceStudy",
+    "TrajectoryData", "adjoint_gradients", "check_gradients", "compute_references", "fit", "load_trajectories",
+    "parse_expression", "solve", "taylor_test", "tolerance_study",
     "catalog", "errors", "implicit", "references", "testing", "theory",
 ]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")  # the import sets the attribute too
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
 def __dir__():

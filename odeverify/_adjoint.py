@@ -17,6 +17,7 @@ from ._validate import (
     check_problem,
     check_tolerances,
 )
+from ._display import fmt
 from .errors import OdeverifyWarning
 
 __all__ = ["adjoint_gradients", "AdjointResult", "AdjointTrajectory", "SolverStats", "BacksolveDriftWarning"]
@@ -41,6 +42,9 @@ class SolverStats:
     backward_state_size: int = 0
     #: quadrature nodes at which a^T df/dtheta and a^T df/dt were evaluated (quadrature mode), per sample
     nquadrature: int = 0
+
+    def __repr__(self):
+        return f"<SolverStats {self}>"
 
     def __str__(self):
         return (
@@ -146,6 +150,11 @@ class AdjointResult:
                 "adjoint_gradients(..., keep_adjoint=True)"
             )
         return self.trajectory
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in self.as_dict().items())
+        return (f"<AdjointResult loss {fmt(self.loss, '.6g')}: gradients {shapes}; {self.mode}, {self.method}, "
+                f"rtol {self.rtol:g}>")
 
     def as_dict(self):
         """The gradients as a mapping with keys ``"z0"``, ``"theta"``, ``"t"``."""

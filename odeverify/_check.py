@@ -13,6 +13,8 @@ import numpy as np
 
 from ._adjoint import AdjointResult, adjoint_gradients
 from ._diagnose import diagnose, is_wrong_sign
+from ._display import fmt, report_html
+from ._progress import _Timer, check_progress
 from ._validate import _as_float_array
 from .tableaux import odeint_fixed
 from .errors import (
@@ -80,6 +82,10 @@ class Row:
         if self.diff is None or not self.tolerance:
             return None
         return self.diff / self.tolerance
+
+    def __repr__(self):
+        return (f"<Row {self.label}: {self.status}, candidate {fmt(self.candidate, '.6g')}, "
+                f"reference {fmt(self.reference, '.6g')}, {fmt(self.ratio, '.2g')}× tol>")
 
     def to_dict(self):
         return {
@@ -198,6 +204,21 @@ class GradientReport:
         not give).
         """
         return json.dumps(_finite_json(self.to_dict()), allow_nan=False, **kw)
+
+    def __repr__(self):
+        checked = [r for r in self.rows if r.status in ("ok", "FAIL", "inconclusive", "missing")]
+        counts = {s: sum(r.status == s for r in checked) for s in ("FAIL", "inconclusive", "missing")}
+        ok = len(checked) - sum(counts.values())
+        text = (f"{ok}/{len(checked)} entries within tolerance" if self.passed
+                else f"{counts['FAIL']}/{len(checked)} entries outside tolerance")
+        text += "".join(f", {k} {s}" for s, k in counts.items() if k and s != "FAIL")
+        worst = self.worst()
+        if worst is not None:
+            text += f", {'worst' if worst.status == 'FAIL' else 'closest'} {worst.label} {fmt(worst.ratio, '.2g')}× tol"
+        return f"<GradientReport {'PASSED' if self.passed else 'FAILED'}: {text}>"
+
+    def _repr_html_(self):
+        return report_html(self)
 
     def __str__(self):
         head = f"check_gradients: {'PASSED' if self.passed else 'FAILED'} — {self.summary}"
@@ -354,27 +375,35 @@ def _real(value, argname, example):
         ) from None
 
 
-def _compute_all(refs, problem, explicit):
-    """Every reference's estimate, and for the ones that gave none, why (``"skipped: ..."``, ``"failed: ..."``)."""
+def _compute_all(refs, problem, explicit, progress=None):
+    """Every reference's estimate, and for the ones that gave none, why (``"skipped: ..."``, ``"failed: ..."``).
+
+    ``progress`` (None or a callable) receives a ``"reference"`` :class:`~odeverify.ProgressEvent` as each starts
+    and ends.
+    """
     estimates, status = [], {}
     n_inputs = problem.z0.size + problem.p + len(problem.ts)
     seen = set()
-    for ref in refs:
+    for i, ref in enumerate(refs):
         # one source counts once: the same reference twice would make its own agreement a consensus
         name = getattr(ref, "name", repr(ref))
+        timer = _Timer(progress, "reference", name, i, len(refs))
         if name in seen:
             status[f"{name} (again)"] = "ignored: the same source was given twice; it counts once"
+            timer.end("skipped", "given twice")
             continue
         seen.add(name)
         if isinstance(ref, GradientEstimate):
             _check_reused(ref, problem)
             estimates.append(ref)
+            timer.end("done", "precomputed")
             continue
         why = ref.available(problem)
         if why is None and isinstance(ref, FiniteDifferences) and not explicit and n_inputs > FD_MAX_INPUTS:
             why = f"{n_inputs} scalar inputs (over {FD_MAX_INPUTS}); pass references=[..., 'fd'] to force it"
         if why:
             status[name] = f"skipped: {why}"
+            timer.end("skipped", why)
             continue
         try:
             estimates.append(ref.compute(problem))
@@ -382,6 +411,7 @@ def _compute_all(refs, problem, explicit):
             status[name] = f"failed: {exc}"
         except (ArithmeticError, ValueError, TypeError) as exc:  # e.g. a loss autograd cannot trace
             status[name] = f"failed: {type(exc).__name__}: {exc}"
+        timer.end("failed" if name in status else "done")
     return estimates, status
 
 
@@ -409,8 +439,10 @@ def _what_to_add(problem, refs, ref_status):
     return advice + (f" ({lost})" if lost else "")
 
 
-def compute_references(system, z0, ts, theta, loss, *, references=None):
+def compute_references(system, z0, ts, theta, loss, *, references=None, progress=None):
     """Compute reference gradients once, to reuse across several checks.
+
+    ``progress``, as for :func:`check_gradients`, receives an event as each reference starts and ends.
 
     Returns
     -------
@@ -418,8 +450,9 @@ def compute_references(system, z0, ts, theta, loss, *, references=None):
         Pass it as ``references=`` to :func:`check_gradients`.
     """
     problem = make_problem(system, z0, ts, theta, loss)
+    progress = check_progress(progress)
     refs = _resolve_references(references, problem)
-    estimates, status = _compute_all(refs, problem, explicit=references is not None)
+    estimates, status = _compute_all(refs, problem, explicit=references is not None, progress=progress)
     for name, why in status.items():
         warnings.warn(f"reference {name} {why}", ReferenceWarning, stacklevel=2)
     return estimates
@@ -587,7 +620,8 @@ def _consensus(entries, floor):
 
 # ---------------------------------------------------------------------------- check
 def check_gradients(
-    system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None, quantities=None
+    system, z0, ts, theta, loss, *, candidate=None, references=None, rtol=None, atol=None, quantities=None,
+    progress=None,
 ):
     r"""Check a gradient against independent references, quantity by quantity.
 
@@ -621,6 +655,10 @@ def check_gradients(
         What the verdict covers; default all three. A quantity it covers that
         the candidate leaves out (no key, or ``None``) fails the check; one
         left out here is not checked, and the summary says so.
+    progress : callable, optional
+        ``progress(event)`` with an :class:`~odeverify.ProgressEvent` as the candidate, each reference
+        and the diagnosis of a failure start and end (the command line draws a one-line display from
+        them on a terminal). Default: nothing is reported.
 
     Returns
     -------
@@ -679,9 +717,13 @@ def check_gradients(
     problem = make_problem(system, z0, ts, theta, loss)
     rtol_c, atol = _check_tolerances(rtol, atol)
     quantities = _check_quantities(quantities)
+    progress = check_progress(progress)
+    shown = "odeverify adjoint" if candidate is None else getattr(candidate, "__name__", "the given gradient")
+    timer = _Timer(progress, "candidate", shown, 0, 1)
     cand = _candidate_values(candidate, problem)
+    timer.end()
     refs = _resolve_references(references, problem)
-    estimates, ref_status = _compute_all(refs, problem, explicit=references is not None)
+    estimates, ref_status = _compute_all(refs, problem, explicit=references is not None, progress=progress)
     rows, disagreements = _compare(problem, cand.values, estimates, quantities, rtol_c, atol,
                                    _what_to_add(problem, refs, ref_status))
     report_warnings = _warnings(problem, rows, estimates, ref_status, disagreements)
@@ -689,7 +731,11 @@ def check_gradients(
     passed = bool(checked) and all(r.status == "ok" for r in checked)
     if not checked:
         report_warnings.append("nothing was checked: the candidate gave no value that a reference could confirm")
-    diagnoses = [] if passed else diagnose(rows, problem, rtol=rtol_c, candidate_rtol=cand.rtol, rerun=cand.rerun)
+    diagnoses = []
+    if not passed:
+        timer = _Timer(progress, "diagnose", "the failed entries", 0, 1)
+        diagnoses = diagnose(rows, problem, rtol=rtol_c, candidate_rtol=cand.rtol, rerun=cand.rerun)
+        timer.end()
     summary = _summary(rows, passed, quantities, diagnoses)
     report = GradientReport(
         passed=passed,

@@ -29,6 +29,7 @@ from ._validate import (
     check_problem,
     check_tolerances,
 )
+from ._display import fmt
 from .errors import IntegrationError, InvalidArgumentError
 
 __all__ = ["solve", "Solution", "integrate_span", "DEFAULT_MAX_STEPS"]
@@ -602,6 +603,11 @@ class Solution:
     sol: object = None
     batched: bool = False
     _shape: tuple = field(default=(), repr=False)
+
+    def __repr__(self):
+        span = f"[{fmt(self.t[0], 'g')}, {fmt(self.t[-1], 'g')}]" if len(self.t) else "[]"
+        return (f"<Solution {self.method}: z {np.shape(self.z)} at {len(self.t)} times in {span}, "
+                f"{self.nsteps} steps, {self.nfev} f-evaluations{', dense output' if self.sol is not None else ''}>")
 
     def __call__(self, t):
         """The state at time(s) ``t`` from the dense output; shape ``np.shape(t) + z0.shape``."""

@@ -551,7 +551,37 @@ class ODESystem(AbstractVectorField):
         return "\n\n".join(out)
 
     def _repr_latex_(self):
-        return "$" + self.latex("f") + "$"
+        # the system as equations, dx/dt = ..., one per line (Jupyter renders it)
+        from ._display import system_equations
+
+        return "$$" + system_equations(self) + "$$"
+
+    def show(self, name=None):
+        r"""A derived matrix rendered with its name: LaTeX in a notebook, text with ``print``.
+
+        Parameters
+        ----------
+        name : str or sequence of str, optional
+            One of :attr:`DERIVATION` (``"jac_z"``, ``"jac_aug"``, ``"backward_jac"``, ...), several, or
+            None for the whole derivation, one aligned equation per matrix.
+
+        Returns
+        -------
+        odeverify._display.Equations
+            With ``_repr_latex_`` (e.g. :math:`\frac{\partial f}{\partial z} = \begin{pmatrix}…\end{pmatrix}`),
+            ``.latex`` (the source) and ``str()`` (the matrices drawn in text). The adjoint is written
+            :math:`\lambda` (``λ_x``, ``λ_a``, ...), never ``a``, so it cannot be taken for a parameter ``a``.
+
+        Examples
+        --------
+        >>> import odeverify
+        >>> lv = odeverify.ODESystem.from_strings("x y", "a b c d", ["a*x - b*x*y", "c*x*y - d*y"])
+        >>> lv.show("adjoint_rhs").latex.startswith(r"\frac{d\lambda}{dt}")
+        True
+        """
+        from ._display import derivation_display
+
+        return derivation_display(self, name)
 
     def pretty(self, names=None, *, latex=False, unicode=True) -> str:
         """A readable multi-line rendering of the derivation (``latex=True`` for LaTeX; ``unicode=False``

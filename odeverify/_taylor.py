@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._check import _candidate_values
+from ._display import fmt, taylor_html
 from ._validate import _as_float_array, _check_finite, check_rng, check_tolerances
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError, TrivialTestWarning
 from .references import QUANTITIES, make_problem
@@ -69,6 +70,17 @@ class TaylorResult:
         from .plotting import plot_taylor
 
         return plot_taylor(self, ax=ax)
+
+    def __repr__(self):
+        rates = [r for r in self.rates if np.isfinite(r)]
+        low = sum(r < PASS_RATE for r in rates)
+        text = f"rate {fmt(self.rate, '.2f')} (2 for a right gradient) over {len(self.rates)} directions"
+        text += (f", {low} below {PASS_RATE:g}" if low else "") + (
+            f", {len(self.rates) - len(rates)} inconclusive" if len(rates) < len(self.rates) else "")
+        return f"<TaylorResult {'PASSED' if self.passed else 'FAILED'}: {text}>"
+
+    def _repr_html_(self):
+        return taylor_html(self, PASS_RATE)
 
     def __str__(self):
         lines = [f"taylor_test: {'PASSED' if self.passed else 'FAILED'} — {self.summary}"]

@@ -29,10 +29,12 @@ import numpy as np
 from ._adjoint import adjoint_gradients
 from ._data import TrajectoryData
 from ._integrate import solve
+from ._progress import ProgressEvent
 from ._validate import (
     as_field, check_method, check_mode, check_positive_float, check_positive_int, check_rng, check_theta,
     check_tolerances,
 )
+from ._display import fmt
 from .errors import IntegrationError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["fit", "FitResult", "FitProgress", "OPTIMIZERS"]
@@ -50,6 +52,9 @@ class FitProgress:
     loss: float
     grad_norm: float
     theta: np.ndarray
+
+    def __repr__(self):
+        return f"<FitProgress step {self.step}: loss {fmt(self.loss, '.4g')}, |grad| {fmt(self.grad_norm, '.3g')}>"
 
 
 @dataclass
@@ -87,6 +92,11 @@ class FitResult:
     message: str
     seconds: float
     _objective: object = field(default=None, repr=False)
+
+    def __repr__(self):
+        return (f"<FitResult {self.model}/{self.optimizer}: loss {fmt(self.initial_loss, '.4g')} → "
+                f"{fmt(self.final_loss, '.4g')} in {len(self.loss_history) - 1} steps ({self.n_gradients} gradients, "
+                f"{self.seconds:.1f} s){', stopped early' if self.stopped_early else ''}>")
 
     def predict(self, data):
         """Predictions at ``data.t`` from each trajectory's state at its first time, shape (T, B, n)."""
@@ -235,9 +245,11 @@ def fit(
         ``callback(FitProgress)`` after every step; return True to stop.
     print_every : int, optional
         Print the loss every that many steps.
-    progress : bool
-        Show a progress bar when ``tqdm`` is installed (otherwise the loss is
-        printed every ``max(1, steps // 10)`` steps).
+    progress : bool or callable
+        True: show a progress bar when ``tqdm`` is installed (otherwise the loss is
+        printed every ``max(1, steps // 10)`` steps). A callable receives a
+        ``"fit"`` :class:`~odeverify.ProgressEvent` after every step (its
+        ``detail`` the loss), as the command line's display does.
     seed : int
         Seed of the default initialisation.
 
@@ -315,7 +327,8 @@ def fit(
 
     # ------------------------------------------------------------------ progress
     bar = None
-    if progress:
+    listener = progress if callable(progress) else None
+    if progress and listener is None:
         try:
             from tqdm.auto import tqdm
         except ImportError:  # tqdm is optional
@@ -330,6 +343,8 @@ def fit(
         if print_every and (step % print_every == 0 or step == steps):
             line = f"step {step:5d}  loss {loss:.6g}  |grad| {np.linalg.norm(grad):.3g}"
             (bar.write if bar is not None else print)(line)
+        if listener is not None and step > 0:
+            listener(ProgressEvent("fit", f"{model}/{optimizer}", step - 1, steps, "done", f"loss {loss:.4g}"))
         if callback is not None:
             return bool(callback(FitProgress(step, loss, float(np.linalg.norm(grad)), theta.copy())))
         return False

@@ -80,6 +80,12 @@ class CatalogProblem:
     _factory: object = field(repr=False, default=None)
     _exact_loss: object = field(repr=False, default=None)
 
+    def __repr__(self):
+        from ._display import count
+
+        return (f"<CatalogProblem {self.name}: {count(self.system.n_states, 'state')}, "
+                f"{count(self.system.n_params, 'parameter')}, {count(len(self.ts), 'time')}>")
+
     def with_inputs(self, z0=None, ts=None, theta=None) -> "CatalogProblem":
         """The same problem (same loss coefficients) at other inputs."""
         z0 = self.z0 if z0 is None else np.asarray(z0, dtype=float)

@@ -11,6 +11,10 @@ Warnings raised while a command runs are printed once each, as a line
 them; never as Python's raw warning with a source line. When stdout cannot
 encode the report's symbols (``PYTHONIOENCODING=ascii``), they are written in
 ASCII (``∂L/∂θ`` as ``dL/dtheta``).
+
+The problem's header is printed before the work starts; on a terminal, a one-line progress display
+on stderr follows the references as they are computed (nothing is drawn when stderr is piped).
+NumPy, SciPy and SymPy are imported inside the commands, so ``odeverify --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -21,13 +25,9 @@ import re
 import sys
 import warnings
 
-import numpy as np
-
 from . import __version__
-from ._adjoint import adjoint_gradients
-from ._validate import MODES
+from ._progress import TerminalProgress
 from .errors import IntegrationError, InvalidArgumentError, OdeverifyError, TrivialTestWarning
-from .spec import load_spec, load_system, printable
 
 __all__ = ["main", "gradient_labels", "EXIT_PASSED", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_TRIVIAL"]
 
@@ -44,6 +44,36 @@ _EXIT_HELP = (
     "exit status: 0 success (a passed check), 1 a solve or check failed, 2 bad input, "
     "3 the check passed but cannot fail (trivial: e.g. every gradient identically zero)"
 )
+#: the adjoint modes (odeverify._validate.MODES, repeated here so that parsing imports no NumPy)
+_MODES = ("interpolated", "backsolve", "quadrature")
+
+#: an example per command, shown by --help
+_EXAMPLES = {
+    "derive": [
+        ("the whole derivation as text", "odeverify derive examples/lotka_volterra.toml"),
+        ("two matrices as LaTeX", "odeverify derive examples/lotka_volterra.toml --latex --only jac_z,adjoint_rhs"),
+    ],
+    "gradients": [
+        ("loss and gradients by the adjoint", "odeverify gradients examples/lotka_volterra.toml"),
+        ("as JSON, backsolve mode", "odeverify gradients examples/lotka_volterra.toml --mode backsolve --json"),
+    ],
+    "check": [
+        ("check against every reference", "odeverify check examples/lotka_volterra.toml"),
+        ("check your own gradients", "odeverify check examples/lotka_volterra.toml --candidate grads.json"),
+        ("two references, looser comparison",
+         "odeverify check examples/lotka_volterra.toml --references forward,fd --check-rtol 1e-4"),
+    ],
+    "taylor": [
+        ("Taylor remainder test", "odeverify taylor examples/lotka_volterra.toml --seed 1"),
+    ],
+}
+
+
+def _epilog(*commands, tail=""):
+    lines = ["examples:"]
+    for command in commands:
+        lines += [f"  {cmd}\n      {what}" for what, cmd in _EXAMPLES[command]]
+    return "\n".join(lines) + ("\n\n" + tail if tail else "")
 
 #: ASCII spellings of the report's symbols, for a stdout that cannot encode them
 _ASCII = {
@@ -111,24 +141,28 @@ class _Output:
 
 def _add_solver_options(p):
     p.add_argument("--method", help="solver (DOP853, RK45, RK23, Radau, BDF, LSODA); default from the spec or DOP853")
-    p.add_argument("--mode", choices=list(MODES), help="adjoint mode; default from the spec or interpolated")
+    p.add_argument("--mode", choices=list(_MODES), help="adjoint mode; default from the spec or interpolated")
     p.add_argument("--rtol", type=float, help="relative tolerance; default from the spec or 1e-8")
     p.add_argument("--atol", type=float, help="absolute tolerance; default from the spec or 1e-8")
 
 
 def _parser():
+    raw = argparse.RawDescriptionHelpFormatter  # keeps the examples' lines
     parser = argparse.ArgumentParser(
-        prog="odeverify", description="Derive, compute and verify adjoint gradients of ODEs.", epilog=_EXIT_HELP
+        prog="odeverify", description="Derive, compute and verify adjoint gradients of ODEs.",
+        epilog=_epilog(*_EXAMPLES, tail=_EXIT_HELP), formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"odeverify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("derive", help="print the symbolic derivation (Jacobians, adjoint and augmented dynamics)")
+    p = sub.add_parser("derive", help="print the symbolic derivation (Jacobians, adjoint and augmented dynamics)",
+                       epilog=_epilog("derive"), formatter_class=raw)
     p.add_argument("spec", help="a TOML problem spec, e.g. examples/lotka_volterra.toml")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
     p.add_argument(
         "--only", help="comma-separated names of the matrices to print (f, jac_z, jac_theta, jac_t, adjoint_rhs, ...)"
     )
-    p = sub.add_parser("gradients", help="print the loss and every gradient by the adjoint method")
+    p = sub.add_parser("gradients", help="print the loss and every gradient by the adjoint method",
+                       epilog=_epilog("gradients"), formatter_class=raw)
     p.add_argument("spec")
     _add_solver_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -136,7 +170,7 @@ def _parser():
         "check",
         help="check the adjoint gradients against independent references (exit 0 pass, 1 fail, 2 bad input, "
         "3 passed but trivial)",
-        epilog=_EXIT_HELP,
+        epilog=_epilog("check", tail=_EXIT_HELP), formatter_class=raw,
     )
     p.add_argument("spec")
     _add_solver_options(p)
@@ -157,7 +191,8 @@ def _parser():
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_plot_option(p, "the report (|candidate − reference| against each entry's tolerance)")
-    p = sub.add_parser("taylor", help="Taylor remainder test of the adjoint gradients (exit 0 pass, 1 fail)")
+    p = sub.add_parser("taylor", help="Taylor remainder test of the adjoint gradients (exit 0 pass, 1 fail)",
+                       epilog=_epilog("taylor"), formatter_class=raw)
     p.add_argument("spec")
     _add_solver_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
@@ -201,6 +236,10 @@ def _solver_kwargs(problem, args):
 
 
 def _header(problem):
+    import numpy as np
+
+    from .spec import printable
+
     lines = [f"{printable(problem.name)}  ({printable(problem.source)})"]
     if problem.description:
         lines.append(f"  {printable(problem.description)}")
@@ -215,6 +254,8 @@ def _header(problem):
 
 def _tolerance_text(tol) -> str:
     """A tolerance as given (``1e-04``, not ``0.``): a number with :g, an array as a list of them."""
+    import numpy as np
+
     arr = np.asarray(tol, dtype=float)
     if arr.ndim == 0:
         return f"{float(arr):g}"
@@ -233,7 +274,15 @@ def gradient_labels(system, ts):
     return labels
 
 
+def _print_header(problem, out, end="\n\n"):
+    """The problem's header, at once: before the work, which may take a while."""
+    out.write("\n".join(_header(problem)) + end)
+    out.flush()
+
+
 def _cmd_derive(args, out):
+    from .spec import load_system
+
     system = load_system(args.spec)  # a derivation needs only states, params, time and rhs
     names = None
     if args.only is not None:
@@ -252,8 +301,15 @@ def _cmd_derive(args, out):
 
 
 def _cmd_gradients(args, out):
+    import numpy as np
+
+    from ._adjoint import adjoint_gradients
+    from .spec import load_spec
+
     problem = load_spec(args.spec)
     kw = _solver_kwargs(problem, args)
+    if not args.json:
+        _print_header(problem, out, end="\n")
     res = adjoint_gradients(problem.system, problem.z0, problem.ts, problem.theta, problem.loss, **kw)
     if args.json:
         d = res.to_dict()
@@ -261,9 +317,7 @@ def _cmd_gradients(args, out):
         d["labels"] = gradient_labels(problem.system, problem.ts)
         out.write(json.dumps(d, indent=2) + "\n")
         return 0
-    lines = _header(problem)
-    lines.append(f"  solver: {res.method}, mode {res.mode}, rtol {res.rtol:g}, atol {_tolerance_text(res.atol)}")
-    lines.append("")
+    lines = [f"  solver: {res.method}, mode {res.mode}, rtol {res.rtol:g}, atol {_tolerance_text(res.atol)}", ""]
     lines.append(f"L = {res.loss:.15g}")
     lines.append("")
     values = np.concatenate([np.ravel(res.z0), res.theta, res.t])
@@ -284,6 +338,8 @@ def _cmd_gradients(args, out):
 
 
 def _candidate(problem, args):
+    from ._adjoint import adjoint_gradients
+
     kw = _solver_kwargs(problem, args)
 
     def adjoint(z0, ts, theta, rtol=kw.get("rtol", 1e-8), atol=kw.get("atol", 1e-8)):
@@ -357,6 +413,8 @@ def _non_finite(token):
 
 def _numbers(value, shape):
     """``value`` as a float array of ``shape`` when it is a list of real numbers within the float range, else None."""
+    import numpy as np
+
     if not isinstance(value, list) or len(value) != shape[0]:
         return None
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1.7976931348623157e308
@@ -366,6 +424,8 @@ def _numbers(value, shape):
 
 
 def _same_times(ts, expected):
+    import numpy as np
+
     arr = _numbers(ts, expected.shape)
     return arr is not None and np.allclose(arr, expected, rtol=1e-12, atol=1e-12)
 
@@ -382,6 +442,7 @@ def _check_references(problem, refs):
 
 def _cmd_check(args, out):
     from ._check import check_gradients
+    from .spec import load_spec
 
     _plot_ready(args.plot)
     problem = load_spec(args.spec)
@@ -401,26 +462,36 @@ def _cmd_check(args, out):
                 "t; e.g. --quantities z0,theta"
             )
     candidate = _read_candidate(args.candidate, problem) if args.candidate else _candidate(problem, args)
-    report = check_gradients(
-        problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
-        candidate=candidate, references=_check_references(problem, refs), rtol=rtol, atol=atol,
-        quantities=quantities,
-    )
+    if not args.json:
+        _print_header(problem, out)
+    display = TerminalProgress.for_stream(sys.stderr, "odeverify check")
+    try:
+        report = check_gradients(
+            problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
+            candidate=candidate, references=_check_references(problem, refs), rtol=rtol, atol=atol,
+            quantities=quantities, progress=display,
+        )
+    finally:
+        if display is not None:
+            display.close()
     if args.candidate:
         report.candidate_name = f"gradients read from {args.candidate}"
     _write_plot(report, args.plot)
     if args.json:
         out.write(report.to_json(indent=2) + "\n")
     else:
-        out.write("\n".join(_header(problem)) + "\n\n" + str(report) + "\n")
+        out.write(str(report) + "\n")
     return 0 if report.passed else 1
 
 
 def _cmd_taylor(args, out):
     from ._taylor import taylor_test
+    from .spec import load_spec
 
     _plot_ready(args.plot)
     problem = load_spec(args.spec)
+    if not args.json:
+        _print_header(problem, out)
     result = taylor_test(
         problem.system, problem.z0, problem.ts, problem.theta, problem.loss,
         candidate=_candidate(problem, args), seed=args.seed,
@@ -429,7 +500,7 @@ def _cmd_taylor(args, out):
     if args.json:
         out.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        out.write("\n".join(_header(problem)) + "\n\n" + str(result) + "\n")
+        out.write(str(result) + "\n")
     return 0 if result.passed else 1
 
 

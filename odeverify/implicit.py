@@ -32,6 +32,7 @@ import sympy as sp
 from ._codegen import ArrayKernel, Group
 from ._parse import parse_expression, parse_names
 from ._validate import _as_float_array, check_positive_float
+from ._display import fmt
 from .errors import ConvergenceError, InvalidArgumentError, InvalidTypeError, SingularJacobianError
 
 __all__ = ["ImplicitLayer", "ImplicitSolution", "ImplicitCheck", "check_implicit"]
@@ -63,6 +64,10 @@ class ImplicitSolution:
     residual: float
     uncertainty: float
     nfev: int
+
+    def __repr__(self):
+        return (f"<ImplicitSolution y {self.y.shape}: residual {fmt(self.residual, '.2g')}, "
+                f"dy/dx uncertainty {fmt(self.uncertainty, '.2g')}, {self.nfev} evaluations>")
 
 
 class ImplicitLayer:
@@ -408,6 +413,10 @@ class ImplicitCheck:
     finite_differences: np.ndarray
     rel_error: float
     rtol: float
+
+    def __repr__(self):
+        return (f"<ImplicitCheck {'PASSED' if self.passed else 'FAILED'}: relative error "
+                f"{fmt(self.rel_error, '.2g')} (rtol {self.rtol:g})>")
 
     @property
     def passed(self) -> bool:

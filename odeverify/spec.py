@@ -108,6 +108,12 @@ class Problem:
     description: str = ""
     exact: dict = field(default_factory=dict)  # [exact]: "z0", "theta", "t" arrays and "loss" (float)
 
+    def __repr__(self):
+        from ._display import count
+
+        return (f"<Problem {self.name}: {count(self.system.n_states, 'state')}, "
+                f"{count(self.system.n_params, 'parameter')}, {count(len(self.ts), 'time')}>")
+
     def adjoint_kwargs(self):
         """Keyword arguments for :func:`odeverify.adjoint_gradients` from ``[solver]``."""
         return dict(self.solver)

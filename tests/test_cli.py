@@ -545,3 +545,108 @@ def test_derive_needs_only_the_system(tmp_path):
     # the rest is still needed where it is used
     code, _ = run(["gradients", str(spec)])
     assert code == 2
+
+
+# ---------------------------------------------------------------------------- header, progress, help (issue 13)
+def test_the_header_is_printed_before_the_references_are_computed(monkeypatch):
+    import odeverify._check
+
+    events = []
+
+    class Recording(io.StringIO):
+        def write(self, text):
+            events.append(("out", text))
+            return super().write(text)
+
+    real = odeverify._check.check_gradients
+
+    def check(*args, **kwargs):
+        events.append(("check", None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(odeverify._check, "check_gradients", check)
+    out = Recording()
+    code = main(["check", str(EXAMPLES / "exponential.toml"), "--references", "forward,fd"], out=out)
+    assert code == 0
+    first_check = events.index(("check", None))
+    before = "".join(text for kind, text in events[:first_check] if kind == "out")
+    assert before.startswith("exponential") and "dx/dt = " in before and "loss:" in before
+    assert "check_gradients: PASSED" in out.getvalue()[len(before):]
+
+
+def test_gradients_prints_the_same_text_as_before_with_the_header_first():
+    code, text = run(["gradients", str(EXAMPLES / "exponential.toml")])
+    lines = text.splitlines()
+    assert code == 0 and lines[0].startswith("exponential")
+    solver = next(i for i, line in enumerate(lines) if line.startswith("  solver:"))
+    assert lines[solver - 1].startswith("  loss:") and lines[solver + 1] == "" and lines[solver + 2].startswith("L = ")
+
+
+def test_no_progress_display_when_stderr_is_piped():
+    proc = subprocess.run(
+        [sys.executable, "-m", "odeverify", "check", str(EXAMPLES / "exponential.toml"), "--references", "forward,fd"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("exponential") and "\r" not in proc.stdout
+
+
+@pytest.mark.parametrize("tqdm", [False, True])
+def test_progress_display_on_a_terminal_follows_the_references_and_is_erased(monkeypatch, tqdm):
+    if tqdm:
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm fails: the plain line
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    code, text = run(["check", str(EXAMPLES / "exponential.toml"), "--references", "forward,fd"])
+    assert code == 0 and "\r" not in text
+    drawn = err.getvalue()
+    assert "reference 1/2: forward sensitivities" in drawn and "reference 2/2: finite differences" in drawn
+    if not tqdm:
+        assert "odeverify check: candidate 1/1" in drawn
+        last = drawn.rsplit("\r", 2)
+        assert last[-1] == "" and last[-2].strip() == ""  # the line is blanked at the end
+
+
+def test_help_gives_an_example_per_command():
+    for command in ("derive", "gradients", "check", "taylor"):
+        with pytest.raises(SystemExit) as exc:
+            _parser().parse_args([command, "--help"])
+        assert exc.value.code == 0
+    text = _parser().format_help()
+    for command in ("derive", "gradients", "check", "taylor"):
+        assert f"  odeverify {command} examples/" in text
+        sub = _parser()._subparsers._group_actions[0].choices[command].format_help()
+        assert "examples:" in sub and f"odeverify {command} examples/" in sub
+    assert "exit status:" in text
+
+
+def test_help_imports_neither_sympy_nor_scipy():
+    script = (
+        "import sys, contextlib, io\n"
+        "from odeverify.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('sympy', 'scipy', 'numpy', 'autograd', 'IPython') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_the_modes_offered_are_the_solvers():
+    from odeverify._validate import MODES
+    from odeverify.cli import _MODES
+
+    assert _MODES == MODES

@@ -42,6 +42,10 @@ class Problem:
     theta: np.ndarray
     loss: object
 
+    def __repr__(self):
+        return (f"<Problem {type(self.field).__name__}: z0 {self.z0.shape}, {len(self.ts)} times, "
+                f"{self.theta.size} parameters>")
+
     @property
     def n(self):
         return self.field.n_states
@@ -167,6 +171,10 @@ class GradientEstimate:
     differentiates_f: bool = False
     inputs: tuple | None = None
     fingerprint: tuple | None = None
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in self.values.items())
+        return f"<GradientEstimate {self.name}: {shapes or 'no values'}; {self.seconds:.2f} s>"
 
 
 class Reference(abc.ABC):

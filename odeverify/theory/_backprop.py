@@ -30,6 +30,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from .._validate import _as_float_array, check_rng
+from .._display import fmt
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ._table import table_lines
 
@@ -128,6 +129,11 @@ class MLP:
     activation: object = "sigmoid"
     residual: bool = False
     step: float = 1.0
+
+    def __repr__(self):
+        sizes = "→".join(str(n) for n in [self.weights[0].shape[1], *(W.shape[0] for W in self.weights)])
+        kind = f", residual (step {self.step:g})" if self.residual else ""
+        return f"<MLP {sizes}, {getattr(self.activation, 'name', self.activation)}{kind}>"
 
     def __post_init__(self):
         if len(self.weights) != len(self.biases) or not self.weights:
@@ -270,6 +276,9 @@ class Gradients:
     weights: list
     biases: list
     x: np.ndarray
+
+    def __repr__(self):
+        return f"<Gradients loss {fmt(self.loss, '.6g')}: {len(self.weights)} layers, dL/dx {np.shape(self.x)}>"
 
     def flat(self):
         """``[dW_1, db_1, dW_2, ...]`` flattened into one vector, in :meth:`MLP.param_names` order."""
@@ -433,6 +442,10 @@ class BackpropCheck:
     rtol_autograd: float
     rtol_fd: float
 
+    def __repr__(self):
+        return (f"<BackpropCheck {'PASSED' if self.passed else 'FAILED'}: {len(self.names)} entries, error "
+                f"{fmt(self.err_autograd, '.2g')} against autograd, {fmt(self.err_fd, '.2g')} against finite differences>")
+
     @property
     def passed(self) -> bool:
         return self.err_autograd <= self.rtol_autograd and self.err_fd <= self.rtol_fd
@@ -532,6 +545,10 @@ class DescentResult:
     losses: np.ndarray
     lr: float
 
+    def __repr__(self):
+        return (f"<DescentResult loss {fmt(self.losses[0], '.4g')} → {fmt(self.losses[-1], '.4g')} in "
+                f"{len(self.losses) - 1} steps, lr {self.lr:g}>")
+
     @property
     def monotone(self) -> bool:
         """Every step decreased the loss or kept it (f(x_n) >= f(x_{n+1}))."""
@@ -622,6 +639,10 @@ class DepthReport:
     activation: str
     width: int
     gain: float
+
+    def __repr__(self):
+        depths = f"{self.depths[0]}…{self.depths[-1]}" if len(self.depths) else "none"
+        return f"<DepthReport {self.activation}, width {self.width}: depths {depths}>"
 
     def __str__(self):
         lines = [

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._system import ODESystem
 from .._validate import _as_float_array, as_field, check_positive_float, check_rng, check_theta, check_ts, check_z0
+from .._display import fmt
 from ..errors import EnclosureError, InvalidArgumentError, InvalidTypeError
 from ._checks import check_state
 from ._interval import Encloser, hi, interval, is_finite, lo, point
@@ -97,6 +98,12 @@ class LipschitzReport:
     splits: int = 1
     norm: str = "max"
     state_names: tuple = ()
+
+    def __repr__(self):
+        pl = self.picard_lindelof_interval
+        interval = f"[{fmt(pl[0], '.4g')}, {fmt(pl[1], '.4g')}]" if pl is not None else "not established"
+        return (f"<LipschitzReport L ≤ {fmt(self.upper, '.4g')} (≥ {fmt(self.lower, '.4g')} observed), "
+                f"sup|f| ≤ {fmt(self.sup_f, '.4g')}; Picard–Lindelöf interval {interval}>")
 
     @property
     def picard_lindelof_holds(self) -> bool:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .._integrate import solve
 from .._validate import _as_float_array, as_field, check_theta
+from .._display import fmt
 from ..errors import InvalidArgumentError
 from ..tableaux import get_tableau, odeint_fixed
 from ._checks import check_state, check_steps, check_t_span
@@ -92,6 +93,9 @@ class OrderReport:
     used: np.ndarray
     reference: str
     reference_error: float
+
+    def __repr__(self):
+        return f"<OrderReport {self.method}: observed order {fmt(self.order, '.3f')} (expected {self.expected})>"
 
     @property
     def rounded(self) -> int:

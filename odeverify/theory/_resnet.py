@@ -21,6 +21,7 @@ from .._adjoint import adjoint_gradients
 from .._functions import relu, sigmoid, softplus
 from .._system import ODESystem
 from .._validate import _as_float_array, as_field, check_theta
+from .._display import fmt
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ..tableaux import odeint_fixed
 from ._checks import check_state, check_steps, check_t_span
@@ -148,6 +149,10 @@ class ResNetEulerCheck:
     identical: bool
     max_abs_diff: float
 
+    def __repr__(self):
+        same = "identical" if self.identical else f"max |difference| {fmt(self.max_abs_diff, '.2g')}"
+        return f"<ResNetEulerCheck {len(self.resnet) - 1} layers: {same}>"
+
     def __str__(self):
         n = len(self.resnet) - 1
         return (
@@ -236,6 +241,11 @@ class ResNetConvergence:
     resnet_gradients: list
     adjoint_gradient: np.ndarray
     z_T: np.ndarray
+
+    def __repr__(self):
+        layers = f"{self.layers[0]}…{self.layers[-1]}" if len(self.layers) else "none"
+        return (f"<ResNetConvergence N = {layers}: output order {fmt(self.output_order, '.2f')}, "
+                f"gradient order {fmt(self.gradient_order, '.2f')}>")
 
     def __str__(self):
         lines = [

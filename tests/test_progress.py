@@ -1,0 +1,54 @@
+"""The ``progress`` hook of check_gradients and fit (issue 13): what is reported, in which order."""
+
+import pytest
+
+import odeverify as ov
+from odeverify import catalog
+from odeverify.errors import InvalidTypeError
+
+
+def test_check_gradients_reports_the_candidate_then_each_reference():
+    events = []
+    prob = catalog.exponential()
+    report = ov.check_gradients(*prob.args(), references=["forward", "fd", "forward"], progress=events.append)
+    assert report.passed
+    seen = [(e.stage, e.index, e.total, e.status) for e in events]
+    assert seen == [
+        ("candidate", 0, 1, "start"), ("candidate", 0, 1, "done"),
+        ("reference", 0, 3, "start"), ("reference", 0, 3, "done"),
+        ("reference", 1, 3, "start"), ("reference", 1, 3, "done"),
+        ("reference", 2, 3, "start"), ("reference", 2, 3, "skipped"),  # the same source twice counts once
+    ]
+    assert [e.name for e in events[2::2]] == ["forward sensitivities", "finite differences", "forward sensitivities"]
+    assert events[-1].detail == "given twice"
+    done = [e for e in events if e.status == "done"]
+    assert all(e.seconds >= 0 for e in done) and sum(e.seconds for e in done) > 0
+
+
+def test_a_failed_check_reports_its_diagnosis():
+    prob = catalog.exponential()
+    args = prob.args()
+
+    def wrong(z0, ts, theta):
+        g = ov.adjoint_gradients(*args).as_dict()
+        return {**g, "theta": -g["theta"]}
+
+    events = []
+    report = ov.check_gradients(*args, candidate=wrong, references=["forward", "fd"], progress=events.append)
+    assert not report.passed
+    assert [(e.stage, e.status) for e in events[-2:]] == [("diagnose", "start"), ("diagnose", "done")]
+    assert events[0].name == "wrong"
+
+
+def test_fit_reports_every_step():
+    data = ov.TrajectoryData.from_arrays([0, 0, 0], [0.0, 0.5, 1.0], [[1.0], [0.61], [0.37]])
+    events = []
+    res = ov.fit(ov.MLPField((1, 1)), data, theta0=[0.0, 0.0], optimizer="gd", steps=5, progress=events.append)
+    assert [(e.stage, e.index, e.total, e.status) for e in events] == [("fit", k, 5, "done") for k in range(5)]
+    assert events[-1].detail == f"loss {res.loss_history[-1]:.4g}"
+
+
+def test_progress_must_be_callable():
+    prob = catalog.exponential()
+    with pytest.raises(InvalidTypeError, match="progress must be None or a callable"):
+        ov.check_gradients(*prob.args(), references=["forward"], progress="yes")
