@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._integrate import DEFAULT_MAX_STEPS, BlockJacobian, forward_jacobian, integrate_intervals, integrate_span
+from ._integrate import (
+    DEFAULT_MAX_STEPS,
+    BlockJacobian,
+    branch_margin,
+    forward_jacobian,
+    integrate_intervals,
+    integrate_segments,
+    integrate_span,
+    join_dense,
+    on_branch,
+    switch_segments,
+)
 from ._loss import loss_and_jumps
 from ._validate import (
     IMPLICIT_METHODS,
@@ -18,7 +29,7 @@ from ._validate import (
     check_tolerances,
 )
 from ._display import fmt
-from .errors import OdeverifyWarning
+from .errors import NonDifferentiableWarning, OdeverifyWarning
 
 __all__ = ["adjoint_gradients", "AdjointResult", "AdjointTrajectory", "SolverStats", "BacksolveDriftWarning"]
 
@@ -89,6 +100,14 @@ class AdjointResult:
     trajectory : AdjointTrajectory or None
         With ``keep_adjoint=True``: a(t) and z(t) anywhere in the span
         (:meth:`adjoint`, :meth:`state`).
+    switches : SwitchTimes or None
+        The switch times in t the solves stopped at (None without any).
+    one_sided : dict
+        Where a jump of f falls on an observation time the loss is not
+        differentiable in the switch's parameters and in that time: those
+        entries are NaN and this maps their names (``"theta[1]"``, ``"t[2]"``)
+        to ``(left, right)``, the one-sided derivatives as the entry
+        decreases and increases.
     """
 
     loss: float
@@ -106,6 +125,8 @@ class AdjointResult:
     backsolve_drift: np.ndarray | None = None
     diagnostics: dict = field(default_factory=dict)
     trajectory: AdjointTrajectory | None = field(default=None, repr=False)
+    switches: object = None
+    one_sided: dict = field(default_factory=dict)
 
     def adjoint(self, t, *, include_jump=True):
         """The adjoint a(t) = dL/dz(t) at time(s) ``t`` (needs ``keep_adjoint=True``).
@@ -316,19 +337,23 @@ def adjoint_gradients(
     stats = SolverStats()
 
     kernels = fld.solver_kernels(theta, B)
+    # switches in t (heaviside(t - s), ...): both solves stop there and the jump terms are added
+    switches = fld.switch_times(theta, ts[0], ts[-1]) if fld.discontinuities else None
+    plan = _SwitchPlan(ts, switches) if switches is not None and len(switches) else None
 
     # ---------------------------------------------------------------- forward
     implicit = method in IMPLICIT_METHODS
-    fwd = integrate_span(
+    fwd = (integrate_segments if plan else _span)(
         kernels.f,
         float(ts[0]),
         float(ts[-1]),
         z0_2d.reshape(-1),
+        plan.inner if plan else (),
         method=method,
         rtol=rtol,
         atol=atol_z,
         jac=forward_jacobian(fld, theta, B, n, method) if implicit else None,
-        t_out=ts,
+        t_out=plan.nodes if plan else ts,
         dense=(mode != "backsolve" or keep_adjoint),
         max_steps=max_steps,
         what="forward solve",
@@ -336,7 +361,8 @@ def adjoint_gradients(
     )
     stats.nfev_forward, stats.njev_forward, stats.nlu = fwd.nfev, fwd.njev, fwd.nlu
     stats.nsteps_forward = fwd.nsteps
-    zs = fwd.y_at.reshape(T, B, n)
+    z_nodes = fwd.y_at  # (nodes, B n): at ts, and at the switch times when there are any
+    zs = (z_nodes[plan.obs] if plan else z_nodes).reshape(T, B, n)
 
     # ---------------------------------------------------------------- loss and its jumps
     zs_user = zs if batched else zs[:, 0, :]
@@ -392,30 +418,36 @@ def adjoint_gradients(
     # dL/dt_i = g_i . f(z(t_i), t_i); in backsolve mode z restarts from the forward state zs[i].
     t_grad = np.zeros(T)
     t_grad[1:] = _observation_time_gradients(fld, theta, zs[1:], ts[1:], g[1:])
+    if plan:  # f on both sides of every jump; at an observation time on a jump, a_t jumps with f before it
+        f_before, f_after = plan.one_sided_f(kernels.f, z_nodes, Bn)
+        t_jump = plan.observation_jumps(t_grad, g.reshape(T, Bn), f_before)
+    else:
+        t_jump = t_grad
     rows = np.arange(T - 1, 0, -1)  # i of interval k
     a_off = Bn if mode == "backsolve" else 0  # where a starts in y
     keep = np.ones(size)
     add = np.zeros((T - 1, size))
     add[:, a_off : a_off + Bn] = g[rows].reshape(T - 1, Bn)
     if mode != "quadrature":
-        add[:, -1] = -t_grad[rows]
+        add[:, -1] = -t_jump[rows]
     if mode == "backsolve":
         keep[:Bn] = 0.0
         add[:, :Bn] = zs[rows].reshape(T - 1, Bn)
-    swept = integrate_intervals(
-        fun_backward,
-        ts[::-1],
-        keep,
-        add,
-        method=method,
-        rtol=rtol,
-        atol=atol_b,
-        jac=jac_backward,
-        max_steps=max_steps,
-        what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
-        groups=groups,
+    sweep_options = dict(
+        method=method, rtol=rtol, atol=atol_b, jac=jac_backward, max_steps=max_steps, groups=groups,
         dense=(mode == "quadrature" or keep_adjoint),
     )
+    if plan:
+        swept = plan.backward_sweep(fun_backward, keep, add, z_nodes if mode == "backsolve" else None, **sweep_options)
+    else:
+        swept = integrate_intervals(
+            fun_backward,
+            ts[::-1],
+            keep,
+            add,
+            what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
+            **sweep_options,
+        )
     Y_end, bstats = swept[:2]
     stats.nfev_backward += bstats["nfev"]
     stats.njev_backward += bstats["njev"]
@@ -427,7 +459,7 @@ def adjoint_gradients(
     a = a_plus + g[0]
     if mode == "quadrature":
         a_theta, a_t, stats.nquadrature = _parameter_and_time_integrals(fld, theta, fwd.dense, swept[2], method, B, n)
-        a_t -= float(np.sum(t_grad[1:]))  # the jumps of a_t at t_1 .. t_N
+        a_t -= float(np.sum(t_jump[1:]))  # the jumps of a_t at t_1 .. t_N
     else:
         a_theta = y[a_off + Bn : a_off + Bn + p].copy()
         a_t = float(y[-1])
@@ -436,15 +468,35 @@ def adjoint_gradients(
         # drift[i - 1]: at ts[i - 1], the end of the interval from ts[i]
         drift = np.max(np.abs(Y_end[:, :Bn] - zs[rows - 1].reshape(T - 1, Bn)), axis=1)[::-1].copy()
         z0_rec = y[:Bn].reshape(B, n)
+    one_sided = {}
+    if plan:  # the jump terms at the switch times, with a there (from the sweep)
+        a_theta, a_t, one_sided = plan.add_jump_terms(
+            a_theta, a_t, t_grad, swept[3], a_off, Bn, g.reshape(T, Bn), a_plus.reshape(-1), f_before, f_after
+        )
     t_grad[0] = a_t
     f0 = np.empty(Bn)
-    kernels.f(float(ts[0]), z0_2d.reshape(-1), f0)
+    # f(z0, t0) on the first segment's branch (a switch at t0 itself does not act on the solve)
+    kernels.f(plan.first_time if plan else float(ts[0]), z0_2d.reshape(-1), f0)
     t0_identity = -float(np.dot(a_plus.reshape(-1), f0))
     diagnostics = {
         "t0_via_a_t": a_t,
         "t0_via_identity": t0_identity,
         "t0_discrepancy": abs(a_t - t0_identity),
     }
+    if one_sided:
+        for name in one_sided:
+            if name.startswith("theta["):
+                a_theta[int(name[6:-1])] = np.nan
+            else:
+                t_grad[int(name[2:-1])] = np.nan
+        warnings.warn(
+            "the loss is not differentiable at this point: a jump of f falls on an observation time, so "
+            + "; ".join(f"dL/d{name} is NaN (one-sided: {lr[0]!r} as it decreases, {lr[1]!r} as it increases)"
+                        for name, lr in one_sided.items())
+            + "; see .one_sided of the result",
+            NonDifferentiableWarning,
+            stacklevel=2,
+        )
     rec_err = None
     if mode == "backsolve":
         rec_err = float(np.max(np.abs(z0_rec - z0_2d)))
@@ -476,6 +528,8 @@ def adjoint_gradients(
         backsolve_drift=drift,
         diagnostics=diagnostics,
         trajectory=trajectory,
+        switches=switches if plan else None,
+        one_sided=one_sided,
     )
 
 
@@ -561,6 +615,11 @@ class AdjointTrajectory:
                 "defined between the first and the last observation time"
             )
         return t
+
+
+def _span(fun, t_start, t_end, y0, switch_times, **kwargs):
+    """:func:`integrate_span` with the signature of :func:`integrate_segments` (no switch times)."""
+    return integrate_span(fun, t_start, t_end, y0, **kwargs)
 
 
 #: the order of each method's steps (the highest for the variable-order BDF and LSODA)
@@ -713,3 +772,165 @@ def _backsolve_jacobian(fld, theta, B, n, p, method):
         )
 
     return jac
+
+
+class _SwitchPlan:
+    """The switch times of one adjoint solve among its observation times, and the jump terms there.
+
+    The nodes of both sweeps are the observation times ``ts`` and the switch
+    times between them (a switch within a few rounding errors of an
+    observation time is that time). With f_b and f_a the values of f just
+    before and just after a switch time tau *in the order of integration* and
+    a(tau) the adjoint there (after the jumps of later observations), moving
+    tau by d tau changes the state after it by (f_b - f_a) d tau (in both
+    directions of time: for t1 < t0, f_b is f(tau^+)), so
+
+    * dL/dtheta gains a(tau)^T (f_b - f_a) d tau / d theta;
+    * a_t (dL/dt_0) gains a(tau)^T (f_a - f_b): the integral of a^T df/dt
+      across tau, whose DiracDelta the kernels evaluate as 0.
+
+    A jump on an observation time t_i is not differentiable in tau: moving tau
+    later (in integration order) acts after t_i, through a(t_i^+) (the adjoint
+    before g_i is added), moving it earlier also changes z(t_i), through
+    a(t_i^+) + g_i (at t_0: through a(t_0^+) and 0). Those entries get both
+    one-sided values. There a_t jumps by -g_i . f_b, consistently with
+    a(t_i^+) in its switch term (the sum telescopes to -a(t_0^+) . f(z_0, t_0)).
+    """
+
+    def __init__(self, ts, switches):
+        self.ts = ts
+        self.switches = switches
+        T = len(ts)
+        self.direction = 1.0 if ts[-1] >= ts[0] else -1.0
+        snap = 8 * np.finfo(float).eps * max(float(np.max(np.abs(ts))), abs(float(ts[-1] - ts[0])))
+        tau = switches.times.astype(float).copy()
+        self.obs_of = np.full(tau.size, -1)  # the observation time each switch falls on, or -1
+        for j, t in enumerate(tau):
+            near = np.flatnonzero(np.abs(ts - t) <= snap)
+            if near.size:
+                self.obs_of[j] = near[0]
+                tau[j] = ts[near[0]]
+        self.tau = tau
+        extra = tau[self.obs_of < 0]
+        nodes = np.concatenate([ts, extra])
+        order = np.argsort(self.direction * nodes, kind="stable")
+        self.nodes = nodes[order]
+        position = np.empty(nodes.size, dtype=int)
+        position[order] = np.arange(nodes.size)
+        self.obs = position[:T]  # node index of each observation time
+        self.sw_node = np.where(self.obs_of >= 0, self.obs[np.maximum(self.obs_of, 0)], 0)
+        self.sw_node[self.obs_of < 0] = position[T:]
+        self.inner = tau  # integrate_segments splits at those strictly inside
+        self.delta = branch_margin(ts[0], ts[-1])
+        first = switch_segments(float(ts[0]), float(ts[-1]), tau)[0]
+        self.first_time = first[2] if self.direction > 0 else first[3]
+
+    def __bool__(self):
+        return True
+
+    def one_sided_f(self, f, z_nodes, Bn):
+        """f just before and just after each switch time (integration order) at z there, each (k, Bn)."""
+        k = self.tau.size
+        before, after = np.empty((k, Bn)), np.empty((k, Bn))
+        for j in range(k):
+            z = z_nodes[self.sw_node[j]]
+            f(self.tau[j] - self.direction * self.delta, z, before[j])
+            f(self.tau[j] + self.direction * self.delta, z, after[j])
+        return before, after
+
+    def observation_jumps(self, t_grad, g, f_before):
+        """The jumps of a_t at the observation times, ``g_i . f_b`` where a jump falls on t_i, shape (T,)."""
+        t_jump = t_grad.copy()
+        for j, i in enumerate(self.obs_of):
+            if i >= 1 and self.switches.jump[j]:
+                t_jump[i] = float(np.dot(g[i], f_before[j]))
+        return t_jump
+
+    def backward_sweep(self, fun, keep, add, z_nodes, *, method, rtol, atol, jac, max_steps, groups, dense):
+        """:func:`integrate_intervals` over the observation intervals, stopped at every switch time.
+
+        ``add`` holds the observation jumps as for the sweep without switches;
+        ``z_nodes`` (backsolve mode) restarts z from the forward state at every
+        node. Each piece between switch times is one call, with f evaluated
+        on its branch.
+
+        Returns
+        -------
+        Y_end : ndarray, shape (T - 1, size)
+            At the ends of the observation intervals, as :func:`integrate_intervals`.
+        stats : dict
+        dense_output : StepwiseDenseOutput or None
+        Y_nodes : ndarray, shape (nodes - 1, size)
+            At the end of every interval between consecutive nodes (backward order).
+        """
+        T, M = len(self.ts), self.nodes.size
+        nodes_b = self.nodes[::-1]
+        size = add.shape[1]
+        add_full = np.zeros((M - 1, size))
+        for i in range(1, T):  # the interval starting at observation i
+            add_full[M - 1 - self.obs[i]] = add[T - 1 - i]
+        if z_nodes is not None:
+            Bn = z_nodes.shape[1]
+            add_full[:, :Bn] = z_nodes[::-1][: M - 1]
+        cuts = sorted({0, M - 1, *(M - 1 - int(m) for m in self.sw_node)})
+        Y_nodes = np.empty((M - 1, size))
+        stats = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
+        parts = []
+        for k0, k1 in zip(cuts[:-1], cuts[1:]):
+            times = nodes_b[k0 : k1 + 1]
+            start = add_full[k0:k1].copy()
+            if k0 > 0:
+                start[0] += keep * Y_nodes[k0 - 1]
+            lo, hi = _clamp_range(float(times[0]), float(times[-1]), self.delta)
+            out = integrate_intervals(
+                on_branch(fun, lo, hi), times, keep, start, method=method, rtol=rtol, atol=atol,
+                jac=None if jac is None else on_branch(jac, lo, hi), max_steps=max_steps, groups=groups, dense=dense,
+                what=lambda k, times=times: f"backward (adjoint) solve over [{float(times[k + 1])!r}, {float(times[k])!r}]",
+            )
+            Y_nodes[k0:k1] = out[0]
+            for key in stats:
+                stats[key] += out[1][key]
+            if dense:
+                parts.append(out[2])
+        Y_end = Y_nodes[M - 1 - self.obs[T - 2 :: -1] - 1] if T >= 2 else np.zeros((0, size))
+        return Y_end, stats, (join_dense(parts) if dense else None), Y_nodes
+
+    def add_jump_terms(self, a_theta, a_t, t_grad, Y_nodes, a_off, Bn, g, a_plus, f_before, f_after):
+        """dL/dtheta and a_t with the jump terms; ``{name: (left, right)}`` where a jump is on an observation time."""
+        M = self.nodes.size
+        a_theta = np.array(a_theta, dtype=float)
+        st = self.switches
+        pending = {}  # theta entry -> [left, right] terms of jumps on observation times
+        one_sided = {}
+        for j in range(self.tau.size):
+            J = f_before[j] - f_after[j]
+            if not st.jump[j] or not np.any(J):
+                continue
+            pb = M - 1 - int(self.sw_node[j])  # node position in backward order
+            a_sw = np.zeros(Bn) if pb == 0 else Y_nodes[pb - 1, a_off : a_off + Bn]
+            i = int(self.obs_of[j])
+            dtau = st.dtheta[j]
+            if i != 0:
+                a_t -= float(np.dot(a_sw, J))  # a_t gains a^T (f_a - f_b)
+            if i < 0:
+                a_theta += float(np.dot(a_sw, J)) * dtau
+                continue
+            later = float(np.dot(a_plus if i == 0 else a_sw, J))
+            earlier = 0.0 if i == 0 else float(np.dot(a_sw + g[i], J))
+            for q in np.flatnonzero(dtau != 0):
+                up_is_later = self.direction * dtau[q] > 0
+                terms = pending.setdefault(int(q), [0.0, 0.0])
+                terms[0] += (earlier if up_is_later else later) * dtau[q]
+                terms[1] += (later if up_is_later else earlier) * dtau[q]
+            f_lo, f_hi = (f_before[j], f_after[j]) if self.direction > 0 else (f_after[j], f_before[j])
+            w = -a_plus if i == 0 else g[i]
+            one_sided[f"t[{i}]"] = (float(np.dot(w, f_lo)), float(np.dot(w, f_hi)))
+        for q, (left, right) in sorted(pending.items()):
+            one_sided[f"theta[{q}]"] = (float(a_theta[q] + left), float(a_theta[q] + right))
+        return a_theta, a_t, one_sided
+
+
+def _clamp_range(a, b, delta):
+    """[lo, hi]: the piece a -> b shrunk by delta at each end (to its midpoint when shorter)."""
+    lo, hi, mid = min(a, b), max(a, b), 0.5 * (a + b)
+    return min(lo + delta, mid), max(hi - delta, mid)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._switches import SwitchTimes
+
 __all__ = ["AbstractVectorField", "SolverKernels"]
 
 
@@ -104,6 +106,16 @@ class AbstractVectorField(abc.ABC):
     param_names: tuple = ()
     #: True when eval_jac_z, eval_jacobians and eval_backward_jac return arrays
     has_jacobians: bool = False
+    #: the non-smooth subexpressions of f (:class:`~odeverify._switches.Discontinuity`); () when none are known
+    discontinuities: tuple = ()
+
+    def switch_times(self, theta, t0, t1):
+        """The times in [t0, t1] where f switches (see :class:`~odeverify._switches.SwitchTimes`).
+
+        The default knows of none; :class:`~odeverify.ODESystem` solves its
+        conditions in t symbolically.
+        """
+        return SwitchTimes.none(self.n_params)
 
     @abc.abstractmethod
     def eval_f(self, z, t, theta):

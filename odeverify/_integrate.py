@@ -19,7 +19,7 @@ import numpy as np
 
 from ._rk import (
     _MESSAGES, ADAPTIVE_TABLEAUX, BUDGET, F_NOT_FINITE, NOT_FINITE, RKDenseOutput, RKFailure, ScipyDenseOutput,
-    integrate_rk, integrate_rk_intervals,
+    integrate_rk, integrate_rk_intervals, joined_dense_output,
 )
 from ._validate import (
     IMPLICIT_METHODS,
@@ -422,6 +422,114 @@ def integrate_intervals(fun, times, keep, add, *, method, rtol, atol, jac=None, 
     return Y_end, stats
 
 
+# ---------------------------------------------------------------------------- switch times
+def branch_margin(t_start, t_end):
+    """The distance delta by which times are nudged off a switch time into the open segment.
+
+    256 rounding errors of the span's largest time: far below any tolerance
+    (an evaluation moved by delta changes f by delta |df/dt|, about 1e-13
+    relative), yet large enough that a condition solved in floating point
+    (w t - pi at t = pi / w) has its segment's sign there.
+    """
+    return 256 * np.finfo(float).eps * max(abs(float(t_start)), abs(float(t_end)), abs(float(t_end) - float(t_start)))
+
+
+def switch_segments(t_start, t_end, switch_times):
+    """The pieces ``[(a, b, lo, hi)]`` of [t_start, t_end] between switch times, in integration order.
+
+    ``a -> b`` is the piece; ``[lo, hi]`` (ascending) is where its
+    evaluations are clamped: the piece shrunk by :func:`branch_margin` at
+    each end (to its midpoint when shorter than that), so that f is
+    evaluated on the piece's own branch, also at a step ending on a switch.
+    Switch times at or beyond the ends do not split.
+    """
+    direction = 1.0 if t_end >= t_start else -1.0
+    inner = [float(tau) for tau in switch_times if direction * (tau - t_start) > 0 and direction * (t_end - tau) > 0]
+    bounds = [float(t_start), *inner, float(t_end)]
+    delta = branch_margin(t_start, t_end)
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        lo, hi, mid = min(a, b), max(a, b), 0.5 * (a + b)
+        out.append((a, b, min(lo + delta, mid), max(hi - delta, mid)))
+    return out
+
+
+def on_branch(fun, lo, hi):
+    """``fun(t, *args)`` evaluated at t clamped into [lo, hi] (see :func:`switch_segments`).
+
+    Clamping t, rather than substituting each segment's branch into f
+    symbolically, works for every field and every solver without generating
+    a kernel per segment (a periodic switch has many segments); an RK stage
+    at a switch time tau (the last stage of a step ending there, where
+    Heaviside(0) = 1/2) then sees the segment's branch.
+    """
+
+    def clamped(t, *args):
+        return fun(lo if t < lo else hi if t > hi else t, *args)
+
+    return clamped
+
+
+def integrate_segments(fun, t_start, t_end, y0, switch_times, *, jac=None, t_out=(), dense=False, **kwargs):
+    """:func:`integrate_span` stopped and restarted at every switch time strictly inside the span.
+
+    Each piece is a fresh solve whose right-hand side (and Jacobian) is
+    evaluated on that piece's branch (:func:`on_branch`); the state is
+    continuous across a switch, so each piece starts where the last ended.
+    ``t_out`` (in integration order) may include the switch times; a time on
+    a boundary is reported by the piece that ends there. Other arguments as
+    for :func:`integrate_span` (``inplace=True`` is required).
+
+    Returns
+    -------
+    SpanResult
+        Over the whole span: counts summed, the dense output joined.
+    """
+    t_out = np.asarray(t_out, dtype=float).reshape(-1)
+    direction = 1.0 if t_end >= t_start else -1.0
+    y = np.asarray(y0, dtype=float)
+    y_at = np.empty((t_out.size, y.size))
+    counts = dict(nfev=0, njev=0, nlu=0, nsteps=0)
+    k = 0
+    parts = []
+    for a, b, lo, hi in switch_segments(t_start, t_end, switch_times):
+        k_end = k + int(np.searchsorted(direction * t_out[k:], direction * b, side="right"))
+        span = integrate_span(
+            on_branch(fun, lo, hi), a, b, y, jac=None if jac is None else on_branch(jac, lo, hi),
+            t_out=t_out[k:k_end], dense=dense, **kwargs,
+        )
+        y_at[k:k_end] = span.y_at
+        k = k_end
+        y = span.y_end
+        for key in counts:
+            counts[key] += getattr(span, key)
+        if dense:
+            parts.append(span)
+    out = SpanResult(y_at=y_at, y_end=y.copy(), interpolants=None, step_times=None, **counts)
+    if dense:
+        if parts[0].interpolants is not None:  # SciPy's methods
+            out.step_times = [float(t_start)] + [t for p in parts for t in p.step_times[1:]]
+            out.interpolants = [i for p in parts for i in p.interpolants]
+        else:
+            out._dense = join_dense([p.dense for p in parts])
+    return out
+
+
+def _no_switches(fun, t_start, t_end, y0, switch_times, **kwargs):
+    """:func:`integrate_span` with the signature of :func:`integrate_segments` (no switch times)."""
+    return integrate_span(fun, t_start, t_end, y0, **kwargs)
+
+
+def join_dense(parts):
+    """One dense output of consecutive pieces of one method (each starting where the last ended)."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, RKDenseOutput) for p in parts):
+        return joined_dense_output([(p.step_times, p._R) for p in parts])
+    step_times = [float(parts[0].step_times[0])] + [float(t) for p in parts for t in p.step_times[1:]]
+    return ScipyDenseOutput(step_times, [i for p in parts for i in p._interpolants])
+
+
 def _blow_up_hint(y, fval, t, t_end):
     """A sentence when the state ``y`` or its rate of change ``fval`` at ``t`` looks like a finite-time blow-up,
     or when ``fval`` is NaN/inf at a finite state (the vector field is undefined there)."""
@@ -700,11 +808,14 @@ def solve(
     B = z0_2d.shape[0]
     atol_flat = atol if np.ndim(atol) == 0 else np.tile(atol, B)
     jac = forward_jacobian(fld, theta, B, n, method) if method in IMPLICIT_METHODS else None
-    res = integrate_span(
+    # a switch in t (heaviside(t - s), ...) stops the solve and restarts it on the next branch
+    switches = fld.switch_times(theta, ts[0], ts[-1]).times if fld.discontinuities else ()
+    res = (integrate_segments if len(switches) else _no_switches)(
         fld.solver_kernels(theta, B).f,
         float(ts[0]),
         float(ts[-1]),
         z0_2d.reshape(-1),
+        switches,
         method=method,
         rtol=rtol,
         atol=atol_flat,

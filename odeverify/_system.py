@@ -11,6 +11,7 @@ import sympy as sp
 from ._codegen import ArrayKernel, Group, _Facts, compile_solver_kernels
 from ._field import AbstractVectorField, SolverKernels
 from ._functions import ALLOWED_FUNCTIONS, NONSMOOTH_FUNCTIONS, relu, sigmoid, softplus
+from ._switches import SwitchSolver, find_discontinuities
 from ._parse import MAX_NAMES, constant_out_of_range, describe_constant, parse_expression, parse_names
 from .errors import InvalidArgumentError, InvalidTypeError
 
@@ -289,6 +290,40 @@ class ODESystem(AbstractVectorField):
         self.adjoint_theta = tuple(sp.Symbol(_unique_name(f"a_{s.name}", taken), real=True) for s in self.params)
         self.adjoint_time = sp.Symbol(_unique_name(f"a_{self.time.name}", taken), real=True)
         self.numeric = _Numeric(self)
+        rough = [e if e.has(*NONSMOOTH_FUNCTIONS) else sp.S.Zero for e in exprs]
+        self.discontinuities = find_discontinuities(rough, self.states, self.params, self.time, self.state_names)
+
+    @functools.cached_property
+    def _switch_solver(self):
+        return SwitchSolver(self.discontinuities, self.params, self.time)
+
+    def switch_times(self, theta, t0, t1):
+        """The times in [t0, t1] where a condition in t and theta switches, and d tau / d theta.
+
+        Each condition in t and the parameters (``t - s``, ``sin(w*t)``, ...) is
+        solved for t with SymPy once (on the first call); later calls only
+        evaluate the compiled roots, so perturbed theta are cheap. Conditions on
+        the state (events) are not included.
+
+        Parameters
+        ----------
+        theta : array_like, shape (p,)
+        t0, t1 : float
+            The interval, in integration order (t1 < t0 allowed).
+
+        Returns
+        -------
+        SwitchTimes
+            ``times`` (k,) in the order of integration, the ends t0 and t1
+            included when a switch falls on them; ``dtheta`` (k, p), d tau / d
+            theta by the implicit function theorem, -(dc/dtheta) / (dc/dt);
+            ``source`` (k,), indices into :attr:`discontinuities`; ``jump``
+            (k,), whether f jumps there; ``unsolved``, the discontinuities in t
+            SymPy could not solve.
+        """
+        if not self.discontinuities:
+            return super().switch_times(theta, t0, t1)
+        return self._switch_solver(theta, t0, t1)
 
     @staticmethod
     def _check_expression(e, argname):
@@ -606,7 +641,10 @@ class ODESystem(AbstractVectorField):
         )
 
     def describe(self):
-        return f"{self.name}: " + ", ".join(f"d{s}/d{self.time} = {e}" for s, e in zip(self.states, self.f))
+        text = f"{self.name}: " + ", ".join(f"d{s}/d{self.time} = {e}" for s, e in zip(self.states, self.f))
+        if self.discontinuities:
+            text += "; discontinuities: " + "; ".join(str(d) for d in self.discontinuities)
+        return text
 
     def nonsmooth_functions(self) -> list:
         """Names of non-smooth functions in f (Abs, Max/Min, Heaviside, sign, Piecewise, relu)."""

@@ -24,6 +24,7 @@ __all__ = [
     "OdeverifyWarning",
     "TrivialTestWarning",
     "HypothesisWarning",
+    "NonDifferentiableWarning",
 ]
 
 
@@ -135,6 +136,15 @@ class TrivialTestWarning(OdeverifyWarning):
 
 class HypothesisWarning(OdeverifyWarning):
     """The hypotheses behind the adjoint method (smoothness, Lipschitz continuity) may fail."""
+
+
+class NonDifferentiableWarning(OdeverifyWarning):
+    """A requested derivative does not exist at the given point (its one-sided derivatives differ).
+
+    Raised, for instance, when a switch time of the right-hand side falls on
+    an observation time: the gradient entries are then NaN and the result
+    carries both one-sided values.
+    """
 
 
 def __dir__():
