@@ -9,7 +9,7 @@ import odeverify
 
 PUBLIC = ["odeverify", "odeverify.catalog", "odeverify.losses", "odeverify.tableaux", "odeverify.testing",
           "odeverify.errors", "odeverify.implicit", "odeverify.theory", "odeverify.fields",
-          "odeverify.strategies", "odeverify.spec", "odeverify.cli"]
+          "odeverify.strategies", "odeverify.spec", "odeverify.cli", "odeverify.plotting"]
 # (not odeverify.pytest_plugin: pytest finds its hooks and fixtures through dir(), which must show them)
 #: names no public namespace may show: imported modules and helpers
 LEAKS = {"np", "sp", "anp", "scipy", "autograd", "math", "numbers", "warnings", "annotations", "dataclass",
@@ -23,7 +23,7 @@ def test_a_public_namespace_shows_its_api_only(name):
     shown = {n for n in dir(module) if not n.startswith("_")}
     expected = set(module.__all__)
     if name == "odeverify":
-        expected |= {"cli", "fields", "losses", "spec", "strategies", "tableaux", "pytest_plugin"}  # once imported
+        expected |= {"cli", "fields", "losses", "plotting", "spec", "strategies", "tableaux", "pytest_plugin"}  # once imported
         assert "ODESystem" in shown
     assert shown <= expected, shown - expected
     assert not (shown & LEAKS) - (expected & LEAKS)
