@@ -12,8 +12,6 @@ The public names are loaded on first use (SciPy's lazy-loading style): ``import 
 """
 
 import importlib as _importlib
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
 
 #: public name -> the private module that defines it
 _EXPORTS = {
@@ -34,11 +32,6 @@ _EXPORTS = {
 #: public submodules, also loaded on first use
 _SUBMODULES = ("catalog", "errors", "implicit", "references", "testing", "theory")
 
-try:
-    __version__ = _version("odeverify")
-except _PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
-
 __all__ = [
     "AbstractVectorField", "AdjointResult", "BacksolveDriftWarning", "CallableField", "FitProgress", "FitResult",
     "GradientReport", "MLPField", "ODESystem", "ProgressEvent", "Solution", "SolverStats", "TaylorResult", "ToleranceStudy",
@@ -48,8 +41,24 @@ __all__ = [
 ]
 
 
+#: other modules reachable as attributes, loaded on first use (tab completion shows them once loaded)
+_LAZY_MODULES = ("cli", "fields", "losses", "spec", "tableaux")
+
+
+def _package_version():
+    from importlib.metadata import PackageNotFoundError, version  # importlib.metadata takes ~0.05 s to import
+
+    try:
+        return version("odeverify")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name == "__version__":
+        value = globals()["__version__"] = _package_version()
+        return value
+    if name in _SUBMODULES or name in _LAZY_MODULES:
         return _importlib.import_module(f"{__name__}.{name}")  # the import sets the attribute too
     module = _EXPORTS.get(name)
     if module is None:

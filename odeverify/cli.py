@@ -25,7 +25,6 @@ import re
 import sys
 import warnings
 
-from . import __version__
 from ._progress import TerminalProgress
 from .errors import IntegrationError, InvalidArgumentError, OdeverifyError, TrivialTestWarning
 
@@ -146,13 +145,23 @@ def _add_solver_options(p):
     p.add_argument("--atol", type=float, help="absolute tolerance; default from the spec or 1e-8")
 
 
+class _Version(argparse.Action):
+    """``--version``: the package's version, looked up only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        sys.stdout.write(f"odeverify {__version__}\n")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
 def _parser():
     raw = argparse.RawDescriptionHelpFormatter  # keeps the examples' lines
     parser = argparse.ArgumentParser(
         prog="odeverify", description="Derive, compute and verify adjoint gradients of ODEs.",
         epilog=_epilog(*_EXAMPLES, tail=_EXIT_HELP), formatter_class=raw,
     )
-    parser.add_argument("--version", action="version", version=f"odeverify {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("derive", help="print the symbolic derivation (Jacobians, adjoint and augmented dynamics)",
                        epilog=_epilog("derive"), formatter_class=raw)

@@ -650,3 +650,11 @@ def test_the_modes_offered_are_the_solvers():
     from odeverify.cli import _MODES
 
     assert _MODES == MODES
+
+
+def test_version_is_looked_up_when_asked(capsys):
+    import odeverify
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"odeverify {odeverify.__version__}\n"
