@@ -167,6 +167,9 @@ def plot_taylor(result, *, ax=None):
             line.set_gid(f"slope:{slope}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a ladder spanning about a decade: minor labels collide
     ax.set_xlabel("step h")
     ax.set_ylabel("|L(x + h d) − L(x) − h ⟨g, d⟩|")
     ax.set_title(f"Taylor test: {'PASSED' if result.passed else 'FAILED'}"
@@ -435,6 +438,9 @@ def plot_order(report, *, ax=None):
         line.set_gid("expected")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a ladder spanning about a decade: minor labels collide
     ax.set_xlabel("step h")
     ax.set_ylabel("max-norm error of z(t₁)")
     ax.set_title(f"{report.method}: observed order {report.order:.2f} (expected {report.expected}) "
