@@ -10,8 +10,10 @@ module then
 2. runs :func:`~odeverify.check_gradients` with finite differences always among the references (the
    trust model: the other references use the derivatives of the user's code);
 3. calibrates the tolerance: odeverify's own adjoint (interpolated mode, so without backsolve's drift)
-   is solved with a comparable method at the peer's rtol and atol, and its deviation from the
-   references' consensus is what that tolerance delivers; an entry is allowed
+   is solved with a comparable method at the peer's rtol and atol; its largest deviation from the
+   references' consensus in each quantity (z0, θ, t), but at least rtol times the quantity's largest
+   entry (what an adaptive solve at rtol nominally promises, when odeverify's own solve happens to do
+   better), is what that tolerance delivers; every entry of the quantity is allowed
    ``max(check tolerance, C × that error)``;
 4. re-judges the entries against that allowance and states the model in the report.
 """
@@ -27,13 +29,10 @@ from .._check import _summary, check_gradients
 from ..errors import IntegrationError, InvalidArgumentError, LossError
 from ..references import QUANTITIES
 
-__all__ = ["PeerSolver", "check_peer", "CALIBRATION_FACTOR", "CALIBRATION_SHARE"]
+__all__ = ["PeerSolver", "check_peer", "CALIBRATION_FACTOR"]
 
 #: C: a peer's gradient may be off by C times odeverify's own error at the peer's tolerance
 CALIBRATION_FACTOR = 10.0
-#: part of the largest calibration error in a quantity added to every entry of it (errors of an adaptive
-#: solve are spread over the entries; one entry's may be small by chance)
-CALIBRATION_SHARE = 0.1
 #: beyond this share of its quantity's largest value, the allowance cannot support a verdict
 MAX_ALLOWANCE = 0.1
 
@@ -130,17 +129,19 @@ def _calibrate(field, z0, ts, theta, loss, report, solver):
                                 rtol=solver.rtol, atol=atol).as_dict()
     except (IntegrationError, LossError, ArithmeticError) as exc:
         return {}, head + f" — not applied: odeverify's own solve at that tolerance failed ({exc})"
-    errors = {}
-    for r in report.rows:
-        if r.reference is not None and r.quantity in own:
-            errors[id(r)] = (r, abs(float(np.asarray(own[r.quantity])[r.index]) - r.reference))
-    largest = {q: max((e for r, e in errors.values() if r.quantity == q), default=0.0) for q in QUANTITIES}
-    allowance = {key: CALIBRATION_FACTOR * (e + CALIBRATION_SHARE * largest[r.quantity])
-                 for key, (r, e) in errors.items()}
-    measured = ", ".join(f"{_WORDS[q]} up to {largest[q]:.2g}" for q in QUANTITIES if q in report.quantities)
-    model = (f"{head}; odeverify's own error = |its interpolated adjoint ({solver.method}, rtol={solver.rtol:g}, "
-             f"atol={atol:g}) − the references' consensus| per entry plus {CALIBRATION_SHARE:g} × its largest in the "
-             f"quantity, measured: {measured}")
+    rows = [r for r in report.rows if r.reference is not None and r.quantity in own]
+    measured, nominal = {}, {}
+    for q in report.quantities:
+        qrows = [r for r in rows if r.quantity == q]
+        measured[q] = max((abs(float(np.asarray(own[q])[r.index]) - r.reference) for r in qrows), default=0.0)
+        nominal[q] = solver.rtol * max((abs(r.reference) for r in qrows), default=0.0)
+    allowance = {id(r): CALIBRATION_FACTOR * max(measured[r.quantity], nominal[r.quantity])
+                 for r in rows if r.quantity in measured}
+    shown = ", ".join(f"{_WORDS[q]} {max(measured[q], nominal[q]):.2g} (measured {measured[q]:.2g})"
+                      for q in report.quantities)
+    model = (f"{head}; odeverify's own error in a quantity = the largest |its interpolated adjoint "
+             f"({solver.method}, rtol={solver.rtol:g}, atol={atol:g}) − the references' consensus| over the "
+             f"quantity's entries, at least rtol × its largest entry: {shown}")
     return allowance, model
 
 

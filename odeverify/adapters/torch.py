@@ -14,6 +14,7 @@ imported when one of these is first used, never by ``import odeverify``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import numbers
@@ -245,24 +246,41 @@ class TorchField(AbstractVectorField):
         th = torch.tensor(np.asarray(theta, dtype=float).reshape(-1), dtype=torch.float64)
         return th.requires_grad_(requires_grad)
 
-    def _apply(self, t, y, thetas):
-        """func(t, y) with θ = ``thetas`` (tensors of the parameters' shapes)."""
+    def _current(self, theta):
+        """True when ``theta`` is the parameters' own values: func is then called as it is, no substitution."""
+        return np.array_equal(np.asarray(theta), self.theta0)
+
+    @contextlib.contextmanager
+    def _at(self, theta, requires_grad=False):
+        """θ for :meth:`_apply` while the block runs: yields ``(thetas, leaves)``.
+
+        ``thetas`` is None when func runs on its own parameters (θ is their value, or a plain function's
+        tensors hold θ for the duration of the block and get their values back after it), else θ's tensors
+        for ``functional_call``; ``leaves`` are the tensors whose gradients make up a_θ, in θ's order.
+        """
         torch = _torch()
-        if self._is_module:
-            return torch.func.functional_call(self.module, dict(zip(self._names, thetas)), (t, y))
-        if not self._tensors:
-            return self.func(t, y)
-        # a plain function's own tensors: write θ in, evaluate, restore (the graph keeps θ's values)
-        saved = [p.detach().clone() for p in self._tensors]
-        with torch.no_grad():
-            for p, v in zip(self._tensors, thetas):
-                p.copy_(v)
-        try:
-            return self.func(t, y)
-        finally:
+        if self._current(theta):
+            yield None, list(self._tensors)
+        elif self._is_module:
+            th = self._theta_tensor(theta, requires_grad)
+            yield self._split(th), [th]
+        else:
+            saved = [p.detach().clone() for p in self._tensors]
             with torch.no_grad():
-                for p, v in zip(self._tensors, saved):
+                for p, v in zip(self._tensors, self._split(self._theta_tensor(theta))):
                     p.copy_(v)
+            try:
+                yield None, list(self._tensors)
+            finally:
+                with torch.no_grad():
+                    for p, v in zip(self._tensors, saved):
+                        p.copy_(v)
+
+    def _apply(self, t, y, thetas):
+        """func(t, y) with θ = ``thetas`` (tensors of the parameters' shapes; None: the parameters themselves)."""
+        if thetas is None:
+            return self.func(t, y)
+        return _torch().func.functional_call(self.module, dict(zip(self._names, thetas)), (t, y))
 
     # ------------------------------------------------------------------ calling func on a batch
     def _rows(self, t, y, thetas):
@@ -328,19 +346,17 @@ class TorchField(AbstractVectorField):
     def eval_f(self, z, t, theta):
         torch = _torch()
         y = torch.from_numpy(np.ascontiguousarray(z, dtype=float))
-        with torch.no_grad():
-            return self._np(self._rows(torch.tensor(float(t), dtype=torch.float64), y,
-                                       self._split(self._theta_tensor(theta))))
+        with torch.no_grad(), self._at(theta) as (thetas, _):
+            return self._np(self._rows(torch.tensor(float(t), dtype=torch.float64), y, thetas))
 
     def eval_vjp(self, a, z, t, theta, *, with_f=False):
         torch = _torch()
         y = torch.tensor(np.asarray(z, dtype=float), dtype=torch.float64, requires_grad=True)
         tt = torch.tensor(float(t), dtype=torch.float64, requires_grad=True)
-        th = self._theta_tensor(theta, requires_grad=True)
-        with torch.enable_grad():
-            out = self._rows(tt, y, self._split(th))
-            g_y, g_t, g_th = _grads(out, (y, tt, th), np.asarray(a, dtype=float))
-        return (self._np(out) if with_f else None), g_y, g_th, float(g_t)
+        with torch.enable_grad(), self._at(theta, requires_grad=True) as (thetas, leaves):
+            out = self._rows(tt, y, thetas)
+            g_y, g_t, *g_th = _grads(out, (y, tt, *leaves), np.asarray(a, dtype=float))
+        return (self._np(out) if with_f else None), g_y, _flat_grads(g_th), float(g_t)
 
     def eval_f_at(self, z, t, theta):
         if self._vmap_ok:
@@ -366,18 +382,17 @@ class TorchField(AbstractVectorField):
         y = torch.tensor(z, dtype=torch.float64, requires_grad=a is not None)
         tt = torch.tensor(np.broadcast_to(np.asarray(t, dtype=float), z.shape[:1]).copy(), dtype=torch.float64,
                           requires_grad=a is not None)
-        th = self._theta_tensor(theta, requires_grad=a is not None)
-        thetas = self._split(th)
-        if self._rowwise is None:
-            self._rowwise = self._find_batching(tt[0].detach(), y[:1].detach(), [x.detach() for x in thetas])
-        one = ((lambda row, s: self._apply(s, row[None], thetas)[0]) if self._rowwise == "batch"
-               else (lambda row, s: self._apply(s, row, thetas)))
-        with torch.enable_grad() if a is not None else torch.no_grad():
+        with (torch.enable_grad() if a is not None else torch.no_grad()), \
+                self._at(theta, requires_grad=a is not None) as (thetas, leaves):
+            if self._rowwise is None:
+                self._rowwise = self._find_batching(tt[0].detach(), y[:1].detach(), thetas)
+            one = ((lambda row, s: self._apply(s, row[None], thetas)[0]) if self._rowwise == "batch"
+                   else (lambda row, s: self._apply(s, row, thetas)))
             out = torch.func.vmap(one)(y, tt)
             if a is None:
                 return (self._np(out),)
-            g_y, g_t, g_th = _grads(out, (y, tt, th), np.asarray(a, dtype=float))
-        return self._np(out), g_y, g_t, g_th
+            g_y, g_t, *g_th = _grads(out, (y, tt, *leaves), np.asarray(a, dtype=float))
+        return self._np(out), g_y, g_t, _flat_grads(g_th)
 
     def eval_f_each(self, z, t, theta):
         """f with a time and θ per member (the finite differences' batch), by ``torch.func.vmap``."""
@@ -398,8 +413,7 @@ class TorchField(AbstractVectorField):
         M, n = z.shape[0], self.n_states
         Y = torch.from_numpy(np.ascontiguousarray(z, dtype=float).reshape(M, -1, n))
         T = torch.from_numpy(np.broadcast_to(np.asarray(t, dtype=float), (M,)).copy())
-        TH = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(np.asarray(theta, dtype=float),
-                                                                   (M, self.n_params))))
+        TH = torch.from_numpy(np.array(np.broadcast_to(np.asarray(theta, dtype=float), (M, self.n_params))))
         with torch.no_grad():
             if self._rowwise is None:
                 self._rowwise = self._find_batching(T[0], Y[0], self._split(TH[0]))
@@ -420,6 +434,11 @@ class TorchField(AbstractVectorField):
 
     def complex_step_safe(self):
         return False
+
+
+def _flat_grads(grads):
+    """The gradients of θ's leaves as one vector (p,)."""
+    return np.concatenate([g.reshape(-1) for g in grads]) if grads else np.zeros(0)
 
 
 def _grads(out, inputs, a):
