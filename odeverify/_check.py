@@ -1070,8 +1070,12 @@ def _pct(x):
 _QUANTITY_ARG = {"z0": "'z0'", "theta": "'theta'", "t": "'t'"}
 
 
-def _summary(rows, passed, quantities, diagnoses):
-    """The verdict in words: what is missing, the worst offender, why (as hypotheses), what was left out."""
+def _summary(rows, passed, quantities, diagnoses, left_out_why=None):
+    """The verdict in words: what is missing, the worst offender, why (as hypotheses), what was left out.
+
+    ``left_out_why`` maps a left-out quantity to the reason (e.g. the peer cannot differentiate it); without
+    one, it was left out by ``quantities=``.
+    """
     missing = [q for q in QUANTITIES if any(r.quantity == q and r.status == "missing" for r in rows)]
     parts = []
     if missing:
@@ -1099,6 +1103,10 @@ def _summary(rows, passed, quantities, diagnoses):
     if diagnoses:
         text += " — " + "; ".join(diagnoses)
     left_out = [q for q in QUANTITIES if q not in quantities]
+    why = {q: left_out_why[q] for q in left_out if left_out_why and q in left_out_why}
+    for q in why:
+        text += f"; not checked: {_GROUP_WORDS[q]} ({why[q]})"
+    left_out = [q for q in left_out if q not in why]
     if left_out:
         text += (f"; not checked: {' and '.join(_GROUP_WORDS[q] for q in left_out)} (left out by "
                  f"quantities=({', '.join(_QUANTITY_ARG[q] for q in quantities)}{',' if len(quantities) == 1 else ''}))")

@@ -191,20 +191,20 @@ def van_der_pol(t, y, args):
 
 
 def test_long_horizon_backsolve_drift_fails_naming_the_worst_entry():
-    # the issue's Van der Pol (mu = 1, T = 30, loss at 5 times) at rtol = atol = 1e-5: diffrax's backsolve gives
-    # dL/dy0 = (0.171, -1.361) where the references give (0.0295, -1.4643), twice the allowance of the
-    # calibrated tolerance model (10 x odeverify's own interpolated-adjoint error at that tolerance). At 1e-6
-    # the drift (0.0392 for 0.0295) is 0.86 of that allowance and the check passes: see the report of issue 12.
+    # the issue's Van der Pol (mu = 1, T = 30, loss at 5 times, rtol = atol = 1e-6): diffrax's backsolve gives
+    # dL/dy0[0] = 0.0392 where the references give 0.0295, 2.4 times the allowance of the calibrated tolerance
+    # model (4 x odeverify's own interpolated-adjoint error at that tolerance): the tolerance does not explain it
     report = check_diffeqsolve(van_der_pol, jnp.array([2.0, 0.0]), jnp.linspace(0.0, 30.0, 5),
                                {"mu": jnp.array(1.0)}, lambda ys: jnp.sum(ys**2), solver=diffrax.Dopri5(),
                                adjoint=diffrax.BacksolveAdjoint(),
-                               stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-5))
+                               stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
     assert not report.passed
     worst = report.worst()
-    assert worst.status == "FAIL" and worst.label == "∂L/∂y[1](t0)"
+    assert worst.status == "FAIL" and worst.label == "∂L/∂y[0](t0)"
     assert worst.label in report.summary
-    first = next(r for r in report.rows if r.label == "∂L/∂y[0](t0)")
-    assert first.status == "FAIL" and abs(first.candidate - first.reference) > 3 * abs(first.reference)
+    assert "the tolerance does not explain it" in report.summary and "solved too loosely" not in report.summary
+    assert abs(worst.candidate - worst.reference) > 0.2 * abs(worst.reference)
+    assert "BacksolveAdjoint differentiates with respect to y0 and args only" in report.summary
 
 
 @jax.custom_vjp

@@ -31,8 +31,12 @@ from ..references import QUANTITIES
 
 __all__ = ["PeerSolver", "check_peer", "CALIBRATION_FACTOR"]
 
-#: C: a peer's gradient may be off by C times odeverify's own error at the peer's tolerance
-CALIBRATION_FACTOR = 10.0
+#: C: a peer's gradient may be off by C times odeverify's own error at the peer's tolerance. Measured on
+#: this machine (2026-12-01): correct solves (torchdiffeq odeint on Van der Pol at 1e-6, Neural ODEs at 1e-5,
+#: diffrax RecursiveCheckpointAdjoint) stayed within 2.1 times odeverify's own error; the backsolve drift of
+#: odeint_adjoint / BacksolveAdjoint on Van der Pol (T = 30, 1e-6) is 8.6 to 45 times it. C = 4 separates
+#: the two with a margin of about 2 on each side (C = 10 let the 8.6-times drift pass).
+CALIBRATION_FACTOR = 4.0
 #: beyond this share of its quantity's largest value, the allowance cannot support a verdict
 MAX_ALLOWANCE = 0.1
 
@@ -108,8 +112,13 @@ def check_peer(field, z0, ts, theta, loss, candidate, solver, *, not_checked=Non
                              references=references, rtol=rtol, quantities=quantities)
     report.candidate_name = solver.description
     allowance, model = _calibrate(field, z0, ts, theta, loss, report, solver)
-    _rejudge(report, allowance)
+    _rejudge(report, allowance, solver)
     report.tolerance_model = model + "; check tolerance: " + report.tolerance_model
+    why = {q: not_checked[q] for q in QUANTITIES if q not in quantities and q in not_checked}
+    for r in report.rows:
+        if r.quantity in why:
+            r.note = why[r.quantity]
+    report.summary = _summary(report.rows, report.passed, report.quantities, report.diagnoses, why)
     report.warnings += list(notes)
     report.warnings += [f"not checked: {_WORDS[q]}: {why}" for q, why in not_checked.items() if q not in quantities]
     return report
@@ -145,7 +154,7 @@ def _calibrate(field, z0, ts, theta, loss, report, solver):
     return allowance, model
 
 
-def _rejudge(report, allowance):
+def _rejudge(report, allowance, solver):
     """Widen each decided entry's tolerance to its allowance and recompute the verdict and the summary."""
     if not allowance:
         return
@@ -173,4 +182,20 @@ def _rejudge(report, allowance):
     report.passed = bool(checked) and all(r.status == "ok" for r in checked)
     if report.passed:
         report.diagnoses = []
+    else:
+        report.diagnoses = _beyond_tolerance(report, allowance, solver)
     report.summary = _summary(report.rows, report.passed, report.quantities, report.diagnoses)
+
+
+def _beyond_tolerance(report, allowance, solver):
+    """The diagnoses of a report still failing after the widening: "solved too loosely" no longer explains it."""
+    kept = [d for d in report.diagnoses if "solved too loosely" not in d]
+    beyond = [r for r in report.rows if r.status == "FAIL" and id(r) in allowance]
+    if not beyond:
+        return kept
+    worst = max(beyond, key=lambda r: r.diff / r.tolerance if r.tolerance else float("inf"))
+    ratio = worst.diff / worst.tolerance if worst.tolerance else float("inf")
+    return [f"{worst.label} is {ratio:.2g} times the error its solver tolerance (rtol={solver.rtol:g}) allows, "
+            f"so the tolerance does not explain it: a bug, or an adjoint that reconstructs z backwards "
+            "(torchdiffeq's odeint_adjoint, diffrax's BacksolveAdjoint) drifting on a long horizon — "
+            "a solve differentiated through its steps (odeint, RecursiveCheckpointAdjoint) avoids the drift"] + kept
