@@ -74,6 +74,9 @@ class Adjoint(Reference):
             notes += drift
         if r2.switches is not None:
             notes.append(f"stopped at {len(r2.switches)} switch time(s) and added the jump terms a^T(f_b - f_a) dtau")
+        if r2.events:
+            notes.append(f"located {len(r2.events)} crossing(s) of state conditions and added the saltation terms "
+                         "(a^- = S^T a^+, g_theta w, g_t w)")
         return GradientEstimate(
             name=self.name,
             values=r2.as_dict(),
