@@ -168,7 +168,7 @@ class FiniteDifferences(Reference):
             dropped = ~kept[1 : 1 + 2 * steps.size].reshape(len(index), self.levels, 2).all(axis=2)
             value, error = _richardson((Lc[..., 0] - Lc[..., 1]) / (2 * steps), steps, noise, dropped)
             values, errors = _by_quantity(problem, central, value), _by_quantity(problem, central, error)
-            left_out = _left_out(problem, central, index, value, kept[1 : 1 + 2 * steps.size], layout, events)
+            left_out = _left_out(problem, central, index, value, kept[1 : 1 + 2 * steps.size], layout, event_times)
         if complex:
             d = np.imag(L[1 + 2 * steps.size :]) / h_cs
             values.update(_by_quantity(problem, complex, d))
@@ -272,16 +272,23 @@ def _kept_groups(groups, kept):
     return [new[g[kept[g]]] for g in groups if kept[g].all()]
 
 
-def _left_out(problem, quantities, index, value, kept, layout, events=False):
-    """``{(quantity, index): reason}`` for the entries whose every difference crossed a switch (NaN values)."""
+def _left_out(problem, quantities, index, value, kept, layout, event_times=None):
+    """``{(quantity, index): reason}`` for the entries whose every difference crossed a switch (NaN values).
+
+    ``event_times``: the unperturbed solve's event times, where f jumps on the state (None otherwise).
+    """
     out = {}
-    if events:
+    if event_times is not None:
+        ts = problem.ts
+        near = [f"the crossing at t = {tau:.6g} is {np.min(np.abs(ts - tau)):.2g} from the observation time "
+                f"t{int(np.argmin(np.abs(ts - tau)))}" for tau in event_times]
         flat_entries = [(q, idx) for q in quantities for idx in np.ndindex(*_shape(problem, q))]
         for j, entry in enumerate(flat_entries):
             if not np.isfinite(value[j]):
                 out[entry] = ("the perturbed copies' events differ from the unperturbed solve's at too many steps of "
                               "the finite-difference ladder (an event crosses an observation time, or appears or "
-                              "disappears), so no difference is of one smooth map")
+                              f"disappears; {'; '.join(near) or 'no crossing in the unperturbed solve'}), so no "
+                              "difference is of one smooth map")
         return out
     if not len(layout):
         return out

@@ -539,6 +539,8 @@ def _handled(system, theta, batch, ts):
                 not_handled.append(f"{d.expression} (SymPy cannot solve {d.condition} = 0 for {d.time})")
             elif d.in_time:
                 handled.append(f"{d.expression} (a switch in {d.time}: the solves stop there, jump terms added)")
+            else:
+                handled.append(f"{d.expression} (on the parameters only: constant during a solve)")
         elif d.kind == "kink":
             handled.append(f"{d.expression} (a kink: f is continuous, so the gradients need no correction)")
         elif d.function in EVENT_FUNCTIONS and events_ok:
