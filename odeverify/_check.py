@@ -738,15 +738,17 @@ def check_gradients(
     if not checked:
         report_warnings.append("nothing was checked: the candidate gave no value that a reference could confirm")
     diagnoses = []
-    layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+    layout = SwitchLayout(problem.field, problem.theta, problem.ts, batch=problem.B)
+    crossings = _crossings(problem, layout)
     if not passed:
         timer = _Timer(progress, "diagnose", "the failed entries", 0, 1)
         diagnoses = diagnose(rows, problem, rtol=rtol_c, candidate_rtol=cand.rtol, rerun=cand.rerun)
         diagnoses += _switch_diagnoses(rows, layout)
+        diagnoses += _event_diagnoses(rows, problem.field, crossings)
         timer.end()
     summary = _summary(rows, passed, quantities, diagnoses)
     summary, report_warnings = _name_discontinuities(problem.field, layout, rows, disagreements, passed, summary,
-                                                     report_warnings)
+                                                     report_warnings, crossings)
     report = GradientReport(
         passed=passed,
         rows=rows,
@@ -784,23 +786,65 @@ def _switch_diagnoses(rows, layout):
     return out
 
 
-def _name_discontinuities(field, layout, rows, disagreements, passed, summary, report_warnings):
+def _crossings(problem, layout):
+    """The events of the unperturbed solve (a tuple of Event) where the solves locate them, else ()."""
+    if not layout.events_located:
+        return ()
+    try:
+        _, res = problem.states(rtol=1e-10, atol=1e-10)
+    except IntegrationError:  # the candidate and the references report the failure themselves
+        return ()
+    return tuple(res.events)
+
+
+def _describe_crossings(field, crossings, limit=3):
+    """``"Heaviside(c - x) crossed at t = 1.18"``, for up to ``limit`` events."""
+    found = field.discontinuities
+    shown = [f"{found[e.condition].expression} crossed at {found[e.condition].time} = {e.time:.6g}"
+             for e in crossings[:limit]]
+    more = f" and {len(crossings) - limit} more" if len(crossings) > limit else ""
+    return "; ".join(shown) + more
+
+
+def _event_diagnoses(rows, field, crossings):
+    """A failing entry that can move a crossing: the event correction (the saltation term) named as the culprit."""
+    if not crossings:
+        return []
+    fails = [r for r in rows if r.status == "FAIL" and (r.quantity != "t" or r.index == (0,))]
+    if not fails:
+        return []
+    shown = ", ".join(r.label for r in fails[:4]) + (f" and {len(fails) - 4} more" if len(fails) > 4 else "")
+    return [f"consistent with the event correction (the saltation term: δz⁺ = S δz⁻ + (f_a − f_b)(g_θ·δθ)/D with "
+            f"S = I + (f_a − f_b) n_zᵀ/D, D = n_z·f_b + g_t) left out or wrong in {shown}, which move the crossing "
+            f"time: {_describe_crossings(field, crossings)}"]
+
+
+def _name_discontinuities(field, layout, rows, disagreements, passed, summary, report_warnings, crossings=()):
     """Where f is not smooth, the summary (unless it passed) and the warnings name every discontinuity."""
     found = getattr(field, "discontinuities", ())
     if not found:
         return summary, report_warnings
     unhandled = set(map(str, layout.unhandled))
-    text = "; ".join(str(d) + ("" if str(d) not in unhandled else " [not handled: no solve stops there]")
+    text = "; ".join(str(d) + ("" if str(d) not in unhandled else " [not handled: no solve locates it]")
                      for d in found)
     stops = (f"; the solves stop at the switch times in t ({', '.join(f'{t:.6g}' for t in layout.times)}) and "
              "the derivative-based references add their jump terms") if len(layout) else ""
-    events = [d for d in layout.unhandled if d.in_state]
-    assumption = (" The adjoint, forward sensitivities and autograd through RK assume no event correction: they "
-                  "differentiate the branch the trajectory is on and miss the change of the switch time "
-                  "(the saltation term) where the state crosses a condition") if events else ""
+    if layout.events_located and layout.events:
+        where = f" ({_describe_crossings(field, crossings)})" if crossings else " (none in this interval)"
+        stops += (f"; the solves locate every crossing of the state conditions by root finding{where} and restart on "
+                  "the new branch. The adjoint's assumption is the event correction: at each crossing it adds the "
+                  "saltation term (a⁻ = Sᵀa⁺, and g_θ·w, g_t·w to dL/dθ, dL/dt0), as forward sensitivities do "
+                  "(S carried across by the saltation matrix); finite differences solve every perturbed copy "
+                  "through its own crossings (values of f only); autograd through fixed Runge–Kutta steps cannot "
+                  "stop at a moving crossing and is left out")
+    blind = [d for d in layout.unhandled if d.in_state]
+    why = layout.event_reason or "no solve locates the crossings of floor, ceiling or a point mass"
+    assumption = (f" Where f jumps on the state and no solve locates the crossing ({why}), forward sensitivities "
+                  "and autograd through RK differentiate the branch the trajectory is on and miss the change of the "
+                  "crossing time (the saltation term), and finite differences integrate through it") if blind else ""
     trouble = bool(disagreements) or any(r.status in ("inconclusive", NOT_DIFFERENTIABLE) or "left it out" in r.note
                                           for r in rows)
-    if trouble or events or not passed:
+    if trouble or blind or layout.events or not passed:
         report_warnings = report_warnings + [f"f is not smooth: {text}{stops}.{assumption}"]
     if not passed and not all(str(d) in summary for d in found):
         summary += f"; f is not smooth: {text}"
@@ -844,7 +888,7 @@ def _compare(problem, cand, estimates, quantities, rtol_c, atol, what_to_add):
     scale_all = max(scales.values(), default=0.0)
     rows = []
     disagreements = {}  # reference name -> [(label, names of the consensus there)]
-    layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+    layout = SwitchLayout(problem.field, problem.theta, problem.ts, batch=problem.B)
     nonsmooth = _nonsmooth(problem.field, layout)
     nondiff = layout.nondifferentiable(problem.ts) if len(layout) else {}
     user_derivatives = bool(getattr(problem.field, "derivatives_from_user", False))
@@ -904,9 +948,11 @@ def _nonsmooth(field, layout):
     """What no reference handles exactly: the discontinuities no solve stops at, as text (empty when none).
 
     Switches in t whose times SymPy solved are handled (every solve stops there
-    and the derivative-based references add their jump terms); conditions on
-    the state (events), unsolved conditions and point masses are not
-    (``layout.unhandled``). A field that names no discontinuities but
+    and the derivative-based references add their jump terms), and so are
+    jumps on the state that the solves locate as events (B = 1, no switches in
+    t: the adjoint and forward sensitivities add the saltation term) and kinks
+    on the state (f is continuous); jumps on the state that no solve locates,
+    unsolved conditions and point masses are not (``layout.unhandled``). A field that names no discontinuities but
     non-smooth functions keeps the rule for those functions.
     """
     if getattr(field, "discontinuities", ()):

@@ -203,12 +203,15 @@ def _discontinuity_warnings(problem):
     found = getattr(problem.field, "discontinuities", ())
     if not found:
         return []
-    layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+    layout = SwitchLayout(problem.field, problem.theta, problem.ts, batch=problem.B)
+    blind = [d for d in layout.unhandled if d.in_state]
     out = [f"f is not smooth: {'; '.join(map(str, found))}"
            + (f"; every loss evaluation stops at the switch times in t ({', '.join(f'{t:.6g}' for t in layout.times)})"
               if len(layout) else "")
-           + ("; conditions on the state (events) are not stopped at: a direction that moves the crossing sees "
-              "the loss's kink" if any(d.in_state for d in layout.unhandled) else "")]
+           + ("; every loss evaluation locates the crossings of the state conditions (events), each perturbed "
+              "copy its own, and restarts on the new branch" if layout.events_located and layout.events else "")
+           + (f"; jumps on the state are not located here ({layout.event_reason or 'floor, ceiling or a point mass'}):"
+              " a direction that moves the crossing sees the loss's kink" if blind else "")]
     reasons = sorted(set(layout.nondifferentiable(problem.ts).values()))
     return out + reasons
 

@@ -180,23 +180,23 @@ def test_taylor_test_passes_on_a_switch_in_t_and_names_it():
 
 
 # ----------------------------------------------------------------------------- a switch in the state
-def test_a_switch_in_the_state_never_passes_on_derivative_agreement_and_states_the_assumption():
+def test_a_switch_in_the_state_is_located_and_the_references_agree_with_the_closed_form():
     # dx/dt = -x + c H(x - 1/2), x(0) = 1: x = c + (1 - c) e^{-t} until x = 1/2, then pure decay. The event time
-    # moves with c, which the derivative-based references do not see.
+    # moves with c; the solves locate it and the derivative-based references add the saltation term
+    # (tests/test_event_references.py has the full set of entries)
     system = odeverify.ODESystem.from_strings("x", "c", ["-x + c*heaviside(x - 0.5)"])
     loss = lambda zs: zs[-1, 0] ** 2  # noqa: E731
     with quiet():
         report = odeverify.check_gradients(system, [1.0], [0.0, 2.0], [0.2], loss,
                                            references=["adjoint", "forward"])
         with_fd = odeverify.check_gradients(system, [1.0], [0.0, 2.0], [0.2], loss)
-    c_row = next(r for r in report.rows if r.label.startswith("∂L/∂θ[0]"))
-    assert not report.passed and c_row.status == "inconclusive" and "a switch in the state" in c_row.note
-    assert any("no event correction" in w for w in report.warnings)
     # closed form: the crossing at tau = ln((1 - c)/(1/2 - c)), then x(2) = e^{-(2 - tau)} / 2
     c = sp.Symbol("c")
     tau = sp.log((1 - c) / (sp.Rational(1, 2) - c))
     d_c = float(sp.diff((sp.exp(-(2 - tau)) / 2) ** 2, c).subs(c, 0.2))
+    c_row = next(r for r in report.rows if r.label.startswith("∂L/∂θ[0]"))
+    assert report.passed and c_row.status == "ok" and abs(c_row.reference - d_c) <= 1e-8 * abs(d_c)
+    assert any("The adjoint's assumption is the event correction" in w for w in report.warnings)
     fd = next(e for e in with_fd.references if e.name == "finite differences")
-    assert abs(fd.values["theta"][0] - d_c) <= 1e-4 * abs(d_c)
-    assert not with_fd.passed
-    assert any("disagree" in r.note for r in with_fd.rows if r.label.startswith("∂L/∂θ[0]"))
+    assert abs(fd.values["theta"][0] - d_c) <= 3 * fd.errors["theta"][0] + 1e-9 * abs(d_c)
+    assert with_fd.passed, str(with_fd)

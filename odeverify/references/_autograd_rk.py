@@ -105,6 +105,21 @@ class AutogradRK(Reference):
     def __repr__(self):
         return f"AutogradRK(method={self.tableau.name!r}, target={self.target:g})"
 
+    def available(self, problem):
+        """Not on a field that jumps on the state: fixed steps cannot end on a crossing that moves.
+
+        Differentiating the discrete map through a step that contains the
+        crossing gives the derivative of one branch's formula, not the event
+        correction (the crossing moves within a fixed step), so the result is
+        wrong by the saltation term however fine the steps.
+        """
+        jumps = [d for d in getattr(problem.field, "discontinuities", ()) if d.in_state and d.kind != "kink"]
+        if jumps:
+            return (f"f jumps on the state ({'; '.join(map(str, jumps))}): the fixed steps cannot stop at a crossing "
+                    "that moves with the inputs, so autograd through them misses the event correction (the "
+                    "saltation term); left out of the consensus")
+        return None
+
     def _compute(self, problem):
         q = self.tableau.order
         budget = MAX_AUTOGRAD_STEPS // 2  # steps of the coarse solve, so that the fine one stays within the cap

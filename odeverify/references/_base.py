@@ -12,8 +12,34 @@ import numpy as np
 
 from .._integrate import branch_margin, integrate_span, on_branch, switch_segments
 from .._loss import loss_and_jumps, loss_value
+from .._switches import EVENT_FUNCTIONS
 
-__all__ = ["GradientEstimate", "Reference", "Problem", "QUANTITIES", "SwitchLayout"]
+__all__ = ["GradientEstimate", "Reference", "Problem", "QUANTITIES", "SwitchLayout", "event_support", "is_event"]
+
+
+def is_event(d):
+    """Whether the discontinuity ``d`` is a jump of f on the state that the solves can locate as an event."""
+    return d.in_state and d.kind == "jump" and d.function in EVENT_FUNCTIONS
+
+
+def event_support(field, batch, theta, ts):
+    """``(has_events, why_not)``: whether f jumps on the state, and why the solves cannot locate it here.
+
+    The event-locating solves (:func:`odeverify._events.integrate_events`) take
+    one initial state and no switches in t; ``why_not`` is None when they
+    apply (or when there is nothing to locate), else the reason in words.
+    ``batch`` None means unknown (then the events count as not located).
+    """
+    if getattr(field, "state_conditions", None) is None:
+        return False, None
+    if batch is None:
+        return True, "the batch size is not known"
+    if batch != 1:
+        return True, (f"z0 is a batch of {batch} initial states, and events are located for one initial state "
+                      "only (z0 of shape (n,))")
+    if len(field.switch_times(theta, ts[0], ts[-1])):
+        return True, "f also switches at times in t, and events together with switches in t are not supported"
+    return True, None
 
 #: the gradient groups, in report order
 QUANTITIES = ("z0", "theta", "t")
@@ -72,13 +98,22 @@ class Problem:
         """Forward states at ``ts``, shape (T, B, n) (a direct solve, no adjoint).
 
         The solve stops and restarts at every switch time in t of the field
-        (``field.switch_times``), f evaluated on each piece's branch.
+        (``field.switch_times``), f evaluated on each piece's branch; where f
+        jumps on the state it locates every crossing (an event) and restarts
+        on the new branch (:func:`odeverify._events.integrate_events`).
         """
         z0_2d = self.z0 if z0_2d is None else z0_2d
         ts = self.ts if ts is None else ts
         theta = self.theta if theta is None else theta
         B, n = z0_2d.shape
         fld = self.field
+        has_events, why_not = event_support(fld, B, theta, ts)
+        if has_events and why_not is None:
+            from .._events import integrate_events
+
+            res = integrate_events(fld, theta, float(ts[0]), float(ts[-1]), z0_2d.reshape(-1), t_out=ts,
+                                   method=method, rtol=rtol, atol=atol, what="reference forward solve")
+            return res.y_at.reshape(len(ts), B, n), res
 
         def fun(t, y):
             return fld.eval_f(y.reshape(B, n), t, theta).reshape(-1)
@@ -221,11 +256,27 @@ class SwitchLayout:
     names : list of str, length k
         ``str(Discontinuity)`` of the condition behind each time.
     unhandled : list of Discontinuity
-        Discontinuities no solve stops at: conditions on the state (events),
-        conditions in t that SymPy could not solve, point masses.
+        Discontinuities no solve handles: jumps on the state where the solves
+        do not locate events (a batch, or events with switches in t; floor
+        and ceiling), conditions in t that SymPy could not solve, point
+        masses. A kink on the state (Abs, Max, Min, relu) is handled: f is
+        continuous there, so the flow stays differentiable (its saltation
+        matrix is the identity) and the derivative-based references are right.
+    events : list of Discontinuity
+        The jumps on the state that the solves can locate (Heaviside, sign, Piecewise).
+    events_located : bool
+        Whether the solves of this problem locate them (see :func:`event_support`).
+    event_reason : str or None
+        Why not, when there are events the solves do not locate.
+
+    Parameters
+    ----------
+    batch : int, optional
+        B, the number of initial states; events are located only for B = 1
+        (None: unknown, the events count as not located).
     """
 
-    def __init__(self, field, theta, ts):
+    def __init__(self, field, theta, ts, batch=None):
         found = tuple(getattr(field, "discontinuities", ()) or ())
         sw = field.switch_times(theta, ts[0], ts[-1]) if found else None
         self.discontinuities = found
@@ -239,7 +290,13 @@ class SwitchLayout:
             self.jump, self.source = np.asarray(sw.jump, bool), np.asarray(sw.source, int)
             self.on_obs = snap_to(self.times, ts)
         unsolved = set(sw.unsolved) if sw is not None else set()
-        self.unhandled = [d for i, d in enumerate(found) if d.in_state or d.kind == "impulse" or i in unsolved]
+        self.events = [d for d in found if is_event(d)]
+        has_events, why_not = event_support(field, batch, theta, ts) if self.events else (False, None)
+        self.events_located = has_events and why_not is None
+        self.event_reason = why_not if has_events else None
+        self.unhandled = [d for i, d in enumerate(found)
+                          if (d.in_state and d.kind != "kink" and not (self.events_located and is_event(d)))
+                          or d.kind == "impulse" or i in unsolved]
         self.names = [str(found[i]) for i in self.source]
         self.time_name = found[0].time if found else "t"
 

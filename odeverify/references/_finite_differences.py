@@ -12,7 +12,7 @@ import numpy as np
 from .._validate import check_method
 from ..errors import IntegrationError
 from ._base import GradientEstimate, Reference, SwitchLayout
-from ._members import flat_inputs, member_losses, switch_structures
+from ._members import event_structures, flat_inputs, locates_events, member_losses, switch_structures
 
 __all__ = ["FiniteDifferences"]
 
@@ -88,6 +88,9 @@ class FiniteDifferences(Reference):
             notes.append("a batch of perturbed solves failed; each difference was solved as its own batch")
         if len(SwitchLayout(problem.field, problem.theta, problem.ts)):
             notes.append("every perturbed copy stops at its own switch times, mapped onto common nodes")
+        if locates_events(problem):
+            notes.append("every perturbed copy crosses the state conditions at its own event times (located by its "
+                         "own solve, then again on the batch's dense output), mapped onto common nodes")
         for (q, idx), _ in left_out.items():
             values[q][idx] = np.nan
             errors[q][idx] = np.nan
@@ -131,7 +134,9 @@ class FiniteDifferences(Reference):
         """
         x = flat_inputs(problem)
         layout = SwitchLayout(problem.field, problem.theta, problem.ts)
-        index, h0 = _inputs(problem, central, self._first_step, layout)
+        events = locates_events(problem)
+        event_times = _event_times(problem, rtol, self.method) if events else None
+        index, h0 = _inputs(problem, central, self._first_step, layout, event_times)
         steps = h0[:, None] * 4.0 ** -np.arange(self.levels)  # (J, levels)
         X = np.repeat(x[None], 1 + 2 * steps.size, axis=0)
         X[1 + np.arange(2 * steps.size), np.repeat(index, 2 * self.levels)] += np.stack([steps, -steps], -1).ravel()
@@ -143,7 +148,12 @@ class FiniteDifferences(Reference):
             Xc[np.arange(len(cs_index)), cs_index] += 1j * h_cs
             groups.append(np.concatenate([[0], len(X) + np.arange(len(cs_index))]))
             X = np.concatenate([X, Xc])
-        keys, _, _ = switch_structures(problem, X) if len(layout) else ([()] * len(X), None, None)
+        if events:
+            keys = event_structures(problem, X, rtol=rtol, method=self.method)[0]
+            if keys[0][0] == "failed":
+                raise IntegrationError(f"finite differences failed: the unperturbed solve failed: {keys[0][1]}")
+        else:
+            keys = switch_structures(problem, X)[0] if len(layout) else [()] * len(X)
         kept = np.array([key == keys[0] for key in keys])  # a member across a switch cannot be differenced
         with np.errstate(all="ignore"):
             L = np.full(len(X), np.nan, dtype=X.dtype)
@@ -155,9 +165,10 @@ class FiniteDifferences(Reference):
         if central:
             noise = _rounding_noise(problem, L[0].real, zs0, nsteps)
             Lc = L[1 : 1 + 2 * steps.size].real.reshape(len(index), self.levels, 2)
-            value, error = _richardson((Lc[..., 0] - Lc[..., 1]) / (2 * steps), steps, noise)
+            dropped = ~kept[1 : 1 + 2 * steps.size].reshape(len(index), self.levels, 2).all(axis=2)
+            value, error = _richardson((Lc[..., 0] - Lc[..., 1]) / (2 * steps), steps, noise, dropped)
             values, errors = _by_quantity(problem, central, value), _by_quantity(problem, central, error)
-            left_out = _left_out(problem, central, index, value, kept[1 : 1 + 2 * steps.size], layout, keys)
+            left_out = _left_out(problem, central, index, value, kept[1 : 1 + 2 * steps.size], layout, event_times)
         if complex:
             d = np.imag(L[1 + 2 * steps.size :]) / h_cs
             values.update(_by_quantity(problem, complex, d))
@@ -191,7 +202,16 @@ class FiniteDifferences(Reference):
         return True, ""
 
 
-def _inputs(problem, quantities, first_step, layout=None):
+def _event_times(problem, rtol, method):
+    """The unperturbed problem's event times (its own event-locating solve, cached)."""
+    keys, nodes, kinds, _ = event_structures(problem, flat_inputs(problem)[None], rtol=rtol, method=method)
+    if keys[0][0] == "failed":
+        raise IntegrationError(f"finite differences failed: the unperturbed solve failed: {keys[0][1]}")
+    on = [problem.ts[i] for _, (where, i) in keys[0][2] if where == "on"]
+    return np.concatenate([nodes[0][kinds[0] < 0], np.asarray(on, dtype=float)])
+
+
+def _inputs(problem, quantities, first_step, layout=None, event_times=None):
     """Columns of the flat inputs that ``quantities`` cover and each one's first step.
 
     z0 and theta move relative to their size (at least 1); a time by at most a
@@ -199,7 +219,9 @@ def _inputs(problem, quantities, first_step, layout=None):
     also moves by at most a quarter of its distance to the nearest switch
     time, and a parameter moves each switch time by at most a quarter of its
     distance to the nearest observation time (the ladder keeps the switch
-    structure; see :func:`_switch_limits`).
+    structure; see :func:`_switch_limits`). Where f jumps on the state, a
+    time moves by at most a quarter of its distance to the nearest event time
+    of the unperturbed solve (``event_times``).
     """
     x = flat_inputs(problem)
     if not quantities:
@@ -214,6 +236,11 @@ def _inputs(problem, quantities, first_step, layout=None):
     h0 = first_step(scale[index])
     if layout is not None and len(layout):
         h0 = np.minimum(h0, _switch_limits(problem, layout)[index])
+    if event_times is not None and event_times.size:
+        limit = np.full(x.size, np.inf)
+        dist = np.min(np.abs(problem.ts[:, None] - event_times[None, :]), axis=1)
+        limit[Bn + p :] = np.where(dist > 0, 0.25 * dist, np.inf)  # (an event on t_i: left out, not limited)
+        h0 = np.minimum(h0, limit[index])
     return index, h0
 
 
@@ -245,9 +272,24 @@ def _kept_groups(groups, kept):
     return [new[g[kept[g]]] for g in groups if kept[g].all()]
 
 
-def _left_out(problem, quantities, index, value, kept, layout, keys):
-    """``{(quantity, index): reason}`` for the entries whose every difference crossed a switch (NaN values)."""
+def _left_out(problem, quantities, index, value, kept, layout, event_times=None):
+    """``{(quantity, index): reason}`` for the entries whose every difference crossed a switch (NaN values).
+
+    ``event_times``: the unperturbed solve's event times, where f jumps on the state (None otherwise).
+    """
     out = {}
+    if event_times is not None:
+        ts = problem.ts
+        near = [f"the crossing at t = {tau:.6g} is {np.min(np.abs(ts - tau)):.2g} from the observation time "
+                f"t{int(np.argmin(np.abs(ts - tau)))}" for tau in event_times]
+        flat_entries = [(q, idx) for q in quantities for idx in np.ndindex(*_shape(problem, q))]
+        for j, entry in enumerate(flat_entries):
+            if not np.isfinite(value[j]):
+                out[entry] = ("the perturbed copies' events differ from the unperturbed solve's at too many steps of "
+                              "the finite-difference ladder (an event crosses an observation time, or appears or "
+                              f"disappears; {'; '.join(near) or 'no crossing in the unperturbed solve'}), so no "
+                              "difference is of one smooth map")
+        return out
     if not len(layout):
         return out
     nondiff = layout.nondifferentiable(problem.ts)
@@ -270,8 +312,13 @@ def _shape(problem, q):
     return {"z0": problem.z0.shape, "theta": (problem.p,), "t": (len(problem.ts),)}[q]
 
 
-def _richardson(D, steps, noise):
-    """Per row of ``D`` (J, levels): the Richardson value with the smallest estimate, and that estimate."""
+def _richardson(D, steps, noise, dropped=None):
+    """Per row of ``D`` (J, levels): the Richardson value with the smallest estimate, and that estimate.
+
+    ``dropped`` (J, levels): the differences left out (a switch or event
+    structure changed); a row without three usable levels in a row is NaN
+    (left out) rather than a failure.
+    """
     R = (16 * D[:, 1:] - D[:, :-1]) / 15  # (J, levels - 1)
     with np.errstate(invalid="ignore"):
         err = np.abs(R[:, 1:] - R[:, :-1]) + 2 * noise / steps[:, 2:]  # (J, levels - 2)
@@ -280,6 +327,8 @@ def _richardson(D, steps, noise):
     rows = np.arange(len(D))
     ok = np.isfinite(err[rows, best])
     crossed = np.all(np.isnan(D), axis=1)  # every member of the entry left out: a switch crossed (see _left_out)
+    if dropped is not None:
+        crossed |= np.any(dropped, axis=1)
     if not np.all(ok | crossed):
         raise IntegrationError("finite differences failed: the perturbed solves did not succeed")
     return np.where(ok, R[rows, best + 1], np.nan), np.where(ok, err[rows, best], np.nan)

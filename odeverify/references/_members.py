@@ -18,6 +18,16 @@ Switch times in t (``heaviside(t - s)``; each member has its own, from its
 theta) are nodes of the same map: the solve restarts there too and evaluates f
 on each member's branch, so no step chases a jump and the members still share
 every step (see :func:`member_states`).
+
+Switches in the state (events: ``heaviside(c - x)``) are located per member:
+each member's own event-locating solve gives its crossings (its *event
+structure*), which become nodes of its time map like switch times; in the
+batched solve the members of one structure then cross together, within the
+solver's error, at each common event node. There each member's crossing is
+found again by root finding on the batch's own dense output (so the crossing
+time is a smooth function of the member's inputs, not of its separate solve's
+steps) and the member restarts from it on its next branch. Only values of f and
+of the conditions are used, never a derivative or a saltation term.
 """
 
 from __future__ import annotations
@@ -27,9 +37,13 @@ import numpy as np
 from .._integrate import branch_margin, integrate_span
 from .._loss import loss_value
 from ..errors import IntegrationError
-from ._base import SwitchLayout
+from ._base import SwitchLayout, event_support, snap_to
 
-__all__ = ["flat_inputs", "split_inputs", "member_states", "member_losses", "switch_structures"]
+__all__ = ["flat_inputs", "split_inputs", "member_states", "member_losses", "switch_structures", "event_structures",
+           "locates_events"]
+
+#: how far (relative to the span) a batch solve runs on past a common event node, for the members that cross later
+_EVENT_OVERSHOOT = 1e-6
 
 
 def flat_inputs(problem):
@@ -92,6 +106,81 @@ def switch_structures(problem, X):
     return keys, nodes, kinds
 
 
+def locates_events(problem):
+    """Whether the members' solves locate events (f jumps on the state, B = 1, no switches in t)."""
+    has_events, why_not = event_support(problem.field, problem.B, problem.theta, problem.ts)
+    return has_events and why_not is None
+
+
+def event_structures(problem, X, *, rtol, method="DOP853"):
+    """Every member's events among its observation times, from its own event-locating solve.
+
+    Parameters
+    ----------
+    problem : Problem
+        With B = 1 and state events (:func:`locates_events`).
+    X : ndarray, shape (M, n + p + T)
+    rtol : float
+    method : str
+
+    Returns
+    -------
+    keys : list of tuple, length M
+        Member m's *event structure*: its first branch and, for each crossing
+        in integration order, the branch after it and where the crossing lies
+        (``("on", i)`` within rounding of observation time i, ``("in", i)``
+        between observations i and i + 1); ``("failed", why)`` when its solve
+        failed (grazing, chattering). Members with equal keys can share one
+        common time variable.
+    nodes, kinds : list of ndarray, length M
+        As for :func:`switch_structures`; crossings off the observation times are nodes of kind -1.
+    signs : list of list of tuple, length M
+        The branch of each piece between consecutive nodes.
+
+    Each member's structure is cached on ``problem`` (the tolerance studies
+    and the step ladders ask again for the same members).
+    """
+    cache = problem.__dict__.setdefault("_event_structures", {})
+    z0s, thetas, tss = split_inputs(problem, X)
+    out = ([], [], [], [])
+    for m in range(X.shape[0]):
+        tag = (np.asarray(X[m].real).tobytes(), float(rtol), method)
+        if tag not in cache:
+            cache[tag] = _event_structure(problem.field, z0s[m, 0].real, thetas[m].real, tss[m], rtol, method)
+        for lst, item in zip(out, cache[tag]):
+            lst.append(item)
+    return out
+
+
+def _event_structure(fld, z0, theta, ts, rtol, method):
+    """One member's (key, nodes, kinds, signs) from :func:`~odeverify._events.integrate_events`."""
+    from .._events import integrate_events
+
+    T = len(ts)
+    try:
+        sol = integrate_events(fld, theta, float(ts[0]), float(ts[-1]), z0, method=method, rtol=rtol, atol=rtol,
+                               what="event-locating solve of a perturbed copy")
+    except IntegrationError as exc:
+        return ("failed", str(exc)), ts, np.arange(T), None
+    direction = 1.0 if ts[-1] >= ts[0] else -1.0
+    times = np.array([e.time for e in sol.events], dtype=float)
+    on_obs = snap_to(times, ts)  # (snaps times onto those observation times)
+    crossings = []
+    for j, tau in enumerate(times):
+        where = ("on", int(on_obs[j])) if on_obs[j] >= 0 else \
+            ("in", int(np.searchsorted(direction * ts, direction * tau)) - 1)
+        crossings.append((sol.segments[j + 1].signs, where))
+    off = times[on_obs < 0]
+    all_nodes = np.concatenate([ts, off])
+    kind = np.concatenate([np.arange(T), np.full(off.size, -1)])
+    order = np.argsort(direction * all_nodes, kind="stable")
+    all_nodes, kind = all_nodes[order], kind[order]
+    # the branch of the piece after node j: the segment after every crossing at or before it
+    passed = [int(np.sum(direction * (times - node) <= 0)) for node in all_nodes[:-1]]
+    signs = [sol.segments[k].signs for k in passed]
+    return ("events", sol.segments[0].signs, tuple(crossings)), all_nodes, kind, signs
+
+
 def member_states(problem, X, *, rtol, method="DOP853"):
     """States of every member at its observation times, from one batched solve per switch structure.
 
@@ -123,27 +212,43 @@ def member_states(problem, X, *, rtol, method="DOP853"):
     other side of an observation time; see :func:`switch_structures`) cannot
     share the map and are solved as separate batches.
     """
-    keys, nodes, kinds = switch_structures(problem, X)
+    events = locates_events(problem)
+    if events and np.iscomplexobj(X):
+        raise IntegrationError("the complex step is not available where f jumps on the state (events)")
+    if events:
+        keys, nodes, kinds, signs = event_structures(problem, X, rtol=rtol, method=method)
+    else:
+        (keys, nodes, kinds), signs = switch_structures(problem, X), [None] * X.shape[0]
     M = X.shape[0]
     zs = np.empty((M, len(problem.ts), problem.B, problem.n), dtype=X.dtype)
     nsteps = 0
     groups = {}
     for m, key in enumerate(keys):
         groups.setdefault(key, []).append(m)
-    for members in groups.values():
+    for key, members in groups.items():
         members = np.asarray(members)
+        if key and key[0] == "failed":
+            zs[members] = np.nan
+            continue
         zs[members], k = _group_states(problem, X[members], [nodes[m] for m in members], kinds[members[0]],
-                                       rtol=rtol, method=method)
+                                       rtol=rtol, method=method, signs=signs[members[0]])
         nsteps += k
     return zs, nsteps
 
 
-def _group_states(problem, X, nodes, kind, *, rtol, method):
-    """:func:`member_states` for members of one switch structure (``nodes`` of equal length, common ``kind``)."""
+def _group_states(problem, X, nodes, kind, *, rtol, method, signs=None):
+    """:func:`member_states` for members of one switch structure (``nodes`` of equal length, common ``kind``).
+
+    ``signs`` (events): the branch of each piece between nodes; a node of kind
+    -1 is then a crossing, found again for each member on the batch's dense
+    output (:func:`_recross`). Members whose crossing is not found there are NaN.
+    """
     z0s, thetas, _ = split_inputs(problem, X)
     M, B, n = z0s.shape
     common = nodes[0]
-    N = np.stack(nodes)  # (M, nodes)
+    N = np.stack(nodes).astype(float)  # (M, nodes); event nodes are moved to the crossings found
+    events = signs is not None
+    lost = np.zeros(M, dtype=bool)
     is_complex = np.iscomplexobj(X)
     each = problem.field.eval_f_each_complex if is_complex else problem.field.eval_f_each
     theta_arg = thetas[0] if np.all(thetas == thetas[0]) else thetas
@@ -155,7 +260,7 @@ def _group_states(problem, X, nodes, kind, *, rtol, method):
     switch_at = kind < 0
     delta = np.array([branch_margin(nd[0], nd[-1]) for nd in nodes])
     # members on the group's own times: one solve per piece between switch times, observed on the dense output
-    shared = bool(np.all(N == common))
+    shared = bool(np.all(N == common)) and not events
     cuts = [0, *np.flatnonzero(switch_at), len(common) - 1] if shared else range(len(common))
     cuts = sorted(set(cuts))
     y = np.concatenate([z0s.reshape(-1).real, z0s.reshape(-1).imag]) if is_complex else z0s.reshape(-1)
@@ -163,7 +268,9 @@ def _group_states(problem, X, nodes, kind, *, rtol, method):
         slope = (N[:, end] - N[:, i]) / (common[end] - common[i]) if not shared else np.ones(M)
         offset = N[:, i] - slope * common[i]
         lo, hi = np.minimum(N[:, i], N[:, end]), np.maximum(N[:, i], N[:, end])
-        clamp = bool(switch_at[i] or switch_at[end])
+        clamp = bool(switch_at[i] or switch_at[end]) and not events
+        if events:
+            each = problem.field.branch(signs[i]).eval_f_each
         if clamp:  # off a switch time at either end, into the piece (its branch)
             mid = 0.5 * (lo + hi)
             lo, hi = np.minimum(lo + delta, mid), np.maximum(hi - delta, mid)
@@ -184,17 +291,73 @@ def _group_states(problem, X, nodes, kind, *, rtol, method):
         # a complex state is solved as its real and imaginary parts: SciPy's complex arithmetic in the error
         # norm is slow, and the imaginary parts (1e-30 times a sensitivity) do not move the steps either way
         inside = [k for k in range(i + 1, end + 1) if obs[k]]
+        crossing = events and switch_at[end]
+        stop = float(common[end])
+        if crossing:  # on past the node for the members that cross a little later (the old branch is smooth)
+            stop += np.sign(common[end] - common[i]) * _EVENT_OVERSHOOT * abs(float(common[-1] - common[0]))
         span = integrate_span(
-            fun, float(common[i]), float(common[end]), y, method=method, rtol=rtol, atol=rtol,
-            t_out=common[inside],
+            fun, float(common[i]), stop, y, method=method, rtol=rtol, atol=rtol, t_out=common[inside],
+            dense=bool(crossing),
             what=f"batched solve of {M} perturbed copies over [{float(common[i])!r}, {float(common[end])!r}]",
         )
         y = span.y_end
+        if crossing:
+            s_cross, found = _recross(problem.field.state_conditions, span.dense, offset, slope, thetas,
+                                      signs[i], signs[end], n)
+            lost |= ~found
+            s_cross = np.where(found, s_cross, float(common[end]))
+            y = np.concatenate([span.dense.at(sc).reshape(M, n)[m] for m, sc in enumerate(s_cross)])
+            N[:, end] = offset + slope * s_cross
         y_at = (span.y_at[:, :size] + 1j * span.y_at[:, size:]) if is_complex else span.y_at
         if inside:
             zs[:, kind[inside]] = np.swapaxes(y_at.reshape(len(inside), M, B, n), 0, 1)
         nsteps += span.nsteps
+    zs[lost] = np.nan
     return zs, nsteps
+
+
+def _recross(cond, dense, offset, slope, thetas, before, after, n):
+    """Each member's crossing on the batch's dense output: the common time ``s`` where it leaves ``before``.
+
+    Member m's state is its block of the dense output and its time
+    ``offset[m] + slope[m] s``; the first sign change of a condition against
+    ``before`` is located by Brent's method in the step that holds it. A
+    member is *found* when the conditions that change there are the ones
+    ``before -> after`` flips.
+
+    Returns
+    -------
+    s : ndarray, shape (M,)
+    found : ndarray of bool, shape (M,)
+    """
+    from scipy.optimize import brentq
+
+    st = np.asarray(dense.step_times, dtype=float)
+    M = offset.size
+    Z = dense.at_many(st).reshape(st.size, M, n)
+    sgn = np.asarray(before, dtype=float)
+    flips = {i for i, (a, b) in enumerate(zip(before, after)) if a != b}
+    s_out, found = np.full(M, np.nan), np.zeros(M, dtype=bool)
+    eps = np.finfo(float).eps
+    for m in range(M):
+        def g(s, i, m=m):
+            z = dense.at(s).reshape(M, n)[m]
+            return float(cond.values(z[None], np.array([offset[m] + slope[m] * s]), thetas[m])[0, i]) * sgn[i]
+
+        G = cond.values(Z[:, m], offset[m] + slope[m] * st, thetas[m]) * sgn  # (k, conditions), > 0 before
+        wrong = np.flatnonzero(np.any(G[1:] < 0, axis=1))
+        if not wrong.size:
+            continue
+        j = int(wrong[0]) + 1
+        lo, hi = float(st[j - 1]), float(st[j])
+        xtol = 4 * eps * max(abs(lo), abs(hi), 1e-300)
+        roots = {int(i): (lo if G[j - 1, i] <= 0 else brentq(g, lo, hi, args=(int(i),), xtol=xtol, rtol=4 * eps))
+                 for i in np.flatnonzero(G[j] < 0)}
+        direction = 1.0 if st[-1] >= st[0] else -1.0
+        s_m = min(roots.values(), key=lambda r: direction * r)
+        crossed = {i for i, r in roots.items() if abs(r - s_m) <= 64 * xtol}
+        s_out[m], found[m] = s_m, crossed == flips
+    return s_out, found
 
 
 def member_losses(problem, X, *, rtol, method="DOP853", groups=None):

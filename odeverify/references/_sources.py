@@ -74,6 +74,9 @@ class Adjoint(Reference):
             notes += drift
         if r2.switches is not None:
             notes.append(f"stopped at {len(r2.switches)} switch time(s) and added the jump terms a^T(f_b - f_a) dtau")
+        if r2.events:
+            notes.append(f"located {len(r2.events)} crossing(s) of state conditions and added the saltation terms "
+                         "(a^- = S^T a^+, g_theta w, g_t w)")
         return GradientEstimate(
             name=self.name,
             values=r2.as_dict(),
@@ -128,24 +131,20 @@ class ForwardSensitivity(Reference):
         theta = problem.theta
         m = n + p
         size_z = B * n
-
-        # y = [z (B*n), S (B*n*(n+p))], S[b] = [S_z0 | S_theta] of shape (n, n+p)
-        def rhs(t, y):
-            z = y[:size_z].reshape(B, n)
-            S = y[size_z:].reshape(B, n, m)
-            fz, fth, _ = fld.eval_jacobians(z, t, theta)
-            dS = fz @ S
-            dS[:, :, n:] += fth
-            return np.concatenate([fld.eval_f(z, t, theta).reshape(-1), dS.reshape(-1)])
-
         S0 = np.zeros((B, n, m))
         S0[:, :, :n] = np.eye(n)
         y0 = np.concatenate([problem.z0.reshape(-1), S0.reshape(-1)])
         ts = problem.ts
-        layout = SwitchLayout(fld, theta, ts)
+        layout = SwitchLayout(fld, theta, ts, batch=B)
         with np.errstate(all="ignore"):
-            Y, on_obs = _sensitivities_through_switches(rhs, fld, theta, ts, y0, layout, B, n, method=self.method,
-                                                         rtol=rtol, atol=atol)
+            if layout.events_located:
+                Y, branches = _sensitivities_through_events(fld, theta, ts, y0, n, method=self.method, rtol=rtol,
+                                                            atol=atol)
+                on_obs = []
+            else:
+                Y, on_obs = _sensitivities_through_switches(_sensitivity_rhs(fld, theta, B, n), fld, theta, ts, y0,
+                                                             layout, B, n, method=self.method, rtol=rtol, atol=atol)
+                branches = [fld] * len(ts)
         zs = Y[:, :size_z].reshape(len(ts), B, n)
         Ss = Y[:, size_z:].reshape(len(ts), B, n, m)
         value, g = problem.jumps(zs)
@@ -154,9 +153,9 @@ class ForwardSensitivity(Reference):
         dz0 = grad_all[:, :n]
         dth = grad_all[:, n:].sum(axis=0)
         dts = np.zeros(len(ts))
-        for i in range(1, len(ts)):
-            dts[i] = float(np.sum(g[i] * fld.eval_f(zs[i], float(ts[i]), theta)))
-        f0 = fld.eval_f(problem.z0, float(ts[0]), theta)  # (B, n)
+        for i in range(1, len(ts)):  # f on the branch the observation is on (at an event: the one before it)
+            dts[i] = float(np.sum(g[i] * branches[i].eval_f(zs[i], float(ts[i]), theta)))
+        f0 = branches[0].eval_f(problem.z0, float(ts[0]), theta)  # (B, n)
         a0 = np.einsum("tbn,tbnk->bk", g[1:], Ss[1:, :, :, :n])  # a(t0^+) = sum_i S_z0(t_i)^T g_i
         dts[0] = -float(np.sum(a0 * f0))
         values = {"z0": problem.user_z0(dz0), "theta": dth, "t": dts}
@@ -165,9 +164,12 @@ class ForwardSensitivity(Reference):
     def _compute(self, problem):
         _, v1, _ = self._run(problem, self.rtol, self.atol)
         loss, v2, one_sided = self._run(problem, max(self.rtol / 100, 2.3e-14), self.atol / 100)
-        layout = SwitchLayout(problem.field, problem.theta, problem.ts)
+        layout = SwitchLayout(problem.field, problem.theta, problem.ts, batch=problem.B)
         notes = [f"stopped at {len(layout)} switch time(s) and added the jumps (f_b - f_a) dtau/dtheta of S_theta"] \
             if len(layout) else []
+        if layout.events_located:
+            notes.append("stopped at every crossing of a state condition (located by root finding) and carried "
+                         "S = [S_z0 | S_theta] across it by the saltation matrix and the shift of the event time")
         return GradientEstimate(
             name=self.name,
             values=v2,
@@ -178,6 +180,66 @@ class ForwardSensitivity(Reference):
             notes=notes,
             one_sided=one_sided,
         )
+
+
+def _sensitivity_rhs(fld, theta, B, n):
+    """d/dt [z, S] for ``fld``: dS/dt = (df/dz) S + [0, df/dtheta], y = [z (B*n), S (B*n*(n+p))]."""
+    m = n + fld.n_params
+    size_z = B * n
+
+    def rhs(t, y):
+        z = y[:size_z].reshape(B, n)
+        S = y[size_z:].reshape(B, n, m)
+        fz, fth, _ = fld.eval_jacobians(z, t, theta)
+        dS = fz @ S
+        dS[:, :, n:] += fth
+        return np.concatenate([fld.eval_f(z, t, theta).reshape(-1), dS.reshape(-1)])
+
+    return rhs
+
+
+def _sensitivities_through_events(fld, theta, ts, y0, n, *, method, rtol, atol):
+    """The state and sensitivities at ``ts`` (B = 1) of a field with state events, and each observation's branch.
+
+    The crossings are located by :func:`~odeverify._events.integrate_events`;
+    between them [z, S] is integrated on the branch that segment is on, and at
+    each event tau the sensitivities jump as a perturbation does
+    (:meth:`~odeverify._switches.Event.propagate`): a column for z0 by the
+    saltation matrix, dS^+ = S dS^-, a column for theta_q also by the shift of
+    tau it causes through g's explicit dependence, (f_b - f_a) d tau/d theta_q.
+    The state restarts on the surface, at the event's z. An observation at
+    an event's time is the state just before it (as in the adjoint).
+
+    Returns
+    -------
+    Y : ndarray, shape (T, n + n (n + p))
+    branches : list of ODESystem, length T
+        The branch each observation lies on (for f there).
+    """
+    from .._events import integrate_events
+
+    p = fld.n_params
+    m = n + p
+    direction = 1.0 if ts[-1] >= ts[0] else -1.0
+    fwd = integrate_events(fld, theta, float(ts[0]), float(ts[-1]), y0[:n], t_out=ts, method=method, rtol=rtol,
+                           atol=atol, what="forward sensitivity solve (events)")
+    dtheta = np.concatenate([np.zeros((p, n)), np.eye(p)], axis=1)  # (p, m): what each column moves theta by
+    Y = np.empty((len(ts), y0.size))
+    Y[0], y, k = y0, y0.copy(), 1
+    branches = [fld.branch(fwd.segments[0].signs)] * len(ts)
+    for number, seg in enumerate(fwd.segments):
+        sub = fld.branch(seg.signs)
+        k_end = k + int(np.searchsorted(direction * ts[k:], direction * seg.end, side="right"))
+        res = integrate_span(_sensitivity_rhs(sub, theta, 1, n), seg.start, seg.end, y, method=method, rtol=rtol,
+                             atol=atol, t_out=ts[k:k_end], what="forward sensitivity solve")
+        Y[k:k_end], y = res.y_at, res.y_end.copy()
+        branches[k:k_end] = [sub] * (k_end - k)
+        k = k_end
+        if number < len(fwd.events):
+            event = fwd.events[number]
+            y[:n] = event.z
+            y[n:] = event.propagate(y[n:].reshape(n, m), dtheta).ravel()
+    return Y, branches
 
 
 def _sensitivities_through_switches(rhs, fld, theta, ts, y0, layout, B, n, *, method, rtol, atol):

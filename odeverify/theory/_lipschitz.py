@@ -499,8 +499,8 @@ def hypothesis_warnings(system, theta, z0, ts, *, radius=None) -> list:
     if names:
         out.append(
             f"f uses {', '.join(names)}, which is not differentiable everywhere: where the trajectory crosses a "
-            "switching point df/dz does not exist, the adjoint equation da/dt = -(df/dz)^T a is not defined "
-            "there and adjoint, autograd and finite-difference gradients may disagree (notes §4.2)"
+            "switching point df/dz does not exist and the adjoint equation da/dt = -(df/dz)^T a is not defined "
+            f"there (notes §4.2); {_handled(system, theta, z0_2d.shape[0], ts)}"
         )
     if radius is None:
         radius = 0.1 * max(1.0, float(np.max(np.abs(z0_2d))))
@@ -520,3 +520,41 @@ def hypothesis_warnings(system, theta, z0, ts, *, radius=None) -> list:
         return out
     out.extend(f"{where}: {p}" for p in rep.problems)
     return out
+
+
+def _handled(system, theta, batch, ts):
+    """Which of the system's discontinuities the solves and the gradients handle here, and which not, in words."""
+    from .._switches import EVENT_FUNCTIONS
+
+    found = system.discontinuities
+    switches = system.switch_times(theta, ts[0], ts[-1]) if found else None
+    unsolved = set(switches.unsolved) if switches is not None else set()
+    events_ok = batch == 1 and not (switches is not None and len(switches))
+    handled, not_handled = [], []
+    for i, d in enumerate(found):
+        if d.kind == "impulse":
+            not_handled.append(f"{d.expression} (a point mass)")
+        elif not d.in_state:
+            if d.in_time and i in unsolved:
+                not_handled.append(f"{d.expression} (SymPy cannot solve {d.condition} = 0 for {d.time})")
+            elif d.in_time:
+                handled.append(f"{d.expression} (a switch in {d.time}: the solves stop there, jump terms added)")
+            else:
+                handled.append(f"{d.expression} (on the parameters only: constant during a solve)")
+        elif d.kind == "kink":
+            handled.append(f"{d.expression} (a kink: f is continuous, so the gradients need no correction)")
+        elif d.function in EVENT_FUNCTIONS and events_ok:
+            handled.append(f"{d.expression} (an event: crossings located by root finding, saltation term in the "
+                           "adjoint and forward sensitivities; autograd through RK is left out)")
+        elif d.function in EVENT_FUNCTIONS:
+            why = "a batch of initial states" if batch != 1 else "together with switches in t"
+            not_handled.append(f"{d.expression} (an event, but not located with {why})")
+        else:
+            not_handled.append(f"{d.expression} ({d.function} of the state: its crossings are not located)")
+    parts = []
+    if handled:
+        parts.append("handled: " + "; ".join(handled))
+    if not_handled:
+        parts.append("not handled, where adjoint, autograd and finite-difference gradients may disagree: "
+                     + "; ".join(not_handled))
+    return ". ".join(parts) if parts else "adjoint, autograd and finite-difference gradients may disagree"
