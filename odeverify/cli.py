@@ -65,6 +65,11 @@ _EXAMPLES = {
     "taylor": [
         ("Taylor remainder test", "odeverify taylor examples/lotka_volterra.toml --seed 1"),
     ],
+    "sweep": [
+        ("200 cells on a local process pool", "odeverify sweep examples/sweep.toml --workers 2"),
+        ("after an interruption, only the missing cells", "odeverify sweep examples/sweep.toml --resume"),
+        ("one cell alone, with its full report", "odeverify sweep examples/sweep.toml --cell g11:RK45:1e-06:interpolated"),
+    ],
 }
 
 
@@ -239,7 +244,8 @@ def _write_plot(result, path):
 def _add_sweep_command(sub):
     from .sweep._cli import add_parser
 
-    add_parser(sub)
+    p = add_parser(sub)
+    p.epilog, p.formatter_class = _epilog("sweep"), argparse.RawDescriptionHelpFormatter
 
 
 def _cmd_sweep(args, out):

@@ -616,12 +616,12 @@ def test_progress_display_on_a_terminal_follows_the_references_and_is_erased(mon
 
 
 def test_help_gives_an_example_per_command():
-    for command in ("derive", "gradients", "check", "taylor"):
+    for command in ("derive", "gradients", "check", "taylor", "sweep"):
         with pytest.raises(SystemExit) as exc:
             _parser().parse_args([command, "--help"])
         assert exc.value.code == 0
     text = _parser().format_help()
-    for command in ("derive", "gradients", "check", "taylor"):
+    for command in ("derive", "gradients", "check", "taylor", "sweep"):
         assert f"  odeverify {command} examples/" in text
         sub = _parser()._subparsers._group_actions[0].choices[command].format_help()
         assert "examples:" in sub and f"odeverify {command} examples/" in sub
