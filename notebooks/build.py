@@ -12,6 +12,10 @@ directory is ``notebooks/`` and whose ``PYTHONPATH`` starts with this repository
 its outputs**, so that it reads on GitHub. ``tests/test_notebooks.py`` checks that the committed notebooks
 are what this script makes from the current sources and that they still execute to the same structure.
 
+A source that needs packages beyond odeverify's own dependencies says so in a comment line of its
+first code cell, ``# requires: torch, torchdiffeq``; where one of them is not installed, this script
+skips that notebook (the committed one is kept) and ``tests/test_notebooks.py`` skips executing it.
+
 The README picture ``docs/taylor_wrong_vs_right.png`` is the PNG output of the cell tagged
 ``readme-figure`` in ``03_checking_a_gradient``: the picture in the README is the one in the notebook.
 """
@@ -19,6 +23,7 @@ The README picture ``docs/taylor_wrong_vs_right.png`` is the PNG output of the c
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import re
 import sys
@@ -34,11 +39,23 @@ README_FIGURE_TAG = "readme-figure"
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 _CELL = re.compile(r"^# %%(?P<kind> \[markdown\])?(?P<tags>\s+tags=\[[^\]]*\])?[ \t]*$", re.M)
+_REQUIRES = re.compile(r"^# requires:(?P<names>.*)$", re.M)
 
 
 def sources():
     """The notebook sources, sorted by name: ``[Path('notebooks/src/01_....py'), ...]``."""
     return sorted(SOURCES.glob("[0-9][0-9]_*.py"))
+
+
+def requirements(source: Path):
+    """The modules a source needs beyond odeverify's dependencies, from its ``# requires: a, b`` line: ``["a", "b"]``."""
+    found = _REQUIRES.search(source.read_text(encoding="utf-8"))
+    return [name.strip() for name in found.group("names").split(",") if name.strip()] if found else []
+
+
+def missing_requirements(source: Path):
+    """Those of :func:`requirements` that are not installed."""
+    return [name for name in requirements(source) if importlib.util.find_spec(name) is None]
 
 
 def parse_cells(text):
@@ -141,6 +158,10 @@ def build(stem_prefixes=()):
     for source in sources():
         stem = source.stem
         if stem_prefixes and not stem.startswith(tuple(stem_prefixes)):
+            continue
+        missing = missing_requirements(source)
+        if missing:
+            print(f"{stem + '.ipynb':45s} skipped: needs {', '.join(missing)} (the committed notebook is kept)")
             continue
         start = time.perf_counter()
         nb = normalise_ids(coalesce_streams(execute(make_notebook(source), NOTEBOOKS)), stem)

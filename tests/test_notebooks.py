@@ -14,6 +14,9 @@ in two ways:
   are not compared.
 
 The README picture is the committed PNG of the cell tagged ``readme-figure``.
+
+A notebook whose source has a ``# requires: torch, torchdiffeq`` line is not executed where one of those
+packages is missing (skipped, not failed); its committed cells and outputs are still checked.
 """
 
 import base64
@@ -77,6 +80,15 @@ def test_parse_cells_reads_the_percent_format():
         build.parse_cells("# %% [markdown]\nnot a comment\n")
 
 
+def test_requirements_are_read_from_the_marker_line(tmp_path):
+    assert build.requirements(NOTEBOOKS / "src" / "07_checking_a_torchdiffeq_model.py") == ["torch", "torchdiffeq"]
+    assert build.requirements(NOTEBOOKS / "src" / "03_checking_a_gradient.py") == []
+    source = tmp_path / "99_needs.py"
+    source.write_text("# %%\n# requires: numpy, odeverify_no_such_package\nimport numpy\n", encoding="utf-8")
+    assert build.requirements(source) == ["numpy", "odeverify_no_such_package"]
+    assert build.missing_requirements(source) == ["odeverify_no_such_package"]
+
+
 @pytest.mark.parametrize("stem", STEMS)
 def test_committed_cells_are_the_current_source(stem):
     made = build.make_notebook(NOTEBOOKS / "src" / f"{stem}.py")
@@ -114,6 +126,9 @@ def test_readme_picture_is_the_notebooks_figure():
 @pytest.mark.parametrize("stem", STEMS)
 def test_notebook_executes_to_the_committed_structure(stem):
     pytest.importorskip("nbclient")
+    missing = build.missing_requirements(NOTEBOOKS / "src" / f"{stem}.py")
+    if missing:
+        pytest.skip(f"{stem} needs {', '.join(missing)}, which is not installed")
     nb = build.coalesce_streams(build.execute(build.make_notebook(NOTEBOOKS / "src" / f"{stem}.py"), NOTEBOOKS))
     now, committed = _structure(nb), _structure(_committed(stem))
     assert len(now) == len(committed)
