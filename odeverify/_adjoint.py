@@ -6,10 +6,22 @@ import warnings
 
 import numpy as np
 
+from ._adjoint_backward import (  # noqa: F401 (_backsolve_jacobian, _interpolated_jacobian: re-exported)
+    _backsolve_jacobian,
+    _backward_system,
+    _interpolated_jacobian,
+    _observation_time_gradients,
+    _quadrature_jacobian,
+)
+from ._adjoint_quadrature import (  # noqa: F401 (METHOD_ORDERS, QUADRATURE_CHUNK, gauss_legendre_nodes: re-exported)
+    METHOD_ORDERS,
+    QUADRATURE_CHUNK,
+    _parameter_and_time_integrals,
+    gauss_legendre_nodes,
+)
 from ._adjoint_result import AdjointResult, AdjointTrajectory, BacksolveDriftWarning, SolverStats
 from ._integrate import (
     DEFAULT_MAX_STEPS,
-    BlockJacobian,
     branch_margin,
     check_event_problem,
     forward_jacobian,
@@ -348,59 +360,6 @@ def adjoint_gradients(
     )
 
 
-def _backward_system(mode, fld, kernels, theta, B, method, dense, atol_z, atol_a):
-    """The backward system of ``mode``: ``(fun, jac, size, groups, atol)`` for the sweep.
-
-    ``dense`` is the forward dense output z(t) (None in backsolve mode, which
-    integrates z alongside a); ``jac`` is None for the explicit methods.
-    """
-    n, p = fld.n_states, fld.n_params
-    Bn = B * n
-    implicit = method in IMPLICIT_METHODS
-    if mode != "backsolve":  # z from the forward dense output
-        z_buf = np.empty(Bn)
-
-        def z_of(t):
-            return dense.at(t).reshape(B, n)
-
-    if mode == "interpolated":
-        # y = [a (B*n), a_theta (p), a_t (1)]
-        def fun_backward(t, y, out):
-            kernels.adjoint(t, dense.at(t, z_buf), y, out)
-
-        jac_backward = _interpolated_jacobian(fld, theta, B, n, p, method, z_of) if implicit else None
-        size = Bn + p + 1
-        groups = (Bn, p, 1)  # the mixed error norm's groups (in-house methods)
-        atol_b = atol_a
-    elif mode == "quadrature":
-        products = np.empty(Bn + p + 1)  # [a_z, a_theta, a_t]: only a_z is integrated
-
-        # y = a (B*n)
-        if kernels.adjoint_a is not None:
-
-            def fun_backward(t, y, out):
-                kernels.adjoint_a(t, dense.at(t, z_buf), y, out)
-
-        else:  # the fused kernel of all products (generated for ODESystem; the sums are cheap there)
-
-            def fun_backward(t, y, out):
-                kernels.adjoint(t, dense.at(t, z_buf), y, products)
-                out[:] = products[:Bn]
-
-        jac_backward = _quadrature_jacobian(fld, theta, B, n, method, z_of) if implicit else None
-        size = Bn
-        groups = None
-        atol_b = atol_a
-    else:
-        # y = [z (B*n), a (B*n), a_theta (p), a_t (1)]
-        fun_backward = kernels.backward
-        jac_backward = _backsolve_jacobian(fld, theta, B, n, p, method) if implicit else None
-        size = 2 * Bn + p + 1
-        groups = (Bn, Bn, p, 1)
-        atol_b = np.concatenate([np.broadcast_to(atol_z, (Bn,)), np.full(Bn + p + 1, atol_a)])
-    return fun_backward, jac_backward, size, groups, atol_b
-
-
 def _span(fun, t_start, t_end, y0, switch_times, **kwargs):
     """:func:`integrate_span` with the signature of :func:`integrate_segments` (no switch times)."""
     return integrate_span(fun, t_start, t_end, y0, **kwargs)
@@ -413,158 +372,6 @@ def _before_jumps(Y_end, a_off, B, n):
     out = np.zeros((K + 1, B, n))
     out[:-1] = Y_end[::-1, a_off : a_off + B * n].reshape(K, B, n)
     return out
-
-
-#: the order of each method's steps (the highest for the variable-order BDF and LSODA)
-METHOD_ORDERS = {"RK23": 3, "RK45": 5, "dopri5": 5, "tsit5": 5, "DOP853": 8, "Radau": 5, "BDF": 5, "LSODA": 12}
-
-#: samples (nodes times B) of one quadrature kernel call: bounds the temporaries of the field (an MLP
-#: keeps a few (samples, width) arrays), so that they do not grow with the number of steps
-QUADRATURE_CHUNK = 512
-
-
-def gauss_legendre_nodes(method):
-    """Gauss–Legendre nodes and weights on [0, 1] for the accepted steps of ``method``.
-
-    A G-point rule integrates polynomials of degree 2G - 1 exactly, so on a
-    step of length h its error is O(h^(2G + 1)). With G = ceil(q / 2) + 1
-    for a method of order q that is O(h^(q + 3)): two orders below the step's
-    own local error O(h^(q + 1)), so the quadrature never dominates (3 nodes
-    for RK23, 4 for the 5th-order methods, 5 for DOP853, 7 for LSODA).
-
-    Returns
-    -------
-    x, w : ndarray, shape (G,)
-        Nodes in (0, 1) and weights summing to 1.
-    """
-    G = -(-METHOD_ORDERS[method] // 2) + 1
-    x, w = np.polynomial.legendre.leggauss(G)
-    return (x + 1.0) / 2.0, w / 2.0
-
-
-def _observation_time_gradients(fld, theta, zs, ts, g):
-    """dL/dt_i = g_i . f(z(t_i), t_i) for every row: one evaluation of f at all states, shape (T,)."""
-    T, B, n = zs.shape
-    if T == 0:
-        return np.zeros(0)
-    f = fld.eval_f_at(zs.reshape(T * B, n), np.repeat(ts, B), theta).reshape(T, B * n)
-    return np.einsum("ij,ij->i", g.reshape(T, B * n), f)
-
-
-def _parameter_and_time_integrals(fld, theta, z_dense, a_dense, method, B, n):
-    r"""Quadrature mode: ``a_theta(t_0) = -\int a^T f_theta dt`` and the integral part of ``a_t(t_0)``.
-
-    The integrals run along the backward solve, from ``ts[-1]`` to ``ts[0]``,
-    by Gauss–Legendre quadrature on every piece between consecutive step
-    boundaries of the backward *and* the forward solve: on a piece both a
-    (backward dense output) and z (forward dense output) are one polynomial,
-    and the pieces are as fine as either solve needed. (The backward steps
-    alone are not enough: where a is constant, as between observation times
-    of a linear loss on dx/dt = k sin(w t), they span many periods of f.) On
-    a piece of signed length h the contribution is ``-h sum_g w_g a(t_g)^T
-    f_theta(z(t_g), t_g)``; as the products are linear in a, a is weighted by
-    ``-h w_g`` and every node of every piece (and sample) goes into one
-    kernel call (in chunks of :data:`QUADRATURE_CHUNK` samples).
-
-    Returns
-    -------
-    a_theta : ndarray, shape (p,)
-    a_t : float
-        Without the jumps at the observation times.
-    nodes : int
-        Quadrature nodes evaluated (per sample).
-    """
-    x, w = gauss_legendre_nodes(method)
-    tb = a_dense.step_times  # backward order
-    tf = z_dense.step_times
-    lo_t, hi_t = min(tb[0], tb[-1]), max(tb[0], tb[-1])
-    grid = np.unique(np.concatenate([tb, tf[(tf > lo_t) & (tf < hi_t)]]))  # ascending
-    if tb[-1] < tb[0]:
-        grid = grid[::-1]
-    h = np.diff(grid)
-    nodes = (grid[:-1, None] + h[:, None] * x).reshape(-1)  # (N G,): piece-major
-    weights = (-h[:, None] * w).reshape(-1)
-    a_theta = np.zeros(fld.n_params)
-    a_t = 0.0
-    per_call = max(1, QUADRATURE_CHUNK // B)  # nodes per kernel call
-    for lo in range(0, nodes.size, per_call):
-        t = nodes[lo : lo + per_call]
-        a = a_dense.at_many(t) * weights[lo : lo + per_call, None]  # (k, B n)
-        z = z_dense.at_many(t)
-        _, ath, at = fld.eval_vjp_at(a.reshape(-1, n), z.reshape(-1, n), np.repeat(t, B), theta)
-        a_theta += ath
-        a_t += at
-    return a_theta, float(a_t), int(nodes.size)
-
-
-def _quadrature_jacobian(fld, theta, B, n, method, z_of):
-    """Jacobian of a' = -f_z^T a (block diagonal) with z from the dense output; None without field Jacobians."""
-    if not fld.has_jacobians:
-        return None
-    asm = BlockJacobian(B * n, B, dense=(method == "LSODA"))
-    asm.diag(0, 0, n, n)
-    asm.finish()
-
-    def jac(t, y):
-        return asm.build(-np.swapaxes(fld.eval_jac_z(z_of(t), t, theta), 1, 2))
-
-    return jac
-
-
-def _interpolated_jacobian(fld, theta, B, n, p, method, z_of):
-    """Jacobian of [a, a_theta, a_t]' with z from the dense output; None without field Jacobians."""
-    if not fld.has_jacobians:
-        return None
-    size = B * n + p + 1
-    asm = BlockJacobian(size, B, dense=(method == "LSODA"))
-    asm.diag(0, 0, n, n)  # d(da)/da = -f_z^T
-    asm.row(B * n, 0, p, n)  # d(da_theta)/da = -f_theta^T
-    asm.row(B * n + p, 0, 1, n)  # d(da_t)/da = -f_t^T
-    asm.finish()
-
-    def jac(t, y):
-        fz, fth, ft = fld.eval_jacobians(z_of(t), t, theta)
-        return asm.build(
-            -np.swapaxes(fz, 1, 2),
-            -np.swapaxes(fth, 1, 2),
-            -ft[:, None, :],
-        )
-
-    return jac
-
-
-def _backsolve_jacobian(fld, theta, B, n, p, method):
-    """Jacobian of [z, a, a_theta, a_t]'; None without field Jacobians."""
-    if not fld.has_jacobians:
-        return None
-    Bn = B * n
-    size = 2 * Bn + p + 1
-    asm = BlockJacobian(size, B, dense=(method == "LSODA"))
-    asm.diag(0, 0, n, n)  # dz'/dz = f_z
-    asm.diag(Bn, 0, n, n)  # da'/dz = -a_zz
-    asm.diag(Bn, Bn, n, n)  # da'/da = -f_z^T
-    asm.row(2 * Bn, 0, p, n)  # da_theta'/dz
-    asm.row(2 * Bn, Bn, p, n)  # da_theta'/da = -f_theta^T
-    asm.row(2 * Bn + p, 0, 1, n)  # da_t'/dz
-    asm.row(2 * Bn + p, Bn, 1, n)  # da_t'/da = -f_t^T
-    asm.finish()
-
-    def jac(t, y):
-        z = y[:Bn].reshape(B, n)
-        a = y[Bn : 2 * Bn].reshape(B, n)
-        fz, azz, athz, atz = fld.eval_backward_jac(z, a, t, theta)
-        _, fth, ft = fld.eval_jacobians(z, t, theta)
-        return asm.build(
-            fz,
-            -azz,
-            -np.swapaxes(fz, 1, 2),
-            -athz,
-            -np.swapaxes(fth, 1, 2),
-            -atz,
-            -ft[:, None, :],
-        )
-
-    return jac
 
 
 class _SwitchPlan:
