@@ -19,7 +19,6 @@ from ._integrate import BlockJacobian
 from ._validate import IMPLICIT_METHODS
 
 
-
 def _backward_system(mode, fld, kernels, theta, B, method, dense, atol_z, atol_a):
     """The backward system of ``mode``: ``(fun, jac, size, groups, atol)`` for the sweep.
 
