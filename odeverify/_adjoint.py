@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from ._adjoint_quadrature import (  # noqa: F401 (METHOD_ORDERS, QUADRATURE_CHUN
     gauss_legendre_nodes,
 )
 from ._adjoint_result import AdjointResult, AdjointTrajectory, BacksolveDriftWarning, SolverStats
-from ._adjoint_switches import _clamp_range, _span, _SwitchPlan  # noqa: F401 (_clamp_range: re-exported)
+from ._adjoint_switches import _clamp_range, _span, _switch_plan, _SwitchPlan  # noqa: F401 (re-exported)
 from ._integrate import (
     DEFAULT_MAX_STEPS,
     forward_jacobian,
@@ -170,190 +171,335 @@ def adjoint_gradients(
     >>> bool(np.isclose(res.theta[0], 2 * np.e, rtol=1e-8))  # d/da of e^(2a) at a = 1/2
     True
     """
+    prob = _validated(system, z0, ts, theta, loss, mode=mode, method=method, rtol=rtol, atol=atol,
+                      max_steps=max_steps, keep_adjoint=keep_adjoint)
+    if prob.fld.state_conditions is not None:  # switches in the state: events located during the solve
+        return _event_gradients(prob.fld, prob.z0_2d, prob.batched, prob.ts, prob.theta, prob.loss, mode=prob.mode,
+                                method=prob.method, rtol=prob.rtol, atol=prob.atol, max_steps=prob.max_steps)
+    kernels = prob.fld.solver_kernels(prob.theta, prob.B)
+    plan = _switch_plan(prob.fld, prob.theta, prob.ts)  # switches in t: both solves stop there (None without)
+
+    fwd, z_nodes, zs = _forward_solve(prob, kernels, plan, dense=(prob.mode != "backsolve" or keep_adjoint))
+    value, zs_user, g = _loss_and_its_jumps(prob, zs)
+    t_grad, t_jump, f_sides = _observation_time_jumps(prob, kernels, plan, z_nodes, zs, g)
+    sweep = _backward_sweep(prob, kernels, plan, fwd.dense, z_nodes, zs, g, t_jump,
+                            dense=(prob.mode == "quadrature" or keep_adjoint))
+
+    a_plus = sweep.a_at_t0(prob.B, prob.n)  # a(t_0^+), before the jump g_0
+    a_theta, a_t, nquadrature = _parameter_and_time_adjoints(prob, sweep, fwd.dense, t_jump)
+    one_sided = {}
+    if plan:  # the jump terms at the switch times, with a there (from the sweep)
+        a_theta, a_t, one_sided = plan.add_jump_terms(a_theta, a_t, t_grad, sweep.Y_nodes, sweep.a_off, prob.Bn,
+                                                      g.reshape(prob.T, prob.Bn), a_plus.reshape(-1), *f_sides)
+    t_grad[0] = a_t
+    diagnostics = _t0_diagnostics(prob, kernels, plan, a_plus, a_t)
+    if one_sided:
+        _not_differentiable(one_sided, a_theta, t_grad)  # those entries become NaN, with a warning
+    drift, z0_error = _backsolve_drift(prob, sweep, zs)  # (None, None) outside backsolve mode
+    a = a_plus + g[0]
+    return AdjointResult(
+        loss=value, z0=a if prob.batched else a[0], theta=a_theta, t=t_grad, zs=zs_user, ts=prob.ts,
+        mode=prob.mode, method=prob.method, rtol=prob.rtol, atol=prob.atol,
+        stats=_solver_stats(fwd, sweep, nquadrature), z0_reconstruction_error=z0_error, backsolve_drift=drift,
+        diagnostics=diagnostics, switches=plan.switches if plan else None, one_sided=one_sided,
+        trajectory=_trajectory(prob, sweep, g, fwd.dense) if keep_adjoint else None,
+    )
+
+
+@dataclass
+class _Problem:
+    """A validated call of :func:`adjoint_gradients`, with the sizes and tolerances derived from it."""
+
+    fld: object  # AbstractVectorField
+    z0_2d: np.ndarray  # (B, n)
+    batched: bool
+    ts: np.ndarray  # (T,)
+    theta: np.ndarray  # (p,)
+    loss: object
+    mode: str
+    method: str
+    rtol: float
+    atol: object  # float or (n,)
+    max_steps: int
+
+    def __post_init__(self):
+        self.n, self.p = self.fld.n_states, self.fld.n_params
+        self.B = self.z0_2d.shape[0]
+        self.Bn = self.B * self.n
+        self.T = len(self.ts)
+        self.atol_z = self.atol if np.ndim(self.atol) == 0 else np.tile(self.atol, self.B)  # of z, (B n,)
+        self.atol_a = float(np.min(self.atol))  # of a, a_theta and a_t
+
+
+def _validated(system, z0, ts, theta, loss, *, mode, method, rtol, atol, max_steps, keep_adjoint):
+    """Every argument checked (the package's own errors), as a :class:`_Problem`."""
     fld, z0_2d, batched, ts, theta = check_problem(system, z0, ts, theta)
-    n, p = fld.n_states, fld.n_params
     if loss is None:
         from .errors import InvalidTypeError
 
         raise InvalidTypeError("loss is required: a callable loss(zs) -> float written with autograd.numpy")
     mode = check_mode(mode)
     method = check_method(method)
-    rtol, atol = check_tolerances(rtol, atol, n)
+    rtol, atol = check_tolerances(rtol, atol, fld.n_states)
     max_steps = check_positive_int(max_steps, "max_steps")
-    B = z0_2d.shape[0]
-    Bn = B * n
-    T = len(ts)
-    atol_z = atol if np.ndim(atol) == 0 else np.tile(atol, B)
-    atol_a = float(np.min(atol))
-    stats = SolverStats()
+    prob = _Problem(fld, z0_2d, batched, ts, theta, loss, mode, method, rtol, atol, max_steps)
+    if keep_adjoint and fld.state_conditions is not None:
+        from .errors import InvalidArgumentError
 
-    if fld.state_conditions is not None:  # switches in the state: events located during the solve
-        if keep_adjoint:
-            from .errors import InvalidArgumentError
+        raise InvalidArgumentError(
+            "keep_adjoint=True is not available yet for a system with switches in the state (events: "
+            + "; ".join(str(d) for d in fld.discontinuities if d.in_state)
+            + "); call adjoint_gradients without it"
+        )
+    return prob
 
-            raise InvalidArgumentError(
-                "keep_adjoint=True is not available yet for a system with switches in the state (events: "
-                + "; ".join(str(d) for d in fld.discontinuities if d.in_state)
-                + "); call adjoint_gradients without it"
-            )
-        return _event_gradients(fld, z0_2d, batched, ts, theta, loss, mode=mode, method=method, rtol=rtol,
-                                atol=atol, max_steps=max_steps)
-    kernels = fld.solver_kernels(theta, B)
-    # switches in t (heaviside(t - s), ...): both solves stop there and the jump terms are added
-    switches = fld.switch_times(theta, ts[0], ts[-1]) if fld.discontinuities else None
-    plan = _SwitchPlan(ts, switches) if switches is not None and len(switches) else None
 
-    # ---------------------------------------------------------------- forward
-    implicit = method in IMPLICIT_METHODS
+def _forward_solve(prob, kernels, plan, *, dense):
+    """z from z0 over ts, stopped at every switch time in t.
+
+    Returns
+    -------
+    fwd : SpanResult
+        Counts, and with ``dense`` the dense output z(t) (``fwd.dense``).
+    z_nodes : ndarray, shape (nodes, B n)
+        z at the observation times, and at the switch times when there are
+        any (at ``plan.nodes``).
+    zs : ndarray, shape (T, B, n)
+        z at the observation times.
+    """
+    ts = prob.ts
+    implicit = prob.method in IMPLICIT_METHODS
     fwd = (integrate_segments if plan else _span)(
         kernels.f,
         float(ts[0]),
         float(ts[-1]),
-        z0_2d.reshape(-1),
+        prob.z0_2d.reshape(-1),
         plan.inner if plan else (),
-        method=method,
-        rtol=rtol,
-        atol=atol_z,
-        jac=forward_jacobian(fld, theta, B, n, method) if implicit else None,
+        method=prob.method,
+        rtol=prob.rtol,
+        atol=prob.atol_z,
+        jac=forward_jacobian(prob.fld, prob.theta, prob.B, prob.n, prob.method) if implicit else None,
         t_out=plan.nodes if plan else ts,
-        dense=(mode != "backsolve" or keep_adjoint),
-        max_steps=max_steps,
+        dense=dense,
+        max_steps=prob.max_steps,
         what="forward solve",
         inplace=True,
     )
-    stats.nfev_forward, stats.njev_forward, stats.nlu = fwd.nfev, fwd.njev, fwd.nlu
-    stats.nsteps_forward = fwd.nsteps
-    z_nodes = fwd.y_at  # (nodes, B n): at ts, and at the switch times when there are any
-    zs = (z_nodes[plan.obs] if plan else z_nodes).reshape(T, B, n)
+    z_nodes = fwd.y_at
+    zs = (z_nodes[plan.obs] if plan else z_nodes).reshape(prob.T, prob.B, prob.n)
+    return fwd, z_nodes, zs
 
-    # ---------------------------------------------------------------- loss and its jumps
-    zs_user = zs if batched else zs[:, 0, :]
-    value, g = loss_and_jumps(loss, zs_user.copy())
-    g = g.reshape(T, B, n)
 
-    # ---------------------------------------------------------------- backward
-    fun_backward, jac_backward, size, groups, atol_b = _backward_system(
-        mode, fld, kernels, theta, B, method, None if mode == "backsolve" else fwd.dense, atol_z, atol_a
+def _loss_and_its_jumps(prob, zs):
+    """The loss at the forward states and its jumps g_i = dL/dz(t_i), the direct partial derivatives.
+
+    Returns
+    -------
+    value : float
+    zs_user : ndarray, shape (T, n), or (T, B, n) for a batch
+        The states as the loss saw them.
+    g : ndarray, shape (T, B, n)
+    """
+    zs_user = zs if prob.batched else zs[:, 0, :]
+    value, g = loss_and_jumps(prob.loss, zs_user.copy())
+    return value, zs_user, g.reshape(prob.T, prob.B, prob.n)
+
+
+def _observation_time_jumps(prob, kernels, plan, z_nodes, zs, g):
+    """dL/dt_i at the observation times, and the jumps of a_t there.
+
+    Returns
+    -------
+    t_grad : ndarray, shape (T,)
+        dL/dt_i = g_i . f(z(t_i), t_i) for i >= 1; ``t_grad[0]`` is 0 (dL/dt_0 comes last).
+    t_jump : ndarray, shape (T,)
+        The jump -t_jump[i] of a_t at t_i: ``t_grad`` itself, except g_i . f_b
+        where a jump of f falls on t_i (f_b: f before it in integration order).
+    f_sides : (ndarray, ndarray), each shape (k, B n), or None
+        f just before and just after each of the k switch times (None without switches).
+    """
+    t_grad = np.zeros(prob.T)
+    t_grad[1:] = _observation_time_gradients(prob.fld, prob.theta, zs[1:], prob.ts[1:], g[1:])
+    if not plan:
+        return t_grad, t_grad, None
+    f_before, f_after = plan.one_sided_f(kernels.f, z_nodes, prob.Bn)
+    t_jump = plan.observation_jumps(t_grad, g.reshape(prob.T, prob.Bn), f_before)
+    return t_grad, t_jump, (f_before, f_after)
+
+
+@dataclass
+class _Sweep:
+    """The backward sweep of one mode; y is its backward state (:mod:`odeverify._adjoint_backward`)."""
+
+    Y_end: np.ndarray  # (T - 1, size): y at the end of each observation interval, backward order
+    stats: dict  # nfev, njev, nlu, nsteps
+    dense: object  # dense output of y over ts[-1] -> ts[0], or None
+    Y_nodes: np.ndarray | None  # (nodes - 1, size): y at the end of every piece between nodes (with switches)
+    size: int
+    a_off: int  # where a starts in y
+
+    def a_at_t0(self, B, n):
+        """a(t_0^+), the adjoint at t_0 before the jump g_0, shape (B, n)."""
+        return self.Y_end[-1][self.a_off : self.a_off + B * n].reshape(B, n).copy()
+
+
+def _backward_sweep(prob, kernels, plan, z_dense, z_nodes, zs, g, t_jump, *, dense):
+    """One sweep of the mode's backward system over ts[T-1] -> ... -> ts[0], stopped at every switch time.
+
+    ``z_dense`` is the forward dense output (not used in backsolve mode,
+    which restarts z from ``zs``, or from ``z_nodes`` with switches). With
+    ``dense`` the sweep keeps its dense output. Returns a :class:`_Sweep`.
+    """
+    mode, ts, T = prob.mode, prob.ts, prob.T
+    fun, jac, size, groups, atol_b = _backward_system(
+        mode, prob.fld, kernels, prob.theta, prob.B, prob.method, None if mode == "backsolve" else z_dense,
+        prob.atol_z, prob.atol_a,
     )
-
-    # One sweep over the intervals ts[T-1] -> ... -> ts[0]. Interval k (from ts[i], i = T-1-k) starts
-    # from its predecessor's end plus the jumps at ts[i]: a += g_i and a_t -= dL/dt_i, with
-    # dL/dt_i = g_i . f(z(t_i), t_i); in backsolve mode z restarts from the forward state zs[i].
-    t_grad = np.zeros(T)
-    t_grad[1:] = _observation_time_gradients(fld, theta, zs[1:], ts[1:], g[1:])
-    if plan:  # f on both sides of every jump; at an observation time on a jump, a_t jumps with f before it
-        f_before, f_after = plan.one_sided_f(kernels.f, z_nodes, Bn)
-        t_jump = plan.observation_jumps(t_grad, g.reshape(T, Bn), f_before)
+    a_off = prob.Bn if mode == "backsolve" else 0  # where a starts in y
+    keep, add = _interval_starts(prob, size, a_off, zs, g, t_jump)
+    options = dict(method=prob.method, rtol=prob.rtol, atol=atol_b, jac=jac, max_steps=prob.max_steps,
+                   groups=groups, dense=dense)
+    if plan:
+        Y_end, stats, y_dense, Y_nodes = plan.backward_sweep(
+            fun, keep, add, z_nodes if mode == "backsolve" else None, **options
+        )
     else:
-        t_jump = t_grad
+        out = integrate_intervals(
+            fun, ts[::-1], keep, add,
+            what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
+            **options,
+        )
+        Y_end, stats, y_dense, Y_nodes = out[0], out[1], (out[2] if dense else None), None
+    return _Sweep(Y_end, stats, y_dense, Y_nodes, size, a_off)
+
+
+def _interval_starts(prob, size, a_off, zs, g, t_jump):
+    """What each backward interval starts from: ``keep * y_end(k - 1) + add[k]``.
+
+    Interval k (from ts[i], i = T-1-k) starts from its predecessor's end plus
+    the jumps at ts[i]: a += g_i and a_t -= dL/dt_i (``t_jump[i]``); in
+    backsolve mode z restarts from the forward state zs[i].
+
+    Returns
+    -------
+    keep : ndarray, shape (size,)
+    add : ndarray, shape (T - 1, size)
+    """
+    T, Bn = prob.T, prob.Bn
     rows = np.arange(T - 1, 0, -1)  # i of interval k
-    a_off = Bn if mode == "backsolve" else 0  # where a starts in y
     keep = np.ones(size)
     add = np.zeros((T - 1, size))
     add[:, a_off : a_off + Bn] = g[rows].reshape(T - 1, Bn)
-    if mode != "quadrature":
+    if prob.mode != "quadrature":
         add[:, -1] = -t_jump[rows]
-    if mode == "backsolve":
+    if prob.mode == "backsolve":
         keep[:Bn] = 0.0
         add[:, :Bn] = zs[rows].reshape(T - 1, Bn)
-    sweep_options = dict(
-        method=method, rtol=rtol, atol=atol_b, jac=jac_backward, max_steps=max_steps, groups=groups,
-        dense=(mode == "quadrature" or keep_adjoint),
-    )
-    if plan:
-        swept = plan.backward_sweep(fun_backward, keep, add, z_nodes if mode == "backsolve" else None, **sweep_options)
-    else:
-        swept = integrate_intervals(
-            fun_backward,
-            ts[::-1],
-            keep,
-            add,
-            what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
-            **sweep_options,
+    return keep, add
+
+
+def _parameter_and_time_adjoints(prob, sweep, z_dense, t_jump):
+    """a_theta(t_0) and a_t(t_0), before the jump terms of switch times.
+
+    From the end of the sweep, or in quadrature mode from the integrals along
+    it (with the jumps of a_t at t_1 .. t_N).
+
+    Returns
+    -------
+    a_theta : ndarray, shape (p,)
+    a_t : float
+    nquadrature : int
+        Quadrature nodes per sample (0 outside quadrature mode).
+    """
+    if prob.mode == "quadrature":
+        a_theta, a_t, nquadrature = _parameter_and_time_integrals(
+            prob.fld, prob.theta, z_dense, sweep.dense, prob.method, prob.B, prob.n
         )
-    Y_end, bstats = swept[:2]
-    stats.nfev_backward += bstats["nfev"]
-    stats.njev_backward += bstats["njev"]
-    stats.nlu += bstats["nlu"]
-    stats.nsteps_backward += bstats["nsteps"]
-    stats.backward_state_size = size
-    y = Y_end[-1]  # at t0, before the jump g_0
-    a_plus = y[a_off : a_off + Bn].reshape(B, n).copy()
-    a = a_plus + g[0]
-    if mode == "quadrature":
-        a_theta, a_t, stats.nquadrature = _parameter_and_time_integrals(fld, theta, fwd.dense, swept[2], method, B, n)
         a_t -= float(np.sum(t_jump[1:]))  # the jumps of a_t at t_1 .. t_N
-    else:
-        a_theta = y[a_off + Bn : a_off + Bn + p].copy()
-        a_t = float(y[-1])
-    drift = z0_rec = None
-    if mode == "backsolve":
-        # drift[i - 1]: at ts[i - 1], the end of the interval from ts[i]
-        drift = np.max(np.abs(Y_end[:, :Bn] - zs[rows - 1].reshape(T - 1, Bn)), axis=1)[::-1].copy()
-        z0_rec = y[:Bn].reshape(B, n)
-    one_sided = {}
-    if plan:  # the jump terms at the switch times, with a there (from the sweep)
-        a_theta, a_t, one_sided = plan.add_jump_terms(
-            a_theta, a_t, t_grad, swept[3], a_off, Bn, g.reshape(T, Bn), a_plus.reshape(-1), f_before, f_after
-        )
-    t_grad[0] = a_t
-    f0 = np.empty(Bn)
+        return a_theta, a_t, nquadrature
+    y = sweep.Y_end[-1]  # at t0, before the jump g_0
+    start = sweep.a_off + prob.Bn
+    return y[start : start + prob.p].copy(), float(y[-1]), 0
+
+
+def _t0_diagnostics(prob, kernels, plan, a_plus, a_t):
+    """dL/dt_0 two ways: the integrated ``a_t`` and the identity -a(t_0^+) . f(z_0, t_0); their distance."""
+    f0 = np.empty(prob.Bn)
     # f(z0, t0) on the first segment's branch (a switch at t0 itself does not act on the solve)
-    kernels.f(plan.first_time if plan else float(ts[0]), z0_2d.reshape(-1), f0)
+    kernels.f(plan.first_time if plan else float(prob.ts[0]), prob.z0_2d.reshape(-1), f0)
     t0_identity = -float(np.dot(a_plus.reshape(-1), f0))
-    diagnostics = {
+    return {
         "t0_via_a_t": a_t,
         "t0_via_identity": t0_identity,
         "t0_discrepancy": abs(a_t - t0_identity),
     }
-    if one_sided:
-        for name in one_sided:
-            if name.startswith("theta["):
-                a_theta[int(name[6:-1])] = np.nan
-            else:
-                t_grad[int(name[2:-1])] = np.nan
-        warnings.warn(
-            "the loss is not differentiable at this point: a jump of f falls on an observation time, so "
-            + "; ".join(f"dL/d{name} is NaN (one-sided: {lr[0]!r} as it decreases, {lr[1]!r} as it increases)"
-                        for name, lr in one_sided.items())
-            + "; see .one_sided of the result",
-            NonDifferentiableWarning,
-            stacklevel=2,
-        )
-    rec_err = None
-    if mode == "backsolve":
-        rec_err = float(np.max(np.abs(z0_rec - z0_2d)))
-        scale = float(np.max(atol_z + rtol * np.abs(z0_2d.reshape(-1))))
-        if rec_err > 1e3 * scale:
-            warnings.warn(
-                f"backsolve reconstructed z(t0) {rec_err:.3g} away from z0 (over 1000 times the tolerance "
-                f"{scale:.1e}); the backward solve of z is unstable and the gradients may be inaccurate: "
-                "use mode='interpolated'",
-                BacksolveDriftWarning,
-                stacklevel=2,
-            )
-    trajectory = None
-    if keep_adjoint:
-        trajectory = AdjointTrajectory(ts, swept[2], a_off, _before_jumps(Y_end, a_off, B, n), g, fwd.dense, batched)
-    return AdjointResult(
-        loss=value,
-        z0=a if batched else a[0],
-        theta=a_theta,
-        t=t_grad,
-        zs=zs_user,
-        ts=ts,
-        mode=mode,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        stats=stats,
-        z0_reconstruction_error=rec_err,
-        backsolve_drift=drift,
-        diagnostics=diagnostics,
-        switches=switches if plan else None,
-        one_sided=one_sided,
-        trajectory=trajectory,
+
+
+def _not_differentiable(one_sided, a_theta, t_grad):
+    """Set the entries named in ``one_sided`` to NaN (in place) and warn with both one-sided values."""
+    for name in one_sided:
+        if name.startswith("theta["):
+            a_theta[int(name[6:-1])] = np.nan
+        else:
+            t_grad[int(name[2:-1])] = np.nan
+    warnings.warn(
+        "the loss is not differentiable at this point: a jump of f falls on an observation time, so "
+        + "; ".join(f"dL/d{name} is NaN (one-sided: {lr[0]!r} as it decreases, {lr[1]!r} as it increases)"
+                    for name, lr in one_sided.items())
+        + "; see .one_sided of the result",
+        NonDifferentiableWarning,
+        stacklevel=3,  # the caller of adjoint_gradients
     )
+
+
+def _backsolve_drift(prob, sweep, zs):
+    """Backsolve mode: how far the backwards-reconstructed z drifted from the forward one.
+
+    Warns (:class:`BacksolveDriftWarning`) when z(t_0) is reconstructed over
+    1000 times the tolerance away from z0.
+
+    Returns
+    -------
+    drift : ndarray, shape (T - 1,), or None outside backsolve mode
+        drift[i - 1]: at ts[i - 1], the end of the interval from ts[i].
+    z0_error : float or None
+        Max-norm distance of the reconstructed z(t_0) from z0.
+    """
+    if prob.mode != "backsolve":
+        return None, None
+    T, B, n, Bn = prob.T, prob.B, prob.n, prob.Bn
+    rows = np.arange(T - 1, 0, -1)  # i of interval k
+    drift = np.max(np.abs(sweep.Y_end[:, :Bn] - zs[rows - 1].reshape(T - 1, Bn)), axis=1)[::-1].copy()
+    z0_rec = sweep.Y_end[-1][:Bn].reshape(B, n)
+    z0_error = float(np.max(np.abs(z0_rec - prob.z0_2d)))
+    scale = float(np.max(prob.atol_z + prob.rtol * np.abs(prob.z0_2d.reshape(-1))))
+    if z0_error > 1e3 * scale:
+        warnings.warn(
+            f"backsolve reconstructed z(t0) {z0_error:.3g} away from z0 (over 1000 times the tolerance "
+            f"{scale:.1e}); the backward solve of z is unstable and the gradients may be inaccurate: "
+            "use mode='interpolated'",
+            BacksolveDriftWarning,
+            stacklevel=3,  # the caller of adjoint_gradients
+        )
+    return drift, z0_error
+
+
+def _solver_stats(fwd, sweep, nquadrature):
+    """The work of both solves as :class:`SolverStats`."""
+    stats = SolverStats(nfev_forward=fwd.nfev, njev_forward=fwd.njev, nlu=fwd.nlu, nsteps_forward=fwd.nsteps)
+    stats.nfev_backward += sweep.stats["nfev"]
+    stats.njev_backward += sweep.stats["njev"]
+    stats.nlu += sweep.stats["nlu"]
+    stats.nsteps_backward += sweep.stats["nsteps"]
+    stats.backward_state_size = sweep.size
+    stats.nquadrature = nquadrature
+    return stats
+
+
+def _trajectory(prob, sweep, g, z_dense):
+    """``keep_adjoint=True``: a(t) and z(t) from the dense outputs of both solves, as :class:`AdjointTrajectory`."""
+    a_before = _before_jumps(sweep.Y_end, sweep.a_off, prob.B, prob.n)
+    return AdjointTrajectory(prob.ts, sweep.dense, sweep.a_off, a_before, g, z_dense, prob.batched)
 
 
 def _before_jumps(Y_end, a_off, B, n):

@@ -14,6 +14,12 @@ import numpy as np
 from ._integrate import branch_margin, integrate_intervals, integrate_span, join_dense, on_branch, switch_segments
 
 
+def _switch_plan(fld, theta, ts):
+    """The :class:`_SwitchPlan` of the switch times in t between ``ts[0]`` and ``ts[-1]``; None without any."""
+    switches = fld.switch_times(theta, ts[0], ts[-1]) if fld.discontinuities else None
+    return _SwitchPlan(ts, switches) if switches is not None and len(switches) else None
+
+
 class _SwitchPlan:
     """The switch times of one adjoint solve among its observation times, and the jump terms there.
 
