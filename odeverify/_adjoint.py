@@ -1,4 +1,11 @@
-"""adjoint_gradients: dL/dz0, dL/dtheta and dL/dt_i by the continuous adjoint method."""
+"""adjoint_gradients: dL/dz0, dL/dtheta and dL/dt_i by the continuous adjoint method.
+
+The algorithm is here, as named steps; its parts live below it, one module each:
+``_adjoint_result`` (AdjointResult, AdjointTrajectory, SolverStats, BacksolveDriftWarning),
+``_adjoint_backward`` (the backward system of each mode, its Jacobian), ``_adjoint_quadrature``
+(quadrature mode's parameter integrals), ``_adjoint_switches`` (switches in t) and ``_adjoint_events``
+(state events, its own sweep). Every name once defined here is still importable from here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._adjoint_backward import (  # noqa: F401 (_backsolve_jacobian, _interpolated_jacobian: re-exported)
+from ._adjoint_backward import (  # noqa: F401 (the Jacobians: re-exported)
     _backsolve_jacobian,
     _backward_system,
     _interpolated_jacobian,
@@ -22,7 +29,7 @@ from ._adjoint_quadrature import (  # noqa: F401 (METHOD_ORDERS, QUADRATURE_CHUN
     gauss_legendre_nodes,
 )
 from ._adjoint_result import AdjointResult, AdjointTrajectory, BacksolveDriftWarning, SolverStats
-from ._adjoint_switches import _clamp_range, _span, _switch_plan, _SwitchPlan  # noqa: F401 (re-exported)
+from ._adjoint_switches import _clamp_range, _span, _switch_plan, _SwitchPlan  # noqa: F401 (_clamp_range, _SwitchPlan: re-exported)
 from ._integrate import (
     DEFAULT_MAX_STEPS,
     forward_jacobian,
