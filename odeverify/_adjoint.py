@@ -1,24 +1,40 @@
-"""adjoint_gradients: dL/dz0, dL/dtheta and dL/dt_i by the continuous adjoint method."""
+"""adjoint_gradients: dL/dz0, dL/dtheta and dL/dt_i by the continuous adjoint method.
+
+The algorithm is here, as named steps; its parts live below it, one module each:
+``_adjoint_result`` (AdjointResult, AdjointTrajectory, SolverStats, BacksolveDriftWarning),
+``_adjoint_backward`` (the backward system of each mode, its Jacobian), ``_adjoint_quadrature``
+(quadrature mode's parameter integrals), ``_adjoint_switches`` (switches in t) and ``_adjoint_events``
+(state events, its own sweep). Every name once defined here is still importable from here.
+"""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ._adjoint_backward import (  # noqa: F401 (the Jacobians: re-exported)
+    _backsolve_jacobian,
+    _backward_system,
+    _interpolated_jacobian,
+    _observation_time_gradients,
+    _quadrature_jacobian,
+)
+from ._adjoint_events import _event_gradients
+from ._adjoint_quadrature import (  # noqa: F401 (METHOD_ORDERS, QUADRATURE_CHUNK, gauss_legendre_nodes: re-exported)
+    METHOD_ORDERS,
+    QUADRATURE_CHUNK,
+    _parameter_and_time_integrals,
+    gauss_legendre_nodes,
+)
+from ._adjoint_result import AdjointResult, AdjointTrajectory, BacksolveDriftWarning, SolverStats
+from ._adjoint_switches import _clamp_range, _span, _switch_plan, _SwitchPlan  # noqa: F401 (_clamp_range, _SwitchPlan: re-exported)
 from ._integrate import (
     DEFAULT_MAX_STEPS,
-    BlockJacobian,
-    branch_margin,
-    check_event_problem,
     forward_jacobian,
     integrate_intervals,
     integrate_segments,
-    integrate_span,
-    join_dense,
-    on_branch,
-    switch_segments,
 )
 from ._loss import loss_and_jumps
 from ._validate import (
@@ -29,182 +45,9 @@ from ._validate import (
     check_problem,
     check_tolerances,
 )
-from ._display import fmt
-from .errors import NonDifferentiableWarning, OdeverifyWarning
+from .errors import NonDifferentiableWarning
 
 __all__ = ["adjoint_gradients", "AdjointResult", "AdjointTrajectory", "SolverStats", "BacksolveDriftWarning"]
-
-
-class BacksolveDriftWarning(OdeverifyWarning):
-    """The backward reconstruction of z in backsolve mode drifted from the forward solution."""
-
-
-@dataclass
-class SolverStats:
-    """Work done by the forward and backward solves."""
-
-    nfev_forward: int = 0
-    nfev_backward: int = 0
-    njev_forward: int = 0
-    njev_backward: int = 0
-    nlu: int = 0
-    nsteps_forward: int = 0
-    nsteps_backward: int = 0
-    #: components of the backward state: 2 B n + p + 1 (backsolve), B n + p + 1 (interpolated), B n (quadrature)
-    backward_state_size: int = 0
-    #: quadrature nodes at which a^T df/dtheta and a^T df/dt were evaluated (quadrature mode), per sample
-    nquadrature: int = 0
-
-    def __repr__(self):
-        return f"<SolverStats {self}>"
-
-    def __str__(self):
-        return (
-            f"forward: {self.nsteps_forward} steps, {self.nfev_forward} f-evaluations; "
-            f"backward: {self.nsteps_backward} steps, {self.nfev_backward} evaluations"
-            + (f"; {self.njev_forward + self.njev_backward} Jacobians, {self.nlu} LU" if self.nlu else "")
-        )
-
-
-@dataclass
-class AdjointResult:
-    """Loss and gradients from :func:`adjoint_gradients`.
-
-    Attributes
-    ----------
-    loss : float
-        L(z(t_0), ..., z(t_N)).
-    z0 : ndarray, shape (n,) or (B, n)
-        dL/dz(t_0).
-    theta : ndarray, shape (p,)
-        dL/dtheta.
-    t : ndarray, shape (T,)
-        dL/dt_i for every entry of ``ts``; ``t[0]`` is dL/dt_0.
-    zs : ndarray, shape (T, n) or (T, B, n)
-        The forward states at ``ts``.
-    ts : ndarray, shape (T,)
-    mode, method : str
-    rtol : float
-    atol : float or ndarray
-    stats : SolverStats
-    z0_reconstruction_error : float or None
-        Backsolve mode: max-norm distance between the backwards-reconstructed
-        z(t_0) and the given z0. None in interpolated mode.
-    backsolve_drift : ndarray, shape (T - 1,) or None
-        Backsolve mode: for each interval [t_{i-1}, t_i], the max-norm
-        distance between z(t_{i-1}) reconstructed backwards from z(t_i) and
-        the forward solution (each interval restarts from the forward state).
-    diagnostics : dict
-        ``t0_via_a_t`` (the integrated a_t, reported as ``t[0]``),
-        ``t0_via_identity`` (``-a(t_0^+) . f(z_0, t_0)``, equal in exact
-        arithmetic) and ``t0_discrepancy``, their distance.
-    switches : SwitchTimes or None
-        The switch times in t the solves stopped at (None without any).
-    events : tuple of Event
-        The crossings of state conditions (``heaviside(c - x)``) the forward
-        solve located, in integration order, with their saltation data
-        (:class:`odeverify._switches.Event`: time, state, f on both sides,
-        dg/dz, dg/dt, dg/dtheta, ``saltation``, ``dtau_dtheta``,
-        ``propagate`` for forward sensitivities); () without any.
-    one_sided : dict
-        Where a jump of f falls on an observation time the loss is not
-        differentiable in the switch's parameters and in that time: those
-        entries are NaN and this maps their names (``"theta[1]"``, ``"t[2]"``)
-        to ``(left, right)``, the one-sided derivatives as the entry
-        decreases and increases.
-    trajectory : AdjointTrajectory or None
-        With ``keep_adjoint=True``: a(t) and z(t) anywhere in the span
-        (:meth:`adjoint`, :meth:`state`).
-    """
-
-    loss: float
-    z0: np.ndarray
-    theta: np.ndarray
-    t: np.ndarray
-    zs: np.ndarray
-    ts: np.ndarray
-    mode: str
-    method: str
-    rtol: float
-    atol: object
-    stats: SolverStats
-    z0_reconstruction_error: float | None = None
-    backsolve_drift: np.ndarray | None = None
-    diagnostics: dict = field(default_factory=dict)
-    switches: object = None
-    events: tuple = ()
-    one_sided: dict = field(default_factory=dict)
-    trajectory: AdjointTrajectory | None = field(default=None, repr=False)
-
-    def adjoint(self, t, *, include_jump=True):
-        """The adjoint a(t) = dL/dz(t) at time(s) ``t`` (needs ``keep_adjoint=True``).
-
-        Parameters
-        ----------
-        t : float or array_like
-            Times between the first and the last of ``ts``.
-        include_jump : bool
-            At an observation time t_i: True (default) gives a *with* the
-            jump g_i = dL/dz(t_i) added, the total derivative of L with
-            respect to z(t_i) (so ``adjoint(ts[0])`` equals ``.z0``); for
-            increasing ``ts`` a is then left-continuous. False gives the value
-            before the jump (the limit from the later times' side). Elsewhere
-            it makes no difference.
-
-        Returns
-        -------
-        ndarray, shape ``np.shape(t) + (n,)``, or ``np.shape(t) + (B, n)`` for a batch
-        """
-        return self._kept("adjoint").adjoint(t, include_jump)
-
-    def state(self, t):
-        """The forward state z(t) at time(s) ``t`` (needs ``keep_adjoint=True``); shapes as :meth:`adjoint`."""
-        return self._kept("state").state(t)
-
-    def plot(self, *, ax=None, names=None):
-        """States over time and the adjoint a(t) with its jumps (needs ``keep_adjoint=True``).
-
-        See :func:`odeverify.plotting.plot_adjoint`; returns the matplotlib Figure.
-        """
-        from .plotting import plot_adjoint
-
-        return plot_adjoint(self, ax=ax, names=names)
-
-    def _kept(self, what):
-        if self.trajectory is None:
-            from .errors import InvalidArgumentError
-
-            raise InvalidArgumentError(
-                f"this AdjointResult kept no trajectory, so {what}(t) is not available; compute it with "
-                "adjoint_gradients(..., keep_adjoint=True)"
-            )
-        return self.trajectory
-
-    def __repr__(self):
-        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in self.as_dict().items())
-        return (f"<AdjointResult loss {fmt(self.loss, '.6g')}: gradients {shapes}; {self.mode}, {self.method}, "
-                f"rtol {self.rtol:g}>")
-
-    def as_dict(self):
-        """The gradients as a mapping with keys ``"z0"``, ``"theta"``, ``"t"``."""
-        return {"z0": self.z0, "theta": self.theta, "t": self.t}
-
-    def to_dict(self):
-        """A JSON-serialisable dictionary."""
-        return {
-            "loss": self.loss,
-            "z0": np.asarray(self.z0).tolist(),
-            "theta": np.asarray(self.theta).tolist(),
-            "t": np.asarray(self.t).tolist(),
-            "ts": np.asarray(self.ts).tolist(),
-            "mode": self.mode,
-            "method": self.method,
-            "rtol": self.rtol,
-            "atol": np.asarray(self.atol).tolist(),
-            "stats": dict(self.stats.__dict__),
-            "z0_reconstruction_error": self.z0_reconstruction_error,
-            "diagnostics": dict(self.diagnostics),
-        }
 
 
 def adjoint_gradients(
@@ -335,249 +178,335 @@ def adjoint_gradients(
     >>> bool(np.isclose(res.theta[0], 2 * np.e, rtol=1e-8))  # d/da of e^(2a) at a = 1/2
     True
     """
+    prob = _validated(system, z0, ts, theta, loss, mode=mode, method=method, rtol=rtol, atol=atol,
+                      max_steps=max_steps, keep_adjoint=keep_adjoint)
+    if prob.fld.state_conditions is not None:  # switches in the state: events located during the solve
+        return _event_gradients(prob.fld, prob.z0_2d, prob.batched, prob.ts, prob.theta, prob.loss, mode=prob.mode,
+                                method=prob.method, rtol=prob.rtol, atol=prob.atol, max_steps=prob.max_steps)
+    kernels = prob.fld.solver_kernels(prob.theta, prob.B)
+    plan = _switch_plan(prob.fld, prob.theta, prob.ts)  # switches in t: both solves stop there (None without)
+
+    fwd, z_nodes, zs = _forward_solve(prob, kernels, plan, dense=(prob.mode != "backsolve" or keep_adjoint))
+    value, zs_user, g = _loss_and_its_jumps(prob, zs)
+    t_grad, t_jump, f_sides = _observation_time_jumps(prob, kernels, plan, z_nodes, zs, g)
+    sweep = _backward_sweep(prob, kernels, plan, fwd.dense, z_nodes, zs, g, t_jump,
+                            dense=(prob.mode == "quadrature" or keep_adjoint))
+
+    a_plus = sweep.a_at_t0(prob.B, prob.n)  # a(t_0^+), before the jump g_0
+    a_theta, a_t, nquadrature = _parameter_and_time_adjoints(prob, sweep, fwd.dense, t_jump)
+    one_sided = {}
+    if plan:  # the jump terms at the switch times, with a there (from the sweep)
+        a_theta, a_t, one_sided = plan.add_jump_terms(a_theta, a_t, t_grad, sweep.Y_nodes, sweep.a_off, prob.Bn,
+                                                      g.reshape(prob.T, prob.Bn), a_plus.reshape(-1), *f_sides)
+    t_grad[0] = a_t
+    diagnostics = _t0_diagnostics(prob, kernels, plan, a_plus, a_t)
+    if one_sided:
+        _not_differentiable(one_sided, a_theta, t_grad)  # those entries become NaN, with a warning
+    drift, z0_error = _backsolve_drift(prob, sweep, zs)  # (None, None) outside backsolve mode
+    a = a_plus + g[0]
+    return AdjointResult(
+        loss=value, z0=a if prob.batched else a[0], theta=a_theta, t=t_grad, zs=zs_user, ts=prob.ts,
+        mode=prob.mode, method=prob.method, rtol=prob.rtol, atol=prob.atol,
+        stats=_solver_stats(fwd, sweep, nquadrature), z0_reconstruction_error=z0_error, backsolve_drift=drift,
+        diagnostics=diagnostics, switches=plan.switches if plan else None, one_sided=one_sided,
+        trajectory=_trajectory(prob, sweep, g, fwd.dense) if keep_adjoint else None,
+    )
+
+
+@dataclass
+class _Problem:
+    """A validated call of :func:`adjoint_gradients`, with the sizes and tolerances derived from it."""
+
+    fld: object  # AbstractVectorField
+    z0_2d: np.ndarray  # (B, n)
+    batched: bool
+    ts: np.ndarray  # (T,)
+    theta: np.ndarray  # (p,)
+    loss: object
+    mode: str
+    method: str
+    rtol: float
+    atol: object  # float or (n,)
+    max_steps: int
+
+    def __post_init__(self):
+        self.n, self.p = self.fld.n_states, self.fld.n_params
+        self.B = self.z0_2d.shape[0]
+        self.Bn = self.B * self.n
+        self.T = len(self.ts)
+        self.atol_z = self.atol if np.ndim(self.atol) == 0 else np.tile(self.atol, self.B)  # of z, (B n,)
+        self.atol_a = float(np.min(self.atol))  # of a, a_theta and a_t
+
+
+def _validated(system, z0, ts, theta, loss, *, mode, method, rtol, atol, max_steps, keep_adjoint):
+    """Every argument checked (the package's own errors), as a :class:`_Problem`."""
     fld, z0_2d, batched, ts, theta = check_problem(system, z0, ts, theta)
-    n, p = fld.n_states, fld.n_params
     if loss is None:
         from .errors import InvalidTypeError
 
         raise InvalidTypeError("loss is required: a callable loss(zs) -> float written with autograd.numpy")
     mode = check_mode(mode)
     method = check_method(method)
-    rtol, atol = check_tolerances(rtol, atol, n)
+    rtol, atol = check_tolerances(rtol, atol, fld.n_states)
     max_steps = check_positive_int(max_steps, "max_steps")
-    B = z0_2d.shape[0]
-    Bn = B * n
-    T = len(ts)
-    atol_z = atol if np.ndim(atol) == 0 else np.tile(atol, B)
-    atol_a = float(np.min(atol))
-    stats = SolverStats()
+    prob = _Problem(fld, z0_2d, batched, ts, theta, loss, mode, method, rtol, atol, max_steps)
+    if keep_adjoint and fld.state_conditions is not None:
+        from .errors import InvalidArgumentError
 
-    if fld.state_conditions is not None:  # switches in the state: events located during the solve
-        if keep_adjoint:
-            from .errors import InvalidArgumentError
+        raise InvalidArgumentError(
+            "keep_adjoint=True is not available yet for a system with switches in the state (events: "
+            + "; ".join(str(d) for d in fld.discontinuities if d.in_state)
+            + "); call adjoint_gradients without it"
+        )
+    return prob
 
-            raise InvalidArgumentError(
-                "keep_adjoint=True is not available yet for a system with switches in the state (events: "
-                + "; ".join(str(d) for d in fld.discontinuities if d.in_state)
-                + "); call adjoint_gradients without it"
-            )
-        return _event_gradients(fld, z0_2d, batched, ts, theta, loss, mode=mode, method=method, rtol=rtol,
-                                atol=atol, max_steps=max_steps)
-    kernels = fld.solver_kernels(theta, B)
-    # switches in t (heaviside(t - s), ...): both solves stop there and the jump terms are added
-    switches = fld.switch_times(theta, ts[0], ts[-1]) if fld.discontinuities else None
-    plan = _SwitchPlan(ts, switches) if switches is not None and len(switches) else None
 
-    # ---------------------------------------------------------------- forward
-    implicit = method in IMPLICIT_METHODS
+def _forward_solve(prob, kernels, plan, *, dense):
+    """z from z0 over ts, stopped at every switch time in t.
+
+    Returns
+    -------
+    fwd : SpanResult
+        Counts, and with ``dense`` the dense output z(t) (``fwd.dense``).
+    z_nodes : ndarray, shape (nodes, B n)
+        z at the observation times, and at the switch times when there are
+        any (at ``plan.nodes``).
+    zs : ndarray, shape (T, B, n)
+        z at the observation times.
+    """
+    ts = prob.ts
+    implicit = prob.method in IMPLICIT_METHODS
     fwd = (integrate_segments if plan else _span)(
         kernels.f,
         float(ts[0]),
         float(ts[-1]),
-        z0_2d.reshape(-1),
+        prob.z0_2d.reshape(-1),
         plan.inner if plan else (),
-        method=method,
-        rtol=rtol,
-        atol=atol_z,
-        jac=forward_jacobian(fld, theta, B, n, method) if implicit else None,
+        method=prob.method,
+        rtol=prob.rtol,
+        atol=prob.atol_z,
+        jac=forward_jacobian(prob.fld, prob.theta, prob.B, prob.n, prob.method) if implicit else None,
         t_out=plan.nodes if plan else ts,
-        dense=(mode != "backsolve" or keep_adjoint),
-        max_steps=max_steps,
+        dense=dense,
+        max_steps=prob.max_steps,
         what="forward solve",
         inplace=True,
     )
-    stats.nfev_forward, stats.njev_forward, stats.nlu = fwd.nfev, fwd.njev, fwd.nlu
-    stats.nsteps_forward = fwd.nsteps
-    z_nodes = fwd.y_at  # (nodes, B n): at ts, and at the switch times when there are any
-    zs = (z_nodes[plan.obs] if plan else z_nodes).reshape(T, B, n)
+    z_nodes = fwd.y_at
+    zs = (z_nodes[plan.obs] if plan else z_nodes).reshape(prob.T, prob.B, prob.n)
+    return fwd, z_nodes, zs
 
-    # ---------------------------------------------------------------- loss and its jumps
-    zs_user = zs if batched else zs[:, 0, :]
-    value, g = loss_and_jumps(loss, zs_user.copy())
-    g = g.reshape(T, B, n)
 
-    # ---------------------------------------------------------------- backward
-    fun_backward, jac_backward, size, groups, atol_b = _backward_system(
-        mode, fld, kernels, theta, B, method, None if mode == "backsolve" else fwd.dense, atol_z, atol_a
+def _loss_and_its_jumps(prob, zs):
+    """The loss at the forward states and its jumps g_i = dL/dz(t_i), the direct partial derivatives.
+
+    Returns
+    -------
+    value : float
+    zs_user : ndarray, shape (T, n), or (T, B, n) for a batch
+        The states as the loss saw them.
+    g : ndarray, shape (T, B, n)
+    """
+    zs_user = zs if prob.batched else zs[:, 0, :]
+    value, g = loss_and_jumps(prob.loss, zs_user.copy())
+    return value, zs_user, g.reshape(prob.T, prob.B, prob.n)
+
+
+def _observation_time_jumps(prob, kernels, plan, z_nodes, zs, g):
+    """dL/dt_i at the observation times, and the jumps of a_t there.
+
+    Returns
+    -------
+    t_grad : ndarray, shape (T,)
+        dL/dt_i = g_i . f(z(t_i), t_i) for i >= 1; ``t_grad[0]`` is 0 (dL/dt_0 comes last).
+    t_jump : ndarray, shape (T,)
+        The jump -t_jump[i] of a_t at t_i: ``t_grad`` itself, except g_i . f_b
+        where a jump of f falls on t_i (f_b: f before it in integration order).
+    f_sides : (ndarray, ndarray), each shape (k, B n), or None
+        f just before and just after each of the k switch times (None without switches).
+    """
+    t_grad = np.zeros(prob.T)
+    t_grad[1:] = _observation_time_gradients(prob.fld, prob.theta, zs[1:], prob.ts[1:], g[1:])
+    if not plan:
+        return t_grad, t_grad, None
+    f_before, f_after = plan.one_sided_f(kernels.f, z_nodes, prob.Bn)
+    t_jump = plan.observation_jumps(t_grad, g.reshape(prob.T, prob.Bn), f_before)
+    return t_grad, t_jump, (f_before, f_after)
+
+
+@dataclass
+class _Sweep:
+    """The backward sweep of one mode; y is its backward state (:mod:`odeverify._adjoint_backward`)."""
+
+    Y_end: np.ndarray  # (T - 1, size): y at the end of each observation interval, backward order
+    stats: dict  # nfev, njev, nlu, nsteps
+    dense: object  # dense output of y over ts[-1] -> ts[0], or None
+    Y_nodes: np.ndarray | None  # (nodes - 1, size): y at the end of every piece between nodes (with switches)
+    size: int
+    a_off: int  # where a starts in y
+
+    def a_at_t0(self, B, n):
+        """a(t_0^+), the adjoint at t_0 before the jump g_0, shape (B, n)."""
+        return self.Y_end[-1][self.a_off : self.a_off + B * n].reshape(B, n).copy()
+
+
+def _backward_sweep(prob, kernels, plan, z_dense, z_nodes, zs, g, t_jump, *, dense):
+    """One sweep of the mode's backward system over ts[T-1] -> ... -> ts[0], stopped at every switch time.
+
+    ``z_dense`` is the forward dense output (not used in backsolve mode,
+    which restarts z from ``zs``, or from ``z_nodes`` with switches). With
+    ``dense`` the sweep keeps its dense output. Returns a :class:`_Sweep`.
+    """
+    mode, ts, T = prob.mode, prob.ts, prob.T
+    fun, jac, size, groups, atol_b = _backward_system(
+        mode, prob.fld, kernels, prob.theta, prob.B, prob.method, None if mode == "backsolve" else z_dense,
+        prob.atol_z, prob.atol_a,
     )
-
-    # One sweep over the intervals ts[T-1] -> ... -> ts[0]. Interval k (from ts[i], i = T-1-k) starts
-    # from its predecessor's end plus the jumps at ts[i]: a += g_i and a_t -= dL/dt_i, with
-    # dL/dt_i = g_i . f(z(t_i), t_i); in backsolve mode z restarts from the forward state zs[i].
-    t_grad = np.zeros(T)
-    t_grad[1:] = _observation_time_gradients(fld, theta, zs[1:], ts[1:], g[1:])
-    if plan:  # f on both sides of every jump; at an observation time on a jump, a_t jumps with f before it
-        f_before, f_after = plan.one_sided_f(kernels.f, z_nodes, Bn)
-        t_jump = plan.observation_jumps(t_grad, g.reshape(T, Bn), f_before)
+    a_off = prob.Bn if mode == "backsolve" else 0  # where a starts in y
+    keep, add = _interval_starts(prob, size, a_off, zs, g, t_jump)
+    options = dict(method=prob.method, rtol=prob.rtol, atol=atol_b, jac=jac, max_steps=prob.max_steps,
+                   groups=groups, dense=dense)
+    if plan:
+        Y_end, stats, y_dense, Y_nodes = plan.backward_sweep(
+            fun, keep, add, z_nodes if mode == "backsolve" else None, **options
+        )
     else:
-        t_jump = t_grad
+        out = integrate_intervals(
+            fun, ts[::-1], keep, add,
+            what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
+            **options,
+        )
+        Y_end, stats, y_dense, Y_nodes = out[0], out[1], (out[2] if dense else None), None
+    return _Sweep(Y_end, stats, y_dense, Y_nodes, size, a_off)
+
+
+def _interval_starts(prob, size, a_off, zs, g, t_jump):
+    """What each backward interval starts from: ``keep * y_end(k - 1) + add[k]``.
+
+    Interval k (from ts[i], i = T-1-k) starts from its predecessor's end plus
+    the jumps at ts[i]: a += g_i and a_t -= dL/dt_i (``t_jump[i]``); in
+    backsolve mode z restarts from the forward state zs[i].
+
+    Returns
+    -------
+    keep : ndarray, shape (size,)
+    add : ndarray, shape (T - 1, size)
+    """
+    T, Bn = prob.T, prob.Bn
     rows = np.arange(T - 1, 0, -1)  # i of interval k
-    a_off = Bn if mode == "backsolve" else 0  # where a starts in y
     keep = np.ones(size)
     add = np.zeros((T - 1, size))
     add[:, a_off : a_off + Bn] = g[rows].reshape(T - 1, Bn)
-    if mode != "quadrature":
+    if prob.mode != "quadrature":
         add[:, -1] = -t_jump[rows]
-    if mode == "backsolve":
+    if prob.mode == "backsolve":
         keep[:Bn] = 0.0
         add[:, :Bn] = zs[rows].reshape(T - 1, Bn)
-    sweep_options = dict(
-        method=method, rtol=rtol, atol=atol_b, jac=jac_backward, max_steps=max_steps, groups=groups,
-        dense=(mode == "quadrature" or keep_adjoint),
-    )
-    if plan:
-        swept = plan.backward_sweep(fun_backward, keep, add, z_nodes if mode == "backsolve" else None, **sweep_options)
-    else:
-        swept = integrate_intervals(
-            fun_backward,
-            ts[::-1],
-            keep,
-            add,
-            what=lambda k: f"backward (adjoint) solve over [{float(ts[T - 2 - k])!r}, {float(ts[T - 1 - k])!r}]",
-            **sweep_options,
+    return keep, add
+
+
+def _parameter_and_time_adjoints(prob, sweep, z_dense, t_jump):
+    """a_theta(t_0) and a_t(t_0), before the jump terms of switch times.
+
+    From the end of the sweep, or in quadrature mode from the integrals along
+    it (with the jumps of a_t at t_1 .. t_N).
+
+    Returns
+    -------
+    a_theta : ndarray, shape (p,)
+    a_t : float
+    nquadrature : int
+        Quadrature nodes per sample (0 outside quadrature mode).
+    """
+    if prob.mode == "quadrature":
+        a_theta, a_t, nquadrature = _parameter_and_time_integrals(
+            prob.fld, prob.theta, z_dense, sweep.dense, prob.method, prob.B, prob.n
         )
-    Y_end, bstats = swept[:2]
-    stats.nfev_backward += bstats["nfev"]
-    stats.njev_backward += bstats["njev"]
-    stats.nlu += bstats["nlu"]
-    stats.nsteps_backward += bstats["nsteps"]
-    stats.backward_state_size = size
-    y = Y_end[-1]  # at t0, before the jump g_0
-    a_plus = y[a_off : a_off + Bn].reshape(B, n).copy()
-    a = a_plus + g[0]
-    if mode == "quadrature":
-        a_theta, a_t, stats.nquadrature = _parameter_and_time_integrals(fld, theta, fwd.dense, swept[2], method, B, n)
         a_t -= float(np.sum(t_jump[1:]))  # the jumps of a_t at t_1 .. t_N
-    else:
-        a_theta = y[a_off + Bn : a_off + Bn + p].copy()
-        a_t = float(y[-1])
-    drift = z0_rec = None
-    if mode == "backsolve":
-        # drift[i - 1]: at ts[i - 1], the end of the interval from ts[i]
-        drift = np.max(np.abs(Y_end[:, :Bn] - zs[rows - 1].reshape(T - 1, Bn)), axis=1)[::-1].copy()
-        z0_rec = y[:Bn].reshape(B, n)
-    one_sided = {}
-    if plan:  # the jump terms at the switch times, with a there (from the sweep)
-        a_theta, a_t, one_sided = plan.add_jump_terms(
-            a_theta, a_t, t_grad, swept[3], a_off, Bn, g.reshape(T, Bn), a_plus.reshape(-1), f_before, f_after
-        )
-    t_grad[0] = a_t
-    f0 = np.empty(Bn)
+        return a_theta, a_t, nquadrature
+    y = sweep.Y_end[-1]  # at t0, before the jump g_0
+    start = sweep.a_off + prob.Bn
+    return y[start : start + prob.p].copy(), float(y[-1]), 0
+
+
+def _t0_diagnostics(prob, kernels, plan, a_plus, a_t):
+    """dL/dt_0 two ways: the integrated ``a_t`` and the identity -a(t_0^+) . f(z_0, t_0); their distance."""
+    f0 = np.empty(prob.Bn)
     # f(z0, t0) on the first segment's branch (a switch at t0 itself does not act on the solve)
-    kernels.f(plan.first_time if plan else float(ts[0]), z0_2d.reshape(-1), f0)
+    kernels.f(plan.first_time if plan else float(prob.ts[0]), prob.z0_2d.reshape(-1), f0)
     t0_identity = -float(np.dot(a_plus.reshape(-1), f0))
-    diagnostics = {
+    return {
         "t0_via_a_t": a_t,
         "t0_via_identity": t0_identity,
         "t0_discrepancy": abs(a_t - t0_identity),
     }
-    if one_sided:
-        for name in one_sided:
-            if name.startswith("theta["):
-                a_theta[int(name[6:-1])] = np.nan
-            else:
-                t_grad[int(name[2:-1])] = np.nan
-        warnings.warn(
-            "the loss is not differentiable at this point: a jump of f falls on an observation time, so "
-            + "; ".join(f"dL/d{name} is NaN (one-sided: {lr[0]!r} as it decreases, {lr[1]!r} as it increases)"
-                        for name, lr in one_sided.items())
-            + "; see .one_sided of the result",
-            NonDifferentiableWarning,
-            stacklevel=2,
-        )
-    rec_err = None
-    if mode == "backsolve":
-        rec_err = float(np.max(np.abs(z0_rec - z0_2d)))
-        scale = float(np.max(atol_z + rtol * np.abs(z0_2d.reshape(-1))))
-        if rec_err > 1e3 * scale:
-            warnings.warn(
-                f"backsolve reconstructed z(t0) {rec_err:.3g} away from z0 (over 1000 times the tolerance "
-                f"{scale:.1e}); the backward solve of z is unstable and the gradients may be inaccurate: "
-                "use mode='interpolated'",
-                BacksolveDriftWarning,
-                stacklevel=2,
-            )
-    trajectory = None
-    if keep_adjoint:
-        trajectory = AdjointTrajectory(ts, swept[2], a_off, _before_jumps(Y_end, a_off, B, n), g, fwd.dense, batched)
-    return AdjointResult(
-        loss=value,
-        z0=a if batched else a[0],
-        theta=a_theta,
-        t=t_grad,
-        zs=zs_user,
-        ts=ts,
-        mode=mode,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        stats=stats,
-        z0_reconstruction_error=rec_err,
-        backsolve_drift=drift,
-        diagnostics=diagnostics,
-        switches=switches if plan else None,
-        one_sided=one_sided,
-        trajectory=trajectory,
+
+
+def _not_differentiable(one_sided, a_theta, t_grad):
+    """Set the entries named in ``one_sided`` to NaN (in place) and warn with both one-sided values."""
+    for name in one_sided:
+        if name.startswith("theta["):
+            a_theta[int(name[6:-1])] = np.nan
+        else:
+            t_grad[int(name[2:-1])] = np.nan
+    warnings.warn(
+        "the loss is not differentiable at this point: a jump of f falls on an observation time, so "
+        + "; ".join(f"dL/d{name} is NaN (one-sided: {lr[0]!r} as it decreases, {lr[1]!r} as it increases)"
+                    for name, lr in one_sided.items())
+        + "; see .one_sided of the result",
+        NonDifferentiableWarning,
+        stacklevel=3,  # the caller of adjoint_gradients
     )
 
 
+def _backsolve_drift(prob, sweep, zs):
+    """Backsolve mode: how far the backwards-reconstructed z drifted from the forward one.
 
-def _backward_system(mode, fld, kernels, theta, B, method, dense, atol_z, atol_a):
-    """The backward system of ``mode``: ``(fun, jac, size, groups, atol)`` for the sweep.
+    Warns (:class:`BacksolveDriftWarning`) when z(t_0) is reconstructed over
+    1000 times the tolerance away from z0.
 
-    ``dense`` is the forward dense output z(t) (None in backsolve mode, which
-    integrates z alongside a); ``jac`` is None for the explicit methods.
+    Returns
+    -------
+    drift : ndarray, shape (T - 1,), or None outside backsolve mode
+        drift[i - 1]: at ts[i - 1], the end of the interval from ts[i].
+    z0_error : float or None
+        Max-norm distance of the reconstructed z(t_0) from z0.
     """
-    n, p = fld.n_states, fld.n_params
-    Bn = B * n
-    implicit = method in IMPLICIT_METHODS
-    if mode != "backsolve":  # z from the forward dense output
-        z_buf = np.empty(Bn)
-
-        def z_of(t):
-            return dense.at(t).reshape(B, n)
-
-    if mode == "interpolated":
-        # y = [a (B*n), a_theta (p), a_t (1)]
-        def fun_backward(t, y, out):
-            kernels.adjoint(t, dense.at(t, z_buf), y, out)
-
-        jac_backward = _interpolated_jacobian(fld, theta, B, n, p, method, z_of) if implicit else None
-        size = Bn + p + 1
-        groups = (Bn, p, 1)  # the mixed error norm's groups (in-house methods)
-        atol_b = atol_a
-    elif mode == "quadrature":
-        products = np.empty(Bn + p + 1)  # [a_z, a_theta, a_t]: only a_z is integrated
-
-        # y = a (B*n)
-        if kernels.adjoint_a is not None:
-
-            def fun_backward(t, y, out):
-                kernels.adjoint_a(t, dense.at(t, z_buf), y, out)
-
-        else:  # the fused kernel of all products (generated for ODESystem; the sums are cheap there)
-
-            def fun_backward(t, y, out):
-                kernels.adjoint(t, dense.at(t, z_buf), y, products)
-                out[:] = products[:Bn]
-
-        jac_backward = _quadrature_jacobian(fld, theta, B, n, method, z_of) if implicit else None
-        size = Bn
-        groups = None
-        atol_b = atol_a
-    else:
-        # y = [z (B*n), a (B*n), a_theta (p), a_t (1)]
-        fun_backward = kernels.backward
-        jac_backward = _backsolve_jacobian(fld, theta, B, n, p, method) if implicit else None
-        size = 2 * Bn + p + 1
-        groups = (Bn, Bn, p, 1)
-        atol_b = np.concatenate([np.broadcast_to(atol_z, (Bn,)), np.full(Bn + p + 1, atol_a)])
-    return fun_backward, jac_backward, size, groups, atol_b
+    if prob.mode != "backsolve":
+        return None, None
+    T, B, n, Bn = prob.T, prob.B, prob.n, prob.Bn
+    rows = np.arange(T - 1, 0, -1)  # i of interval k
+    drift = np.max(np.abs(sweep.Y_end[:, :Bn] - zs[rows - 1].reshape(T - 1, Bn)), axis=1)[::-1].copy()
+    z0_rec = sweep.Y_end[-1][:Bn].reshape(B, n)
+    z0_error = float(np.max(np.abs(z0_rec - prob.z0_2d)))
+    scale = float(np.max(prob.atol_z + prob.rtol * np.abs(prob.z0_2d.reshape(-1))))
+    if z0_error > 1e3 * scale:
+        warnings.warn(
+            f"backsolve reconstructed z(t0) {z0_error:.3g} away from z0 (over 1000 times the tolerance "
+            f"{scale:.1e}); the backward solve of z is unstable and the gradients may be inaccurate: "
+            "use mode='interpolated'",
+            BacksolveDriftWarning,
+            stacklevel=3,  # the caller of adjoint_gradients
+        )
+    return drift, z0_error
 
 
-def _span(fun, t_start, t_end, y0, switch_times, **kwargs):
-    """:func:`integrate_span` with the signature of :func:`integrate_segments` (no switch times)."""
-    return integrate_span(fun, t_start, t_end, y0, **kwargs)
+def _solver_stats(fwd, sweep, nquadrature):
+    """The work of both solves as :class:`SolverStats`."""
+    stats = SolverStats(nfev_forward=fwd.nfev, njev_forward=fwd.njev, nlu=fwd.nlu, nsteps_forward=fwd.nsteps)
+    stats.nfev_backward += sweep.stats["nfev"]
+    stats.njev_backward += sweep.stats["njev"]
+    stats.nlu += sweep.stats["nlu"]
+    stats.nsteps_backward += sweep.stats["nsteps"]
+    stats.backward_state_size = sweep.size
+    stats.nquadrature = nquadrature
+    return stats
+
+
+def _trajectory(prob, sweep, g, z_dense):
+    """``keep_adjoint=True``: a(t) and z(t) from the dense outputs of both solves, as :class:`AdjointTrajectory`."""
+    a_before = _before_jumps(sweep.Y_end, sweep.a_off, prob.B, prob.n)
+    return AdjointTrajectory(prob.ts, sweep.dense, sweep.a_off, a_before, g, z_dense, prob.batched)
 
 
 def _before_jumps(Y_end, a_off, B, n):
@@ -587,518 +516,3 @@ def _before_jumps(Y_end, a_off, B, n):
     out = np.zeros((K + 1, B, n))
     out[:-1] = Y_end[::-1, a_off : a_off + B * n].reshape(K, B, n)
     return out
-
-
-class AdjointTrajectory:
-    """The adjoint a(t) and the state z(t) of one adjoint solve (``adjoint_gradients(..., keep_adjoint=True)``).
-
-    a(t) = dL/dz(t) jumps by g_i = dL/dz(t_i) (the loss's direct partial
-    derivative) at every observation time. At an observation time t_i the
-    value *includes* the jump (``include_jump=True``): a(t_i) is the total
-    derivative of L with respect to the state at t_i, its own term counted,
-    so that ``a(ts[0])`` is ``dL/dz0``. For increasing ``ts`` that makes a
-    left-continuous (a(t_i) = lim a(s) as s -> t_i from below, the side of
-    t_0); ``include_jump=False`` gives the other limit, the value the
-    backward solve arrives with (right-continuous for increasing ``ts``).
-    Between observation times a is the backward solve's dense output.
-
-    Attributes
-    ----------
-    ts : ndarray, shape (T,)
-    batched : bool
-    """
-
-    def __init__(self, ts, backward_dense, a_off, a_before, g, forward_dense, batched):
-        self.ts = np.asarray(ts, dtype=float)
-        self.batched = batched
-        self._backward = backward_dense  # over ts[-1] -> ts[0], state [..., a (B n) at a_off, ...]
-        self._forward = forward_dense
-        self._a_off = a_off
-        self._a_before = a_before  # (T, B, n)
-        self._a_with = a_before + g  # (T, B, n)
-        self._B, self._n = a_before.shape[1:]
-
-    def at_observations(self, include_jump=True):
-        """a at every observation time, shape (T, B, n) (a batch axis even for one sample)."""
-        return (self._a_with if include_jump else self._a_before).copy()
-
-    def adjoint_2d(self, t, include_jump=True):
-        """a at the times ``t`` (1-D), shape (len(t), B, n)."""
-        t = self._times(t)
-        Bn = self._B * self._n
-        a = self._backward.at_many(t)[:, self._a_off : self._a_off + Bn].reshape(t.size, self._B, self._n)
-        # on an observation time the dense output may hold either side of the jump: use the exact value
-        hit = np.searchsorted(np.sort(self.ts), t)
-        hit = np.clip(hit, 0, len(self.ts) - 1)
-        order = np.argsort(self.ts)
-        on = np.sort(self.ts)[hit] == t
-        values = self._a_with if include_jump else self._a_before
-        a[on] = values[order[hit[on]]]
-        return a
-
-    def adjoint(self, t, include_jump=True):
-        """a(t), shape ``np.shape(t) + (B, n)`` for a batch, else ``np.shape(t) + (n,)``."""
-        shape = np.shape(t)
-        a = self.adjoint_2d(np.reshape(t, -1), include_jump)
-        return a.reshape(shape + ((self._B, self._n) if self.batched else (self._n,)))
-
-    def state(self, t):
-        """z(t) from the forward dense output, shape ``np.shape(t) + (B, n)`` or ``np.shape(t) + (n,)``."""
-        shape = np.shape(t)
-        t = self._times(np.reshape(t, -1))
-        z = self._forward.at_many(t).reshape(t.size, self._B, self._n)
-        return z.reshape(shape + ((self._B, self._n) if self.batched else (self._n,)))
-
-    def _times(self, t):
-        from ._validate import _as_float_array
-        from .errors import InvalidArgumentError
-
-        t = _as_float_array(t, "t").reshape(-1)
-        lo, hi = float(np.min(self.ts)), float(np.max(self.ts))
-        bad = ~((t >= lo) & (t <= hi))
-        if np.any(bad):
-            raise InvalidArgumentError(
-                f"t = {float(t[bad][0])!r} is outside the span [{lo!r}, {hi!r}] of ts; the adjoint is only "
-                "defined between the first and the last observation time"
-            )
-        return t
-
-
-#: the order of each method's steps (the highest for the variable-order BDF and LSODA)
-METHOD_ORDERS = {"RK23": 3, "RK45": 5, "dopri5": 5, "tsit5": 5, "DOP853": 8, "Radau": 5, "BDF": 5, "LSODA": 12}
-
-#: samples (nodes times B) of one quadrature kernel call: bounds the temporaries of the field (an MLP
-#: keeps a few (samples, width) arrays), so that they do not grow with the number of steps
-QUADRATURE_CHUNK = 512
-
-
-def gauss_legendre_nodes(method):
-    """Gauss–Legendre nodes and weights on [0, 1] for the accepted steps of ``method``.
-
-    A G-point rule integrates polynomials of degree 2G - 1 exactly, so on a
-    step of length h its error is O(h^(2G + 1)). With G = ceil(q / 2) + 1
-    for a method of order q that is O(h^(q + 3)): two orders below the step's
-    own local error O(h^(q + 1)), so the quadrature never dominates (3 nodes
-    for RK23, 4 for the 5th-order methods, 5 for DOP853, 7 for LSODA).
-
-    Returns
-    -------
-    x, w : ndarray, shape (G,)
-        Nodes in (0, 1) and weights summing to 1.
-    """
-    G = -(-METHOD_ORDERS[method] // 2) + 1
-    x, w = np.polynomial.legendre.leggauss(G)
-    return (x + 1.0) / 2.0, w / 2.0
-
-
-def _observation_time_gradients(fld, theta, zs, ts, g):
-    """dL/dt_i = g_i . f(z(t_i), t_i) for every row: one evaluation of f at all states, shape (T,)."""
-    T, B, n = zs.shape
-    if T == 0:
-        return np.zeros(0)
-    f = fld.eval_f_at(zs.reshape(T * B, n), np.repeat(ts, B), theta).reshape(T, B * n)
-    return np.einsum("ij,ij->i", g.reshape(T, B * n), f)
-
-
-def _parameter_and_time_integrals(fld, theta, z_dense, a_dense, method, B, n):
-    r"""Quadrature mode: ``a_theta(t_0) = -\int a^T f_theta dt`` and the integral part of ``a_t(t_0)``.
-
-    The integrals run along the backward solve, from ``ts[-1]`` to ``ts[0]``,
-    by Gauss–Legendre quadrature on every piece between consecutive step
-    boundaries of the backward *and* the forward solve: on a piece both a
-    (backward dense output) and z (forward dense output) are one polynomial,
-    and the pieces are as fine as either solve needed. (The backward steps
-    alone are not enough: where a is constant, as between observation times
-    of a linear loss on dx/dt = k sin(w t), they span many periods of f.) On
-    a piece of signed length h the contribution is ``-h sum_g w_g a(t_g)^T
-    f_theta(z(t_g), t_g)``; as the products are linear in a, a is weighted by
-    ``-h w_g`` and every node of every piece (and sample) goes into one
-    kernel call (in chunks of :data:`QUADRATURE_CHUNK` samples).
-
-    Returns
-    -------
-    a_theta : ndarray, shape (p,)
-    a_t : float
-        Without the jumps at the observation times.
-    nodes : int
-        Quadrature nodes evaluated (per sample).
-    """
-    x, w = gauss_legendre_nodes(method)
-    tb = a_dense.step_times  # backward order
-    tf = z_dense.step_times
-    lo_t, hi_t = min(tb[0], tb[-1]), max(tb[0], tb[-1])
-    grid = np.unique(np.concatenate([tb, tf[(tf > lo_t) & (tf < hi_t)]]))  # ascending
-    if tb[-1] < tb[0]:
-        grid = grid[::-1]
-    h = np.diff(grid)
-    nodes = (grid[:-1, None] + h[:, None] * x).reshape(-1)  # (N G,): piece-major
-    weights = (-h[:, None] * w).reshape(-1)
-    a_theta = np.zeros(fld.n_params)
-    a_t = 0.0
-    per_call = max(1, QUADRATURE_CHUNK // B)  # nodes per kernel call
-    for lo in range(0, nodes.size, per_call):
-        t = nodes[lo : lo + per_call]
-        a = a_dense.at_many(t) * weights[lo : lo + per_call, None]  # (k, B n)
-        z = z_dense.at_many(t)
-        _, ath, at = fld.eval_vjp_at(a.reshape(-1, n), z.reshape(-1, n), np.repeat(t, B), theta)
-        a_theta += ath
-        a_t += at
-    return a_theta, float(a_t), int(nodes.size)
-
-
-def _quadrature_jacobian(fld, theta, B, n, method, z_of):
-    """Jacobian of a' = -f_z^T a (block diagonal) with z from the dense output; None without field Jacobians."""
-    if not fld.has_jacobians:
-        return None
-    asm = BlockJacobian(B * n, B, dense=(method == "LSODA"))
-    asm.diag(0, 0, n, n)
-    asm.finish()
-
-    def jac(t, y):
-        return asm.build(-np.swapaxes(fld.eval_jac_z(z_of(t), t, theta), 1, 2))
-
-    return jac
-
-
-def _interpolated_jacobian(fld, theta, B, n, p, method, z_of):
-    """Jacobian of [a, a_theta, a_t]' with z from the dense output; None without field Jacobians."""
-    if not fld.has_jacobians:
-        return None
-    size = B * n + p + 1
-    asm = BlockJacobian(size, B, dense=(method == "LSODA"))
-    asm.diag(0, 0, n, n)  # d(da)/da = -f_z^T
-    asm.row(B * n, 0, p, n)  # d(da_theta)/da = -f_theta^T
-    asm.row(B * n + p, 0, 1, n)  # d(da_t)/da = -f_t^T
-    asm.finish()
-
-    def jac(t, y):
-        fz, fth, ft = fld.eval_jacobians(z_of(t), t, theta)
-        return asm.build(
-            -np.swapaxes(fz, 1, 2),
-            -np.swapaxes(fth, 1, 2),
-            -ft[:, None, :],
-        )
-
-    return jac
-
-
-def _backsolve_jacobian(fld, theta, B, n, p, method):
-    """Jacobian of [z, a, a_theta, a_t]'; None without field Jacobians."""
-    if not fld.has_jacobians:
-        return None
-    Bn = B * n
-    size = 2 * Bn + p + 1
-    asm = BlockJacobian(size, B, dense=(method == "LSODA"))
-    asm.diag(0, 0, n, n)  # dz'/dz = f_z
-    asm.diag(Bn, 0, n, n)  # da'/dz = -a_zz
-    asm.diag(Bn, Bn, n, n)  # da'/da = -f_z^T
-    asm.row(2 * Bn, 0, p, n)  # da_theta'/dz
-    asm.row(2 * Bn, Bn, p, n)  # da_theta'/da = -f_theta^T
-    asm.row(2 * Bn + p, 0, 1, n)  # da_t'/dz
-    asm.row(2 * Bn + p, Bn, 1, n)  # da_t'/da = -f_t^T
-    asm.finish()
-
-    def jac(t, y):
-        z = y[:Bn].reshape(B, n)
-        a = y[Bn : 2 * Bn].reshape(B, n)
-        fz, azz, athz, atz = fld.eval_backward_jac(z, a, t, theta)
-        _, fth, ft = fld.eval_jacobians(z, t, theta)
-        return asm.build(
-            fz,
-            -azz,
-            -np.swapaxes(fz, 1, 2),
-            -athz,
-            -np.swapaxes(fth, 1, 2),
-            -atz,
-            -ft[:, None, :],
-        )
-
-    return jac
-
-
-class _SwitchPlan:
-    """The switch times of one adjoint solve among its observation times, and the jump terms there.
-
-    The nodes of both sweeps are the observation times ``ts`` and the switch
-    times between them (a switch within a few rounding errors of an
-    observation time is that time). With f_b and f_a the values of f just
-    before and just after a switch time tau *in the order of integration* and
-    a(tau) the adjoint there (after the jumps of later observations), moving
-    tau by d tau changes the state after it by (f_b - f_a) d tau (in both
-    directions of time: for t1 < t0, f_b is f(tau^+)), so
-
-    * dL/dtheta gains a(tau)^T (f_b - f_a) d tau / d theta;
-    * a_t (dL/dt_0) gains a(tau)^T (f_a - f_b): the integral of a^T df/dt
-      across tau, whose DiracDelta the kernels evaluate as 0.
-
-    A jump on an observation time t_i is not differentiable in tau: moving tau
-    later (in integration order) acts after t_i, through a(t_i^+) (the adjoint
-    before g_i is added), moving it earlier also changes z(t_i), through
-    a(t_i^+) + g_i (at t_0: through a(t_0^+) and 0). Those entries get both
-    one-sided values. There a_t jumps by -g_i . f_b, consistently with
-    a(t_i^+) in its switch term (the sum telescopes to -a(t_0^+) . f(z_0, t_0)).
-    """
-
-    def __init__(self, ts, switches):
-        self.ts = ts
-        self.switches = switches
-        T = len(ts)
-        self.direction = 1.0 if ts[-1] >= ts[0] else -1.0
-        snap = 8 * np.finfo(float).eps * max(float(np.max(np.abs(ts))), abs(float(ts[-1] - ts[0])))
-        tau = switches.times.astype(float).copy()
-        self.obs_of = np.full(tau.size, -1)  # the observation time each switch falls on, or -1
-        for j, t in enumerate(tau):
-            near = np.flatnonzero(np.abs(ts - t) <= snap)
-            if near.size:
-                self.obs_of[j] = near[0]
-                tau[j] = ts[near[0]]
-        self.tau = tau
-        extra = tau[self.obs_of < 0]
-        nodes = np.concatenate([ts, extra])
-        order = np.argsort(self.direction * nodes, kind="stable")
-        self.nodes = nodes[order]
-        position = np.empty(nodes.size, dtype=int)
-        position[order] = np.arange(nodes.size)
-        self.obs = position[:T]  # node index of each observation time
-        self.sw_node = np.where(self.obs_of >= 0, self.obs[np.maximum(self.obs_of, 0)], 0)
-        self.sw_node[self.obs_of < 0] = position[T:]
-        self.inner = tau  # integrate_segments splits at those strictly inside
-        self.delta = branch_margin(ts[0], ts[-1])
-        first = switch_segments(float(ts[0]), float(ts[-1]), tau)[0]
-        self.first_time = first[2] if self.direction > 0 else first[3]
-
-    def __bool__(self):
-        return True
-
-    def one_sided_f(self, f, z_nodes, Bn):
-        """f just before and just after each switch time (integration order) at z there, each (k, Bn)."""
-        k = self.tau.size
-        before, after = np.empty((k, Bn)), np.empty((k, Bn))
-        for j in range(k):
-            z = z_nodes[self.sw_node[j]]
-            f(self.tau[j] - self.direction * self.delta, z, before[j])
-            f(self.tau[j] + self.direction * self.delta, z, after[j])
-        return before, after
-
-    def observation_jumps(self, t_grad, g, f_before):
-        """The jumps of a_t at the observation times, ``g_i . f_b`` where a jump falls on t_i, shape (T,)."""
-        t_jump = t_grad.copy()
-        for j, i in enumerate(self.obs_of):
-            if i >= 1 and self.switches.jump[j]:
-                t_jump[i] = float(np.dot(g[i], f_before[j]))
-        return t_jump
-
-    def backward_sweep(self, fun, keep, add, z_nodes, *, method, rtol, atol, jac, max_steps, groups, dense):
-        """:func:`integrate_intervals` over the observation intervals, stopped at every switch time.
-
-        ``add`` holds the observation jumps as for the sweep without switches;
-        ``z_nodes`` (backsolve mode) restarts z from the forward state at every
-        node. Each piece between switch times is one call, with f evaluated
-        on its branch.
-
-        Returns
-        -------
-        Y_end : ndarray, shape (T - 1, size)
-            At the ends of the observation intervals, as :func:`integrate_intervals`.
-        stats : dict
-        dense_output : StepwiseDenseOutput or None
-        Y_nodes : ndarray, shape (nodes - 1, size)
-            At the end of every interval between consecutive nodes (backward order).
-        """
-        T, M = len(self.ts), self.nodes.size
-        nodes_b = self.nodes[::-1]
-        size = add.shape[1]
-        add_full = np.zeros((M - 1, size))
-        for i in range(1, T):  # the interval starting at observation i
-            add_full[M - 1 - self.obs[i]] = add[T - 1 - i]
-        if z_nodes is not None:
-            Bn = z_nodes.shape[1]
-            add_full[:, :Bn] = z_nodes[::-1][: M - 1]
-        cuts = sorted({0, M - 1, *(M - 1 - int(m) for m in self.sw_node)})
-        Y_nodes = np.empty((M - 1, size))
-        stats = {"nfev": 0, "njev": 0, "nlu": 0, "nsteps": 0}
-        parts = []
-        for k0, k1 in zip(cuts[:-1], cuts[1:]):
-            times = nodes_b[k0 : k1 + 1]
-            start = add_full[k0:k1].copy()
-            if k0 > 0:
-                start[0] += keep * Y_nodes[k0 - 1]
-            lo, hi = _clamp_range(float(times[0]), float(times[-1]), self.delta)
-            out = integrate_intervals(
-                on_branch(fun, lo, hi), times, keep, start, method=method, rtol=rtol, atol=atol,
-                jac=None if jac is None else on_branch(jac, lo, hi), max_steps=max_steps, groups=groups, dense=dense,
-                what=lambda k, times=times: f"backward (adjoint) solve over [{float(times[k + 1])!r}, {float(times[k])!r}]",
-            )
-            Y_nodes[k0:k1] = out[0]
-            for key in stats:
-                stats[key] += out[1][key]
-            if dense:
-                parts.append(out[2])
-        Y_end = Y_nodes[M - 1 - self.obs[T - 2 :: -1] - 1] if T >= 2 else np.zeros((0, size))
-        return Y_end, stats, (join_dense(parts) if dense else None), Y_nodes
-
-    def add_jump_terms(self, a_theta, a_t, t_grad, Y_nodes, a_off, Bn, g, a_plus, f_before, f_after):
-        """dL/dtheta and a_t with the jump terms; ``{name: (left, right)}`` where a jump is on an observation time."""
-        M = self.nodes.size
-        a_theta = np.array(a_theta, dtype=float)
-        st = self.switches
-        pending = {}  # theta entry -> [left, right] terms of jumps on observation times
-        one_sided = {}
-        for j in range(self.tau.size):
-            J = f_before[j] - f_after[j]
-            if not st.jump[j] or not np.any(J):
-                continue
-            pb = M - 1 - int(self.sw_node[j])  # node position in backward order
-            a_sw = np.zeros(Bn) if pb == 0 else Y_nodes[pb - 1, a_off : a_off + Bn]
-            i = int(self.obs_of[j])
-            dtau = st.dtheta[j]
-            if i != 0:
-                a_t -= float(np.dot(a_sw, J))  # a_t gains a^T (f_a - f_b)
-            if i < 0:
-                a_theta += float(np.dot(a_sw, J)) * dtau
-                continue
-            later = float(np.dot(a_plus if i == 0 else a_sw, J))
-            earlier = 0.0 if i == 0 else float(np.dot(a_sw + g[i], J))
-            for q in np.flatnonzero(dtau != 0):
-                up_is_later = self.direction * dtau[q] > 0
-                terms = pending.setdefault(int(q), [0.0, 0.0])
-                terms[0] += (earlier if up_is_later else later) * dtau[q]
-                terms[1] += (later if up_is_later else earlier) * dtau[q]
-            f_lo, f_hi = (f_before[j], f_after[j]) if self.direction > 0 else (f_after[j], f_before[j])
-            w = -a_plus if i == 0 else g[i]
-            one_sided[f"t[{i}]"] = (float(np.dot(w, f_lo)), float(np.dot(w, f_hi)))
-        for q, (left, right) in sorted(pending.items()):
-            one_sided[f"theta[{q}]"] = (float(a_theta[q] + left), float(a_theta[q] + right))
-        return a_theta, a_t, one_sided
-
-
-def _clamp_range(a, b, delta):
-    """[lo, hi]: the piece a -> b shrunk by delta at each end (to its midpoint when shorter)."""
-    lo, hi, mid = min(a, b), max(a, b), 0.5 * (a + b)
-    return min(lo + delta, mid), max(hi - delta, mid)
-
-
-def _event_gradients(fld, z0_2d, batched, ts, theta, loss, *, mode, method, rtol, atol, max_steps):
-    """:func:`adjoint_gradients` for a field with state events (B = 1; odeverify._events).
-
-    The forward solve stops at every crossing tau of a state condition g
-    (:func:`~odeverify._events.integrate_events`); between crossings f is one
-    smooth branch, whose own kernels run the backward sweep of that segment.
-    At each crossing, going backwards, the adjoint jumps by the transposed
-    saltation matrix, a^- = a^+ + n_z w with w = (f_a - f_b) . a^+ / D, and
-    dL/dtheta and dL/dt_0 gain g_theta w and g_t w (see
-    :class:`~odeverify._switches.Event` for the derivation). A crossing within
-    rounding of an observation time is taken as just before it.
-    """
-    from ._events import integrate_events
-
-    n, p, T = fld.n_states, fld.n_params, len(ts)
-    check_event_problem(fld, z0_2d.shape[0], fld.switch_times(theta, ts[0], ts[-1]).times, "adjoint_gradients")
-    atol_z, atol_a = atol, float(np.min(atol))
-    implicit = method in IMPLICIT_METHODS
-    stats = SolverStats()
-
-    # ---------------------------------------------------------------- forward, with the events
-    def jac_for(branch):
-        return forward_jacobian(branch, theta, 1, n, method)
-
-    fwd = integrate_events(fld, theta, float(ts[0]), float(ts[-1]), z0_2d.reshape(-1), t_out=ts,
-                           jac_for=jac_for if implicit else None, method=method, rtol=rtol, atol=atol_z,
-                           max_steps=max_steps, what="forward solve")
-    stats.nfev_forward, stats.njev_forward, stats.nlu = fwd.nfev, fwd.njev, fwd.nlu
-    stats.nsteps_forward = fwd.nsteps
-    zs = fwd.y_at.reshape(T, 1, n)
-    zs_user = zs if batched else zs[:, 0, :]
-    value, g = loss_and_jumps(loss, zs_user.copy())
-    g = g.reshape(T, n)
-    t_grad = np.zeros(T)
-    t_grad[1:] = _observation_time_gradients(fld, theta, zs[1:], ts[1:], g[1:, None, :])
-
-    # ---------------------------------------------------------------- backward, segment by segment
-    direction = 1.0 if ts[-1] >= ts[0] else -1.0
-    a_off = n if mode == "backsolve" else 0
-    extra_theta, extra_t = np.zeros(p), 0.0  # the event terms g_theta w, g_t w
-    y = None
-    a_theta, a_t, nquad = np.zeros(p), 0.0, 0
-    drift = np.zeros(T - 1)
-    for k in range(len(fwd.segments) - 1, -1, -1):
-        seg = fwd.segments[k]
-        sub = fld.branch(seg.signs)
-        kern = sub.solver_kernels(theta, 1)
-        fun, jac, size, groups, atol_b = _backward_system(
-            mode, sub, kern, theta, 1, method, None if mode == "backsolve" else seg.dense, atol_z, atol_a
-        )
-        # the observation times in (start, end] of the segment, backwards; t_0 ends the first segment
-        inside = [i for i in range(T - 1, 0, -1)
-                  if direction * (ts[i] - seg.start) > 0 and direction * (seg.end - ts[i]) >= 0]
-        nodes = [seg.end] + [float(ts[i]) for i in inside if ts[i] != seg.end] + [seg.start]
-        jumps = np.zeros((len(nodes) - 1, size))  # the state at the start of each interval, less keep * previous
-        keep = np.ones(size)
-        if mode == "backsolve":
-            keep[:n] = 0.0
-        if y is None:
-            y = np.zeros(size)
-        jumps[0] = y
-        for i in inside:  # the observation jumps a += g_i, a_t -= dL/dt_i (backsolve: z restarts at zs[i])
-            row = 0 if ts[i] == seg.end else nodes.index(float(ts[i]))
-            jumps[row, a_off : a_off + n] += g[i]
-            if mode != "quadrature":
-                jumps[row, -1] -= t_grad[i]
-            if mode == "backsolve":
-                jumps[row, :n] = zs[i, 0]
-        out = integrate_intervals(fun, np.array(nodes), keep, jumps, method=method, rtol=rtol, atol=atol_b, jac=jac,
-                                  max_steps=max_steps, groups=groups, dense=(mode == "quadrature"),
-                                  what=lambda j, nodes=nodes: f"backward (adjoint) solve over "
-                                  f"[{min(nodes[j], nodes[j + 1])!r}, {max(nodes[j], nodes[j + 1])!r}]")
-        for key, name in [("nfev", "nfev_backward"), ("njev", "njev_backward"), ("nlu", "nlu"),
-                          ("nsteps", "nsteps_backward")]:
-            setattr(stats, name, getattr(stats, name) + out[1][key])
-        stats.backward_state_size = size
-        if mode == "backsolve":
-            for j in range(len(nodes) - 1):  # reconstructed z against the forward one at each observation
-                hit = np.flatnonzero(ts[: T - 1] == nodes[j + 1])
-                if hit.size:
-                    drift[hit[0]] = float(np.max(np.abs(out[0][j, :n] - zs[hit[0], 0])))
-        if mode == "quadrature":
-            th, at, nq = _parameter_and_time_integrals(sub, theta, seg.dense, out[2], method, 1, n)
-            a_theta, a_t, nquad = a_theta + th, a_t + at, nquad + nq
-        y = out[0][-1].copy()
-        if k > 0:  # the event that starts this segment: a^- = S^T a^+
-            event = fwd.events[k - 1]
-            a_minus, w = event.pull_back(y[a_off : a_off + n])
-            y[a_off : a_off + n] = a_minus
-            extra_theta += event.g_theta * w
-            extra_t += event.g_t * w
-            if mode == "backsolve":
-                y[:n] = event.z
-    stats.nquadrature = nquad
-    a_plus = y[a_off : a_off + n].copy()
-    if mode == "quadrature":
-        a_t -= float(np.sum(t_grad[1:]))
-    else:
-        a_theta, a_t = y[a_off + n : a_off + n + p].copy(), float(y[-1])
-    a_theta = a_theta + extra_theta
-    a_t += extra_t
-    t_grad[0] = a_t
-    f0 = fld.branch(fwd.segments[0].signs).eval_f(z0_2d, float(ts[0]), theta)[0]
-    t0_identity = -float(np.dot(a_plus, f0))
-    rec_err = None
-    if mode == "backsolve":
-        rec_err = float(np.max(np.abs(y[:n] - z0_2d[0])))
-    return AdjointResult(
-        loss=value,
-        z0=(a_plus + g[0])[None, :] if batched else a_plus + g[0],
-        theta=a_theta,
-        t=t_grad,
-        zs=zs_user,
-        ts=ts,
-        mode=mode,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        stats=stats,
-        z0_reconstruction_error=rec_err,
-        backsolve_drift=drift if mode == "backsolve" else None,
-        diagnostics={"t0_via_a_t": a_t, "t0_via_identity": t0_identity, "t0_discrepancy": abs(a_t - t0_identity)},
-        events=fwd.events,
-    )
