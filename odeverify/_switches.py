@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 import sympy as sp
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, NonDifferentiableWarning
 
 __all__ = [
     "Discontinuity", "SwitchTimes", "SwitchSolver", "find_discontinuities", "MAX_SWITCHES",
@@ -347,11 +349,47 @@ class SwitchSolver:
         pick = order[first]
         return SwitchTimes(
             times=times[first],
-            dtheta=dtheta[pick],
+            dtheta=_shared_times(times, first, dtheta[order], source[order], jump[order]),
             source=source[pick],
             jump=jump[pick],
             unsolved=self.unsolved,
         )
+
+
+def _shared_times(times, first, dtheta, source, jump):
+    """d tau / d theta of each distinct time, NaN where conditions sharing it move it differently.
+
+    Two conditions that vanish at the same time (``heaviside(t - s1)`` and
+    ``heaviside(t - s2)`` at s1 = s2) are one switch only while they move
+    together. Where their d tau / d theta differ, perturbing theta splits the
+    switch in two, and the jump term depends on which of them comes first
+    (the branch in between, which no side of the shared time shows): the loss
+    is in general not differentiable in those entries, which become NaN, with
+    a :class:`NonDifferentiableWarning`. All inputs are in integration order
+    (``times``, ``dtheta`` (m, p), ``source``, ``jump`` of length m); ``first``
+    marks the first row of each distinct time.
+    """
+    group = np.cumsum(first) - 1
+    out = dtheta[first].copy()
+    split = []
+    for g in np.unique(group[~first]):
+        rows = np.flatnonzero(group == g)
+        if not np.any(jump[rows]) or np.unique(source[rows]).size < 2:
+            continue
+        d = dtheta[rows]
+        differ = np.flatnonzero(np.any(d != d[0], axis=0))
+        if differ.size:
+            out[g, differ] = np.nan
+            split.append(f"t = {times[rows[0]]:.6g} (theta entries {', '.join(map(str, differ))})")
+    if split:
+        warnings.warn(
+            "switch conditions that move differently with theta vanish at the same time: " + "; ".join(split)
+            + ". The loss is in general not differentiable there (the jump term depends on which switch comes "
+            "first), so those entries of dL/dtheta are NaN; move one switch time off the other",
+            NonDifferentiableWarning,
+            stacklevel=4,
+        )
+    return out
 
 
 def _solve_for_time(condition, time, params):

@@ -200,3 +200,20 @@ def test_a_switch_in_the_state_is_located_and_the_references_agree_with_the_clos
     fd = next(e for e in with_fd.references if e.name == "finite differences")
     assert abs(fd.values["theta"][0] - d_c) <= 3 * fd.errors["theta"][0] + 1e-9 * abs(d_c)
     assert with_fd.passed, str(with_fd)
+
+
+def test_coinciding_switches_leave_the_check_inconclusive_not_passed():
+    # heaviside(t - s1) + heaviside(t - s2) at s1 = s2: every reference shares the merged switch time, so
+    # before the fix they all agreed on dL/ds1 = 0 (closed form: -2.359) and the check PASSED
+    system = odeverify.ODESystem.from_strings("x", "k s1 s2", ["-k*x + heaviside(t - s1) + 2*heaviside(t - s2)"])
+    with quiet():
+        report = odeverify.check_gradients(system, [1.0], [0.0, 2.0], [0.7, 0.9, 0.9], lambda zs: zs[-1, 0] ** 2)
+        fwd = ForwardSensitivity().compute(make_problem(system, [1.0], [0.0, 2.0], [0.7, 0.9, 0.9],
+                                                        lambda zs: zs[-1, 0] ** 2))
+    assert not report.passed and "inconclusive" in str(report)
+    # forward sensitivities still give dL/dk (the NaN stays in its own columns)
+    s_ = sp.Symbol("s", real=True)
+    xT = x0 * sp.exp(-k * T2) + 3 * (1 - sp.exp(-k * (T2 - s_))) / k
+    dk = float(sp.diff(xT**2, k).subs({k: 0.7, s_: 0.9, x0: 1.0, T2: 2.0}))
+    assert np.isnan(fwd.values["theta"][1]) and np.isnan(fwd.values["theta"][2])
+    assert abs(fwd.values["theta"][0] - dk) <= 1e-7 * abs(dk)

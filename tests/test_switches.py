@@ -247,3 +247,26 @@ def test_kink_max_zero_t_minus_s(mode):
     for got, name in [(res.theta[0], "k"), (res.theta[1], "s"), (res.t[0], "t0"), (res.t[1], "T2"), (res.z0[0], "x0")]:
         close(got, d[name])
     assert not res.one_sided
+
+
+# ----------------------------------------------------------------------------- two switches at one time
+@pytest.mark.parametrize("mode", MODES)
+def test_two_conditions_switching_together_are_not_merged_silently(mode):
+    # x(T) = x0 e^{-k(T - t0)} + sum_i c_i (1 - e^{-k(T - s_i)}) / k (additive switches, by hand)
+    sys_ = odeverify.ODESystem.from_strings("x", "k s1 s2", ["-k*x + heaviside(t - s1) + 2*heaviside(t - s2)"])
+    s1, s2 = sp.symbols("s1 s2", real=True)
+    xT = x0 * sp.exp(-k * (T2 - t0)) + (1 - sp.exp(-k * (T2 - s1))) / k + 2 * (1 - sp.exp(-k * (T2 - s2))) / k
+    loss = lambda zs: zs[-1, 0] ** 2  # noqa: E731
+    apart = {k: 0.7, s1: 0.6, s2: 1.3, t0: 0.0, x0: 1.0, T2: 2.0}
+    _, d = values(xT**2, apart, [k, s1, s2])
+    res = odeverify.adjoint_gradients(sys_, [1.0], [0.0, 2.0], [0.7, 0.6, 1.3], loss, mode=mode, **TOL)
+    for got, name in zip(res.theta, ["k", "s1", "s2"]):
+        close(got, d[name])
+    # at s1 = s2 the one switch time moves with s1 and with s2: its jump term cannot be split between them
+    # (it was: all of it went to s2, dL/ds1 = 0), so those entries are NaN, never a wrong number
+    together = {**apart, s1: 0.9, s2: 0.9}
+    _, d = values(xT**2, together, [k])
+    with pytest.warns(NonDifferentiableWarning, match=r"vanish at the same time: t = 0\.9 \(theta entries 1, 2\)"):
+        res = odeverify.adjoint_gradients(sys_, [1.0], [0.0, 2.0], [0.7, 0.9, 0.9], loss, mode=mode, **TOL)
+    close(res.theta[0], d["k"])
+    assert np.isnan(res.theta[1]) and np.isnan(res.theta[2])

@@ -152,6 +152,8 @@ class ForwardSensitivity(Reference):
         grad_all = np.einsum("tbnm,tbn->bm", Ss, g)
         dz0 = grad_all[:, :n]
         dth = grad_all[:, n:].sum(axis=0)
+        if len(layout):  # entries whose switch is not differentiable (see _sensitivities_through_switches)
+            dth[np.any(np.isnan(layout.dtheta), axis=0)] = np.nan
         dts = np.zeros(len(ts))
         for i in range(1, len(ts)):  # f on the branch the observation is on (at an event: the one before it)
             dts[i] = float(np.sum(g[i] * branches[i].eval_f(zs[i], float(ts[i]), theta)))
@@ -270,7 +272,9 @@ def _sensitivities_through_switches(rhs, fld, theta, ts, y0, layout, B, n, *, me
         J = fld.eval_f(z, tau - direction * delta, theta) - fld.eval_f(z, tau + direction * delta, theta)
         if layout.jump[j]:
             S = y[size_z:].reshape(B, n, m)
-            S[:, :, n:] += J[:, :, None] * layout.dtheta[j][None, None, :]
+            # a NaN d tau / d theta (switches that coincide but move apart) is carried to dL/dtheta by _run,
+            # not through the solve, where it would poison the error norm of every column
+            S[:, :, n:] += J[:, :, None] * np.nan_to_num(layout.dtheta[j], nan=0.0)[None, None, :]
         return J
 
     at_start = [j for j in range(len(layout)) if layout.times[j] == ts[0]]
