@@ -13,7 +13,7 @@ import numpy as np
 
 from ._adjoint import AdjointResult, adjoint_gradients
 from ._diagnose import diagnose, is_wrong_sign
-from ._display import fmt, report_html
+from ._display import fmt, report_html, some
 from ._progress import _Timer, check_progress
 from ._validate import _as_float_array
 from .tableaux import odeint_fixed
@@ -780,7 +780,11 @@ def _switch_diagnoses(rows, layout):
         q = r.index[0]
         moved = [j for j in range(len(layout)) if layout.jump[j] and layout.dtheta[j, q] != 0]
         if moved:
-            where = "; ".join(f"{layout.describe(j)} (dτ/dθ[{q}] = {layout.dtheta[j, q]:.6g})" for j in moved)
+            by_source = {}  # one discontinuity, named once, with (some of) its times
+            for j in moved:
+                by_source.setdefault(layout.names[j], []).append(
+                    f"{layout.times[j]:.6g} (dτ/dθ[{q}] = {layout.dtheta[j, q]:.6g})")
+            where = "; ".join(f"{name}, at {layout.time_name} = {some(times, 3)}" for name, times in by_source.items())
             out.append(f"consistent with the jump term a(τ)ᵀ(f(τ⁻) − f(τ⁺))·∂τ/∂θ left out or wrong in {r.label}, "
                        f"whose switch time moves with it: {where}")
     return out
@@ -827,7 +831,7 @@ def _name_discontinuities(field, layout, rows, disagreements, passed, summary, r
     unhandled = set(map(str, layout.unhandled))
     text = "; ".join(str(d) + ("" if str(d) not in unhandled else " [not handled: no solve locates it]")
                      for d in found)
-    stops = (f"; the solves stop at the switch times in t ({', '.join(f'{t:.6g}' for t in layout.times)}) and "
+    stops = (f"; the solves stop at the switch times in t ({some(f'{t:.6g}' for t in layout.times)}) and "
              "the derivative-based references add their jump terms") if len(layout) else ""
     if layout.events_located and layout.events:
         where = f" ({_describe_crossings(field, crossings)})" if crossings else " (none in this interval)"

@@ -18,11 +18,18 @@ import math
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Equations", "system_equations", "derivation_display", "report_html", "taylor_html", "fmt", "count"]
+__all__ = ["some", "Equations", "system_equations", "derivation_display", "report_html", "taylor_html", "fmt", "count"]
 
 #: letters the adjoint may be rendered with: (name as in a SymPy Symbol, LaTeX, text)
 _ADJOINT_LETTERS = (("lambda", r"\lambda", "λ"), ("mu", r"\mu", "μ"), ("nu", r"\nu", "ν"), ("xi", r"\xi", "ξ"),
                     ("kappa", r"\kappa", "κ"), ("varsigma", r"\varsigma", "ς"))
+
+
+def some(items, limit=5):
+    """``"a, b, c, d, e and 58 more"``: at most ``limit`` items of a list in words (messages stay short)."""
+    items = [str(i) for i in items]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def fmt(value, spec=".3g"):

@@ -287,3 +287,21 @@ def test_events_with_a_batch_are_not_located_and_never_pass_on_derivative_agreem
     c_row = next(r for r in report.rows if r.label.startswith("∂L/∂θ[2]"))
     assert c_row.status == "inconclusive"
     assert any("no solve locates the crossing (z0 is a batch of 2" in w for w in report.warnings)
+
+
+def test_taylor_test_on_a_state_event_crossed_twice_passes_the_right_gradient_and_fails_a_wrong_one():
+    # x' = p - t + a H(x - c) from x(0) = 1 crosses x = c = 1.2 twice; near h -> 0 the losses along a direction are
+    # only as smooth as the solver tolerance (the steps after each located crossing jump with the perturbation)
+    system = odeverify.ODESystem.from_strings("x", "p a c", ["p - t + a*heaviside(x - c)"])
+    loss = lambda zs: zs[-1, 0] ** 2  # noqa: E731
+    args = ([1.0], [0.0, 3.0], [1.0, 0.5, 1.2], loss)
+    assert odeverify.taylor_test(system, *args, seed=0).passed
+
+    def wrong(z0, ts, theta):
+        g = odeverify.adjoint_gradients(system, z0, ts, theta, loss, rtol=1e-11, atol=1e-11).as_dict()
+        g["theta"] = g["theta"] * 1.001
+        return g
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not odeverify.taylor_test(system, *args, seed=0, candidate=wrong).passed

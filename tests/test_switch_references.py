@@ -217,3 +217,22 @@ def test_coinciding_switches_leave_the_check_inconclusive_not_passed():
     dk = float(sp.diff(xT**2, k).subs({k: 0.7, s_: 0.9, x0: 1.0, T2: 2.0}))
     assert np.isnan(fwd.values["theta"][1]) and np.isnan(fwd.values["theta"][2])
     assert abs(fwd.values["theta"][0] - dk) <= 1e-7 * abs(dk)
+
+
+def test_a_verdict_on_many_switch_times_names_a_few_and_counts_the_rest():
+    # heaviside(sin(w t)) switches 60 times on [0.1, 2] at w = 100: the summary names the discontinuity once
+    system = odeverify.ODESystem.from_strings("x", "k w", ["-k*x + heaviside(sin(w*t))"])
+    loss = lambda zs: zs[-1, 0] ** 2  # noqa: E731
+
+    def blind(z0, ts, theta):
+        g = odeverify.adjoint_gradients(system, z0, ts, theta, loss, rtol=1e-10, atol=1e-10).as_dict()
+        g["theta"] = g["theta"].copy()
+        g["theta"][1] = 0.0
+        return g
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = odeverify.check_gradients(system, [1.0], [0.1, 2.0], [0.7, 100.0], loss, candidate=blind)
+    assert not report.passed
+    assert "and 57 more" in report.summary and report.summary.count("Heaviside(sin(t*w)) jumps") == 1
+    assert len(report.summary) < 800 and all(len(w) < 800 for w in report.warnings)
