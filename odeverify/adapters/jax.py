@@ -27,7 +27,7 @@ import numbers
 import numpy as np
 
 from .._field import AbstractVectorField
-from ..errors import InvalidArgumentError, InvalidTypeError, LossError
+from ..errors import IntegrationError, InvalidArgumentError, InvalidTypeError, LossError
 
 __all__ = ["JaxField", "check_diffeqsolve"]
 
@@ -550,20 +550,41 @@ class _Solve:
     def _forward_mode(self):
         return isinstance(self.adjoint, self.diffrax.ForwardMode)
 
-    def total(self, y0, theta, ts):
-        """L(y0, θ, ts): the user's solve and loss."""
+    def solution(self, y0, theta, ts, **override):
+        """The user's diffeqsolve of (y0, θ, ts)."""
         dfx = self.diffrax
         extra = {} if self.controller is None else {"stepsize_controller": self.controller}
-        sol = dfx.diffeqsolve(dfx.ODETerm(self.field.vector_field), self.solver, ts[0], ts[-1], self.dt0, y0,
-                              args=self.field.args_of(theta), saveat=dfx.SaveAt(ts=ts), adjoint=self.adjoint,
-                              **extra, **self.kwargs)
-        return self.loss(sol.ys)
+        return dfx.diffeqsolve(dfx.ODETerm(self.field.vector_field), self.solver, ts[0], ts[-1], self.dt0, y0,
+                               args=self.field.args_of(theta), saveat=dfx.SaveAt(ts=ts), adjoint=self.adjoint,
+                               **extra, **{**self.kwargs, **override})
+
+    def total(self, y0, theta, ts):
+        """L(y0, θ, ts): the user's solve and loss."""
+        return self.loss(self.solution(y0, theta, ts).ys)
+
+    def check_solved(self, y0, ts):
+        """The solve must reach ts[-1]: under jax.grad a failed one (max_steps reached) can return finite garbage."""
+        try:
+            result = self.jax.jit(lambda y, th, s: self.solution(y, th, s, throw=False).result)(
+                y0, self.field.theta, ts)
+        except Exception as exc:  # noqa: BLE001 - the user's arguments to diffeqsolve
+            raise InvalidArgumentError(
+                f"diffrax.diffeqsolve with these arguments failed ({type(exc).__name__}: {_first_words(exc)}); "
+                "check that the solve runs on its own with them"
+            ) from exc
+        if not bool(result == self.diffrax.RESULTS.successful):
+            message = str(result).split("<", 1)[-1].rstrip(">")
+            raise IntegrationError(
+                f"the user's diffrax.diffeqsolve did not succeed from ts[0] = {ts[0]:g} to ts[-1] = {ts[-1]:g}: "
+                f"{message} (its gradient would be that of a failed solve); fix the solve first, e.g. max_steps="
+            )
 
     def gradients(self, y0, ts):
         """``({"z0", "theta"[, "t"]}: arrays, {"t": why it is not given} or {})``."""
         jax = self.jax
         derivative = jax.jacfwd if self._forward_mode() else jax.grad
         inputs = (y0, self.field.theta, ts)
+        self.check_solved(y0, ts)
         why_not = None
         if isinstance(self.adjoint, self.diffrax.BacksolveAdjoint):
             why_not = ("diffrax's BacksolveAdjoint differentiates with respect to y0 and args only, not t0, t1 or "
