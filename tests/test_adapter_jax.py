@@ -279,3 +279,21 @@ def test_second_derivatives_through_a_custom_vjp_are_refused_by_name():
     z = np.array([[1.0, 0.5]])
     with pytest.raises(InvalidTypeError, match="custom_vjp"):
         field.eval_backward_jac(z, z, 0.0, field.theta)
+
+
+# ---------------------------------------------------------------------------- found in QA (issue 12)
+def test_adjoint_and_controller_of_the_wrong_type_are_refused_by_name():
+    y0, loss = jnp.array([2.0, 0.0]), lambda ys: jnp.sum(ys)
+    with pytest.raises(InvalidTypeError, match=r"adjoint must be a diffrax adjoint.*got str 'backsolve'"):
+        check_diffeqsolve(van_der_pol, y0, TS, {"mu": 1.0}, loss, adjoint="backsolve", **_solve_kwargs())
+    with pytest.raises(InvalidTypeError, match=r"stepsize_controller must be .*got str 'pid'"):
+        check_diffeqsolve(van_der_pol, y0, TS, {"mu": 1.0}, loss, solver=diffrax.Tsit5(), stepsize_controller="pid")
+
+
+def test_a_failed_solve_is_refused_not_checked():
+    # max_steps reached: jax.grad through it returned finite garbage that was FAILED as a gradient bug
+    from odeverify.errors import IntegrationError
+
+    with pytest.raises(IntegrationError, match=r"did not succeed .*maximum number of solver steps.*max_steps="):
+        check_diffeqsolve(van_der_pol, jnp.array([2.0, 0.0]), TS, {"mu": 1.0}, lambda ys: jnp.sum(ys),
+                          max_steps=2, **_solve_kwargs())

@@ -237,3 +237,57 @@ def test_importing_odeverify_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+# ---------------------------------------------------------------------------- found in QA (issue 12)
+def test_bad_solve_arguments_get_odeverify_errors_not_torchdiffeq_tracebacks():
+    func, y0, t = ODEFunc(), torch.tensor([1.0, 0.0], dtype=F64), torch.linspace(0, 1, 3, dtype=F64)
+    loss = squared(torch.zeros(2))
+    for bad in (torch.tensor([0.0, 1.0, 0.5]), torch.tensor(1.0), torch.tensor([0.0])):
+        with pytest.raises(InvalidArgumentError, match=r"t = .*strictly increasing \(or decreasing\)"):
+            check_odeint(func, y0, bad, loss)
+    with pytest.raises(InvalidArgumentError, match=r"y0 has the 3 states"):
+        check_odeint(func, torch.ones(3, dtype=F64), t, loss)
+    with pytest.raises(InvalidArgumentError, match=r"returned shape \(1,\) for y of shape \(2,\)"):
+        check_odeint(lambda s, y: y[..., :1], y0, t, loss)
+    with pytest.raises(InvalidTypeError, match=r"returned torch.float32 for float64 y"):
+        check_odeint(lambda s, y: y.float(), y0, t, loss)
+    with pytest.raises(InvalidArgumentError, match=r"method='nope'.*failed: ValueError: Invalid method"):
+        check_odeint(func, y0, t, loss, method="nope")
+    with pytest.raises(InvalidArgumentError, match=r"rtoll=1e-05.*unexpected keyword argument"):
+        check_odeint(func, y0, t, loss, rtoll=1e-5)
+    with pytest.raises(LossError, match=r"loss raised IndexError.*shape \(3, 2\)"):
+        check_odeint(func, y0, t, lambda s: s[10].sum())
+
+
+class _ScaledTimeGradient(torch.autograd.Function):
+    """Identity on t whose backward multiplies the gradient by 1.5: a planted 50% error in ∂L/∂t."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return 1.5 * g
+
+
+def test_time_gradient_through_fixed_steps_is_inconclusive_but_a_wrong_one_still_fails():
+    # torchdiffeq's fixed-step rk4 interpolates linearly between grid points (step 0.01) at t = 0.2505: ∂L/∂t_1
+    # is then g_i times a secant's slope, not g_i f(z(t_i)); the values and ∂L/∂z0, ∂L/∂θ are fine
+    func, y0 = ODEFunc(hidden=4, seed=1), torch.tensor([1.0, -0.5], dtype=F64)
+    t = torch.tensor([0.0, 0.2505, 0.5], dtype=F64)
+    loss, options = squared(torch.zeros(2)), {"method": "rk4", "options": {"step_size": 0.01}}
+    report = check_odeint(func, y0, t, loss, odeint=torchdiffeq.odeint, references=["adjoint", "fd"], **options)
+    assert not report.passed
+    times = [r for r in report.rows if r.quantity == "t"]
+    off = [r for r in times if r.diff > r.tolerance]  # judged by the check's own tolerance: really off
+    assert off and all(r.status == "inconclusive" and "interpolant" in r.note for r in off), str(report)
+    assert all(r.status == "ok" for r in report.rows if r.quantity in ("z0", "theta")), str(report)
+    assert "jump term" not in report.summary
+
+    def planted(f, y0, t, **kwargs):
+        return torchdiffeq.odeint(f, y0, _ScaledTimeGradient.apply(t), **kwargs)
+
+    report = check_odeint(func, y0, t, loss, odeint=planted, references=["adjoint", "fd"], **options)
+    assert not report.passed and report.worst().quantity == "t" and report.worst().status == "FAIL", str(report)

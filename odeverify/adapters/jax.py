@@ -27,7 +27,7 @@ import numbers
 import numpy as np
 
 from .._field import AbstractVectorField
-from ..errors import InvalidArgumentError, InvalidTypeError, LossError
+from ..errors import IntegrationError, InvalidArgumentError, InvalidTypeError, LossError
 
 __all__ = ["JaxField", "check_diffeqsolve"]
 
@@ -262,7 +262,7 @@ class JaxField(AbstractVectorField):
         shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
         if shape != (self.n_states,):
             raise InvalidArgumentError(
-                f"the vector field {self.name} returned {type(out).__name__} of shape {shape} for y of shape "
+                f"the vector field {self.name} returned an array of shape {shape} for y of shape "
                 f"({self.n_states},); it must return dy/dt as one array of the same shape as y"
             )
         if np.dtype(dtype) != np.float64:
@@ -512,6 +512,16 @@ class _Solve:
                 )
         if not isinstance(solver, diffrax.AbstractSolver):
             raise InvalidTypeError(f"solver must be a diffrax solver such as diffrax.Dopri5(), got {solver!r:.60}")
+        if adjoint is not None and not isinstance(adjoint, diffrax.AbstractAdjoint):
+            raise InvalidTypeError(f"adjoint must be a diffrax adjoint such as diffrax.BacksolveAdjoint() or "
+                                   f"diffrax.RecursiveCheckpointAdjoint(), got {type(adjoint).__name__} {adjoint!r:.60}")
+        if stepsize_controller is not None and not isinstance(stepsize_controller,
+                                                              diffrax.AbstractStepSizeController):
+            raise InvalidTypeError(
+                f"stepsize_controller must be a diffrax step-size controller such as "
+                f"diffrax.PIDController(rtol=1e-8, atol=1e-8), got {type(stepsize_controller).__name__} "
+                f"{stepsize_controller!r:.60}"
+            )
         self.jax, self.diffrax, self.field, self.loss = jax, diffrax, field, loss
         self.solver, self.adjoint = solver, adjoint if adjoint is not None else diffrax.RecursiveCheckpointAdjoint()
         self.controller = stepsize_controller
@@ -532,26 +542,49 @@ class _Solve:
             how = type(ctrl).__name__
         how_grad = "jax.jacfwd" if self._forward_mode() else "jax.grad"
         name = type(self.solver).__name__
+        # every adjoint but BacksolveAdjoint (which gives no ∂L/∂t) differentiates the interpolant at ts
         return PeerSolver(f"diffrax.diffeqsolve ({name}, {how}, adjoint={type(self.adjoint).__name__}), "
-                          f"gradients by {how_grad}", rtol, atol, COMPARABLE_METHODS.get(name))
+                          f"gradients by {how_grad}", rtol, atol, COMPARABLE_METHODS.get(name),
+                          times_by_interpolation=True)
 
     def _forward_mode(self):
         return isinstance(self.adjoint, self.diffrax.ForwardMode)
 
-    def total(self, y0, theta, ts):
-        """L(y0, θ, ts): the user's solve and loss."""
+    def solution(self, y0, theta, ts, **override):
+        """The user's diffeqsolve of (y0, θ, ts)."""
         dfx = self.diffrax
         extra = {} if self.controller is None else {"stepsize_controller": self.controller}
-        sol = dfx.diffeqsolve(dfx.ODETerm(self.field.vector_field), self.solver, ts[0], ts[-1], self.dt0, y0,
-                              args=self.field.args_of(theta), saveat=dfx.SaveAt(ts=ts), adjoint=self.adjoint,
-                              **extra, **self.kwargs)
-        return self.loss(sol.ys)
+        return dfx.diffeqsolve(dfx.ODETerm(self.field.vector_field), self.solver, ts[0], ts[-1], self.dt0, y0,
+                               args=self.field.args_of(theta), saveat=dfx.SaveAt(ts=ts), adjoint=self.adjoint,
+                               **extra, **{**self.kwargs, **override})
+
+    def total(self, y0, theta, ts):
+        """L(y0, θ, ts): the user's solve and loss."""
+        return self.loss(self.solution(y0, theta, ts).ys)
+
+    def check_solved(self, y0, ts):
+        """The solve must reach ts[-1]: under jax.grad a failed one (max_steps reached) can return finite garbage."""
+        try:
+            result = self.jax.jit(lambda y, th, s: self.solution(y, th, s, throw=False).result)(
+                y0, self.field.theta, ts)
+        except Exception as exc:  # noqa: BLE001 - the user's arguments to diffeqsolve
+            raise InvalidArgumentError(
+                f"diffrax.diffeqsolve with these arguments failed ({type(exc).__name__}: {_first_words(exc)}); "
+                "check that the solve runs on its own with them"
+            ) from exc
+        if not bool(result == self.diffrax.RESULTS.successful):
+            message = str(result).split("<", 1)[-1].rstrip(">")
+            raise IntegrationError(
+                f"the user's diffrax.diffeqsolve did not succeed from ts[0] = {ts[0]:g} to ts[-1] = {ts[-1]:g}: "
+                f"{message} (its gradient would be that of a failed solve); fix the solve first, e.g. max_steps="
+            )
 
     def gradients(self, y0, ts):
         """``({"z0", "theta"[, "t"]}: arrays, {"t": why it is not given} or {})``."""
         jax = self.jax
         derivative = jax.jacfwd if self._forward_mode() else jax.grad
         inputs = (y0, self.field.theta, ts)
+        self.check_solved(y0, ts)
         why_not = None
         if isinstance(self.adjoint, self.diffrax.BacksolveAdjoint):
             why_not = ("diffrax's BacksolveAdjoint differentiates with respect to y0 and args only, not t0, t1 or "
@@ -561,18 +594,28 @@ class _Solve:
                 grads = jax.jit(derivative(self.total, argnums=(0, 1, 2)))(*inputs)
             except Exception as exc:  # noqa: BLE001 - the peer's limitation, reported by name
                 why_not = (f"jax could not differentiate diffrax.diffeqsolve with {type(self.adjoint).__name__} "
-                           f"with respect to ts ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+                           f"with respect to ts ({type(exc).__name__}: {_first_words(exc, 200)})")
             else:
                 return _as_values(grads, ("z0", "theta", "t")), {}
         try:
             grads = jax.jit(derivative(self.total, argnums=(0, 1)))(*inputs)
         except Exception as exc:  # noqa: BLE001 - user code or the peer: re-raised with what was asked
             raise InvalidArgumentError(
-                f"{derivative.__module__}.{derivative.__name__} of diffrax.diffeqsolve with "
-                f"{type(self.adjoint).__name__} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                f"jax.{derivative.__name__} of diffrax.diffeqsolve with "
+                f"{type(self.adjoint).__name__} failed ({type(exc).__name__}: {_first_words(exc)}); "
                 "check that the solve runs on its own with these arguments"
             ) from exc
         return _as_values(grads, ("z0", "theta")), {"t": why_not}
+
+
+def _first_words(exc, limit=300):
+    """The line of an error that says what went wrong: equinox's runtime errors (``max_steps`` reached, ...)
+    arrive wrapped in a callback traceback whose first line says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "EquinoxRuntimeError:" in line:
+            return line.split("EquinoxRuntimeError:", 1)[1].strip()[:limit]
+    return (lines[0] if lines else "")[:limit]
 
 
 def _as_values(grads, keys):

@@ -328,14 +328,14 @@ class TorchField(AbstractVectorField):
                 raise
             try:
                 torch.func.vmap(lambda row: self._checked(self._apply(t, row, thetas), row))(probe)
-            except InvalidTypeError:
+            except (InvalidTypeError, InvalidArgumentError):  # its output's shape or dtype, said as it is
                 raise
             except Exception as exc:  # noqa: BLE001 - user code under vmap; re-raised with the fix
                 raise InvalidArgumentError(
                     f"func ({_name(self.func)}) neither acts on each row of a batch y of shape (B, {self.n_states}) "
                     f"nor runs on one state of shape ({self.n_states},) under torch.func.vmap "
-                    f"({type(exc).__name__}: {exc}); write it for y[..., i] (rows of a batch), e.g. with "
-                    "torch.stack([...], dim=-1)"
+                    f"({type(exc).__name__}: {exc}); check that y0 has the {self.n_states} states func expects, and write "
+                    "func for y[..., i] (rows of a batch), e.g. with torch.stack([...], dim=-1)"
                 ) from exc
         return "vmap"
 
@@ -531,6 +531,16 @@ def _as_float64(x, argname):
     return arr
 
 
+def _check_times(t, t_np):
+    """t as odeint takes it: one dimension, at least two times, strictly increasing or decreasing."""
+    steps = np.diff(t_np) if t_np.ndim == 1 else np.zeros(0)
+    if t_np.ndim != 1 or t_np.size < 2 or not (np.all(steps > 0) or np.all(steps < 0)):
+        raise InvalidArgumentError(
+            f"t = {np.array2string(t_np, threshold=8)} (shape {t_np.shape}) must be one dimension of at least two "
+            "strictly increasing (or decreasing) times, the first the initial time, e.g. torch.linspace(0.0, 1.0, 5)"
+        )
+
+
 def _tolerance(odeint, kwargs, name):
     """The value of the keyword ``name`` in the user's solve: given, else the solver's default."""
     if kwargs.get(name) is not None:
@@ -557,7 +567,10 @@ def _peer_solver(odeint, kwargs):
                 atol = max(atol, float(kwargs[key]))
     shown = ", ".join([f"method={method}"] + [f"{k}={kwargs[k]:g}" for k in ("rtol", "atol", "adjoint_rtol",
                                                                             "adjoint_atol") if k in kwargs])
-    return PeerSolver(f"{label} ({shown}), gradients by torch autograd", rtol, atol, COMPARABLE_METHODS.get(method))
+    # odeint_adjoint's ∂L/∂t_i is g_i · func(t_i, z_i); any other solve differentiates its interpolant at t_i
+    through_steps = getattr(odeint, "__name__", "") != "odeint_adjoint"
+    return PeerSolver(f"{label} ({shown}), gradients by torch autograd", rtol, atol, COMPARABLE_METHODS.get(method),
+                      times_by_interpolation=through_steps)
 
 
 def _user_gradients(field, func, y0, t, loss, odeint, kwargs):
@@ -565,8 +578,22 @@ def _user_gradients(field, func, y0, t, loss, odeint, kwargs):
     torch = _torch()
     y0_t = torch.tensor(y0, dtype=torch.float64, requires_grad=True)
     t_t = torch.tensor(t, dtype=torch.float64, requires_grad=True)
-    solution = odeint(func, y0_t, t_t, **kwargs)
-    value = _scalar_loss(loss(solution), tuple(solution.shape))
+    shown = ", ".join(f"{k}={v!r:.40}" for k, v in kwargs.items() if k != "adjoint_params")
+    try:
+        solution = odeint(func, y0_t, t_t, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's solve: re-raised with what it was called with
+        raise InvalidArgumentError(
+            f"the solve odeint(func, y0, t{', ' + shown if shown else ''}) "
+            f"({getattr(odeint, '__name__', type(odeint).__name__)}) failed: {type(exc).__name__}: {str(exc)[:300]}; "
+            "check that it runs on its own with these arguments (the options are odeint's, e.g. rtol=, atol=, "
+            "method='dopri5', options=dict(step_size=0.01))"
+        ) from exc
+    try:
+        value = loss(solution)
+    except Exception as exc:  # noqa: BLE001 - the user's loss
+        raise LossError(f"loss raised {type(exc).__name__}: {str(exc)[:300]} on the solution of shape "
+                        f"{tuple(solution.shape)} (times first); loss(solution) must be a torch function of it") from exc
+    value = _scalar_loss(value, tuple(solution.shape))
     leaves = [y0_t, t_t, *field._tensors]
     grads = torch.autograd.grad(value, leaves, allow_unused=True)
     candidate, not_checked = {}, {}
@@ -638,7 +665,9 @@ def check_odeint(func, y0, t, loss, *, odeint=None, params=None, check_rtol=None
     y0_np, t_np = _as_float64(y0, "y0"), _as_float64(t, "t")
     if y0_np.ndim not in (1, 2) or y0_np.shape[-1] == 0:
         raise InvalidArgumentError(f"y0 has shape {y0_np.shape}; pass shape (n,) or a batch of shape (B, n)")
+    _check_times(t, t_np)
     field = TorchField(func, params=params, n_states=y0_np.shape[-1])
+    field.eval_f(y0_np.reshape(-1, y0_np.shape[-1]), t_np[0], field.theta0)  # func's shape and dtype, named
     kwargs = dict(odeint_kwargs)
     if getattr(odeint, "__name__", "") == "odeint_adjoint" and "adjoint_params" not in kwargs and (
             params is not None or not field._is_module):
