@@ -79,6 +79,16 @@ class _Timer:
             self.progress(ProgressEvent(status=status, detail=detail, seconds=seconds, **self.event))
 
 
+def _columns(stream):
+    """The width of the terminal ``stream`` is drawn on; 0 when it reports none (or is no terminal)."""
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 class TerminalProgress:
     """A one-line progress display on a terminal stream (the command line's ``stderr``).
 
@@ -124,8 +134,11 @@ class TerminalProgress:
         if self._bar is None or self._stage != event.stage:
             self._close_bar()
             self._stage = event.stage
+            # a terminal that reports no width (a pty never sized: docker exec, some CI runners) would make
+            # tqdm draw nothing at all with dynamic_ncols: give it 80 columns then
+            sized = _columns(self.stream) > 0
             self._bar = self._tqdm(total=event.total, file=self.stream, leave=False, desc=self.prefix,
-                                   dynamic_ncols=True)
+                                   dynamic_ncols=sized, ncols=None if sized else 80)
         self._bar.set_postfix_str(text[:60], refresh=False)
         self._bar.n = event.index + (event.status != "start")
         self._bar.refresh()

@@ -52,3 +52,32 @@ def test_progress_must_be_callable():
     prob = catalog.exponential()
     with pytest.raises(InvalidTypeError, match="progress must be None or a callable"):
         ov.check_gradients(*prob.args(), references=["forward"], progress="yes")
+
+
+def test_tqdm_draws_on_a_terminal_that_reports_no_width():
+    # a pty never given a size (docker exec, some CI runners) reports 0 columns; tqdm's dynamic width then
+    # drew nothing at all, so the command line looked silent on such a terminal
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    import os
+
+    from odeverify._progress import ProgressEvent, TerminalProgress
+
+    master, slave = pty.openpty()
+    try:
+        assert os.get_terminal_size(slave).columns == 0
+        with open(slave, "w", closefd=False) as stream:
+            display = TerminalProgress.for_stream(stream, "odeverify check")
+            assert display is not None and display._tqdm is not None
+            display(ProgressEvent("reference", "finite differences", 0, 2, "start"))
+            display(ProgressEvent("reference", "finite differences", 0, 2, "done", seconds=0.1))
+            display.close()
+        os.set_blocking(master, False)  # nothing drawn must fail the test, not hang it
+        try:
+            drawn = os.read(master, 65536).decode()
+        except BlockingIOError:
+            drawn = ""
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "odeverify check" in drawn and "1/2" in drawn
