@@ -54,24 +54,27 @@ def test_progress_must_be_callable():
         ov.check_gradients(*prob.args(), references=["forward"], progress="yes")
 
 
-def test_tqdm_draws_on_a_terminal_that_reports_no_width():
-    # a pty never given a size (docker exec, some CI runners) reports 0 columns; tqdm's dynamic width then
-    # drew nothing at all, so the command line looked silent on such a terminal
+def test_check_draws_its_progress_on_a_terminal_that_reports_no_size():
+    # a pty never given a size (docker exec, some CI runners) reports 0 × 0; tqdm then drew nothing at all
+    # (no column, no row), so "odeverify check" looked silent on such a terminal
     pytest.importorskip("tqdm")
     pty = pytest.importorskip("pty")
     import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from odeverify._progress import ProgressEvent, TerminalProgress
-
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     master, slave = pty.openpty()
     try:
-        assert os.get_terminal_size(slave).columns == 0
-        with open(slave, "w", closefd=False) as stream:
-            display = TerminalProgress.for_stream(stream, "odeverify check")
-            assert display is not None and display._tqdm is not None
-            display(ProgressEvent("reference", "finite differences", 0, 2, "start"))
-            display(ProgressEvent("reference", "finite differences", 0, 2, "done", seconds=0.1))
-            display.close()
+        assert os.get_terminal_size(slave) == (0, 0)
+        proc = subprocess.run(
+            [sys.executable, "-m", "odeverify", "check", str(root / "examples" / "exponential.toml"),
+             "--references", "forward,fd"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env, timeout=120,
+        )
         os.set_blocking(master, False)  # nothing drawn must fail the test, not hang it
         try:
             drawn = os.read(master, 65536).decode()
@@ -80,4 +83,5 @@ def test_tqdm_draws_on_a_terminal_that_reports_no_width():
     finally:
         os.close(master)
         os.close(slave)
-    assert "odeverify check" in drawn and "1/2" in drawn
+    assert proc.returncode == 0
+    assert "odeverify check" in drawn and "reference 2/2: finite" in drawn
