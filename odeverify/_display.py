@@ -179,7 +179,15 @@ def derivation_display(system, name=None) -> Equations:
     from ._system import _pretty_matrix
 
     valid = system.DERIVATION
-    names = valid if name is None else ((name,) if isinstance(name, str) else tuple(name))
+    if name is None or isinstance(name, str):
+        names = valid if name is None else (name,)
+    elif isinstance(name, (list, tuple)):
+        names = tuple(name)
+    else:
+        raise InvalidArgumentError(
+            f"show: name must be a str, a list of str or None, got {type(name).__name__} {name!r:.60}; "
+            f"use one of {', '.join(valid)}, e.g. system.show('jac_z')"
+        )
     for nm in names:
         if not isinstance(nm, str) or nm not in valid:
             raise InvalidArgumentError(

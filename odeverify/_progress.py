@@ -79,6 +79,17 @@ class _Timer:
             self.progress(ProgressEvent(status=status, detail=detail, seconds=seconds, **self.event))
 
 
+def _columns(stream):
+    """The width of the terminal ``stream`` is drawn on: 0 when it reports none, None when it has no file
+    descriptor to ask (tqdm then draws unbounded, as on any stream it cannot measure)."""
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class TerminalProgress:
     """A one-line progress display on a terminal stream (the command line's ``stderr``).
 
@@ -124,8 +135,11 @@ class TerminalProgress:
         if self._bar is None or self._stage != event.stage:
             self._close_bar()
             self._stage = event.stage
+            # a terminal that reports no size (a pty never sized: docker exec, some CI runners) makes tqdm
+            # draw nothing at all (0 columns, and no row to draw on): give it 80 × 24 then
+            sized = _columns(self.stream) != 0
             self._bar = self._tqdm(total=event.total, file=self.stream, leave=False, desc=self.prefix,
-                                   dynamic_ncols=True)
+                                   dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24)
         self._bar.set_postfix_str(text[:60], refresh=False)
         self._bar.n = event.index + (event.status != "start")
         self._bar.refresh()

@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import warnings
+from pathlib import Path
 
 from ._progress import TerminalProgress
 from .errors import IntegrationError, InvalidArgumentError, OdeverifyError, TrivialTestWarning
@@ -223,11 +224,32 @@ def _add_plot_option(p, what):
 
 
 def _plot_ready(path):
-    """Before any work: with ``--plot``, matplotlib must import (else the error names the extra to install)."""
-    if path is not None:
-        from .plotting import require_matplotlib
+    """Before any work: with ``--plot``, matplotlib must import (else the error names the extra to install)
+    and ``path`` must name a file of a format matplotlib writes in an existing directory, so that a bad path
+    is reported at once rather than after the whole check (and is never silently renamed: matplotlib would
+    write ``DIR.png`` for a directory and ``FILE.png`` for a name without a suffix)."""
+    if path is None:
+        return
+    from .plotting import require_matplotlib
 
-        require_matplotlib()
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    target = Path(path)
+    suffix = target.suffix.lower().lstrip(".")
+    if not path or target.is_dir():
+        problem = "is a directory" if path else "is empty"
+        raise InvalidArgumentError(f"--plot {path!r} {problem}; give a file name, e.g. --plot report.png")
+    if suffix not in formats:
+        raise InvalidArgumentError(
+            f"--plot {path}: the suffix {target.suffix or '(none)'!s} names no format matplotlib writes; "
+            f"use one of {', '.join('.' + f for f in sorted(formats))}, e.g. --plot report.png"
+        )
+    if not target.parent.is_dir():
+        raise InvalidArgumentError(
+            f"--plot {path}: the directory {target.parent} does not exist; create it or write elsewhere"
+        )
 
 
 def _write_plot(result, path):

@@ -104,6 +104,9 @@ def test_show_a_bad_name_lists_the_valid_ones(lv):
         lv.show("jacz")
     with pytest.raises(InvalidArgumentError, match="not a derived object"):
         lv.show(["jac_z", 3])
+    for bad in (3, {"jac_z"}):  # neither a name nor a list of names (a set has no order to show them in)
+        with pytest.raises(InvalidArgumentError, match=r"name must be a str, a list of str or None.*jac_z"):
+            lv.show(bad)
 
 
 def test_show_an_empty_matrix():

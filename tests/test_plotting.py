@@ -321,3 +321,22 @@ def test_cli_plot_to_an_unwritable_path_is_bad_input(tmp_path, monkeypatch):
     code = main(["taylor", str(EXAMPLES / "exponential.toml"), "--plot", str(tmp_path / "no" / "dir.png")],
                 out=io.StringIO())
     assert code == 2 and "--plot" in err.getvalue()
+
+
+@pytest.mark.parametrize("name, words", [
+    ("", "is empty"),
+    (".", "is a directory"),
+    ("noext", "names no format"),
+    ("-", "names no format"),
+    ("x.xyz", "names no format"),
+    ("no/such/dir/x.png", "does not exist"),
+])
+def test_cli_plot_path_is_checked_before_any_work(name, words, tmp_path, monkeypatch):
+    # a bad --plot path is bad input at once (the spec is not even read), and never renamed: matplotlib
+    # would write "DIR.png" for a directory and "noext.png" for a name without a suffix
+    monkeypatch.chdir(tmp_path)
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    code = main(["check", str(tmp_path / "no_such_spec.toml"), "--plot", name], out=io.StringIO())
+    assert code == 2 and "--plot" in err.getvalue() and words in err.getvalue()
+    assert list(tmp_path.iterdir()) == []

@@ -52,3 +52,36 @@ def test_progress_must_be_callable():
     prob = catalog.exponential()
     with pytest.raises(InvalidTypeError, match="progress must be None or a callable"):
         ov.check_gradients(*prob.args(), references=["forward"], progress="yes")
+
+
+def test_check_draws_its_progress_on_a_terminal_that_reports_no_size():
+    # a pty never given a size (docker exec, some CI runners) reports 0 × 0; tqdm then drew nothing at all
+    # (no column, no row), so "odeverify check" looked silent on such a terminal
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    master, slave = pty.openpty()
+    try:
+        assert os.get_terminal_size(slave) == (0, 0)
+        proc = subprocess.run(
+            [sys.executable, "-m", "odeverify", "check", str(root / "examples" / "exponential.toml"),
+             "--references", "forward,fd"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env, timeout=120,
+        )
+        os.set_blocking(master, False)  # nothing drawn must fail the test, not hang it
+        try:
+            drawn = os.read(master, 65536).decode()
+        except BlockingIOError:
+            drawn = ""
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0
+    assert "odeverify check" in drawn and "reference 2/2: finite" in drawn
