@@ -340,3 +340,17 @@ def test_cli_plot_path_is_checked_before_any_work(name, words, tmp_path, monkeyp
     code = main(["check", str(tmp_path / "no_such_spec.toml"), "--plot", name], out=io.StringIO())
     assert code == 2 and "--plot" in err.getvalue() and words in err.getvalue()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_taylor_plot_of_a_non_differentiable_loss_says_so_instead_of_failed():
+    # heaviside(t - s) jumps on the observation time t1 = s: no rate is expected, and the title must not say FAILED
+    import warnings
+
+    system = odeverify.ODESystem.from_strings("x", "k s", ["-k*x + heaviside(t - s)"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = odeverify.taylor_test(system, [1.0], [0.0, 0.9, 2.0], [0.7, 0.9],
+                                       lambda zs: zs[1, 0] ** 2 + zs[-1, 0] ** 2, seed=0)
+    assert result.summary.startswith("the loss is not differentiable")
+    title = result.plot().axes[0].get_title()
+    assert "not differentiable" in title and "FAILED" not in title
