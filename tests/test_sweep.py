@@ -161,7 +161,7 @@ def test_an_interrupted_sweep_resumed_runs_only_the_rest(tmp_path, pool_rows):
     ("references = [1]\n[problems]\ncount = 3\n", "references"),
     ("references = ['fd']\n[problems]\ncount = 3\n", "two references"),
     ("[problems]\nspecs = ['bad.toml']\n", "problems.specs[0]"),  # a spec file that does not load
-    ("[problems]\ncount = 100000000000\n", "count"),
+    ("[problems]\ncount = 100000000000\n", "more than"),
     ("rtols = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7]\n[problems]\ncount = 300000\n", "more than"),
 ])
 def test_a_bad_spec_exits_2_with_one_clear_line(tmp_path, capsys, text, key):

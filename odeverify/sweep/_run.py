@@ -106,9 +106,8 @@ def _problem_refs(count, seed, problem_options, specs, factory):
             seen[stem] = seen.get(stem, 0) + 1
             refs.append((stem if seen[stem] == 1 else f"{stem}-{seen[stem]}", ("spec", str(Path(path).resolve()))))
         return refs
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CELLS:
-        raise InvalidArgumentError(f"count={count!r} must be a positive integer up to {MAX_CELLS}, the number of "
-                                   "problems")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidArgumentError(f"count={count!r} must be a positive integer, the number of problems")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidArgumentError(f"seed={seed!r} must be a non-negative integer")
     if factory is not None:
@@ -156,11 +155,12 @@ def plan(*, count=None, seed=0, problem_options=None, specs=None, factory=None, 
         if len({r if isinstance(r, str) else id(r) for r in references}) < 2:
             raise InvalidArgumentError(f"references={list(references)!r:.80}: a verdict needs two references that "
                                        "agree; add another, e.g. references=['forward', 'fd']")
+    per_problem = len(methods) * len(rtols) * len(modes)
+    n_problems = len(_as_list(specs, "specs", "spec file")) if specs is not None else count
+    if isinstance(n_problems, int) and n_problems * per_problem > MAX_CELLS:  # before building them
+        raise InvalidArgumentError(f"the sweep has {n_problems * per_problem} cells, more than {MAX_CELLS}; sweep "
+                                   "fewer problems, methods, tolerances or modes")
     problems = _problem_refs(count, seed, problem_options, specs, factory)
-    total = len(problems) * len(methods) * len(rtols) * len(modes)
-    if total > MAX_CELLS:
-        raise InvalidArgumentError(f"the sweep has {total} cells, more than {MAX_CELLS}; sweep fewer problems, "
-                                   "methods, tolerances or modes")
     cells = []
     for (pid, problem), method, rtol, mode in itertools.product(problems, methods, rtols, modes):
         cells.append(Cell(cell_id=f"{pid}:{method}:{rtol!r}:{mode}", problem_id=pid, problem=problem,
