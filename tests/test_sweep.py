@@ -157,6 +157,12 @@ def test_an_interrupted_sweep_resumed_runs_only_the_rest(tmp_path, pool_rows):
     ("[problems]\nspecs = ['missing.toml']\n", "problems.specs[0]"),
     ("[problems\ncount = 3\n", "not valid TOML"),
     ("references = ['oracle']\n[problems]\ncount = 3\n", "oracle"),
+    # each of these ran the whole sweep (every cell an error or inconclusive), or exhausted memory, before
+    ("references = [1]\n[problems]\ncount = 3\n", "references"),
+    ("references = ['fd']\n[problems]\ncount = 3\n", "two references"),
+    ("[problems]\nspecs = ['bad.toml']\n", "problems.specs[0]"),  # a spec file that does not load
+    ("[problems]\ncount = 100000000000\n", "more than"),
+    ("rtols = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7]\n[problems]\ncount = 300000\n", "more than"),
 ])
 def test_a_bad_spec_exits_2_with_one_clear_line(tmp_path, capsys, text, key):
     spec = tmp_path / "bad.toml"
@@ -255,3 +261,100 @@ def test_the_cli_summarises_and_reproduces_a_failing_cell(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == (0 if cell["status"] == "passed" else 1)
     assert text.startswith(f"cell {cell['cell_id']}: {cell['status']}") and "check_gradients:" in text
+
+
+# ---------------------------------------------------------------------------- regressions found in QA
+def _fake_rows(**kw):
+    """Rows of a sweep's cells as its file would hold them, without running a cell (an error row each)."""
+    from odeverify.sweep._cells import error_row
+
+    return [error_row(c, "Stub", "not run") for c in odeverify.sweep.plan(**kw)]
+
+
+def test_resume_refuses_the_file_of_a_different_sweep(tmp_path):
+    from odeverify.sweep._results import open_writer
+
+    out = tmp_path / "rows.csv"
+    writer = open_writer(out, _fake_rows(count=2, seed=0, methods=["DOP853"]))
+    writer.close()
+    for other in (dict(count=2, seed=1, methods=["DOP853"]),  # the same cell ids, other problems
+                  dict(count=2, seed=0, methods=["RK45"])):  # other cells: they were silently dropped
+        with pytest.raises(InvalidArgumentError, match="different sweep"):
+            sweep(**other, output=out, resume=True, workers=1)
+    assert len(read_rows(out)) == 2  # untouched
+
+
+def test_resume_of_some_cells_keeps_the_rows_of_the_others(tmp_path):
+    from odeverify.sweep._results import open_writer
+
+    out = tmp_path / "rows.csv"
+    kw = dict(count=2, seed=0, methods=["DOP853"])
+    open_writer(out, _fake_rows(**kw)).close()
+    result = sweep(**kw, output=out, resume=True, cells=["g0:DOP853:1e-08:interpolated"], workers=1)
+    assert result.ran == 0 and len(read_rows(out)) == 2
+
+
+def test_an_unwritable_output_or_an_absent_scheduler_is_one_line_exit_2(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[problems]\ncount = 1\nn_states = 1\nn_times = 2\n")
+    for extra, key in ((["--output", str(tmp_path / "no" / "such" / "dir.csv")], "cannot write"),
+                       (["--output", str(tmp_path / "no" / "dir.parquet")], "cannot write"),
+                       (["--scheduler", "no-port-here", "--output", str(tmp_path / "r.csv")], "no Dask scheduler")):
+        assert main(["sweep", str(spec), "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and key in err, err
+
+
+def test_sigterm_stops_the_workers_and_keeps_the_rows(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text("references = ['forward', 'adjoint-backsolve']\n[problems]\ncount = 300\nn_states = 1\n"
+                    "n_times = 2\nn_params = 1\nfunctions = ['poly']\nmax_depth = 1\n")
+    out = tmp_path / "rows.csv"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "odeverify.cli", "sweep", str(spec), "--output", str(out),
+                             "--workers", "2", "--no-progress"], env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not read_rows(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=30)[1]  # hung before: the orphaned workers held stderr open
+    for _ in range(50):  # the forkserver and the resource tracker exit once their pipes close
+        left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.1)
+    for pid in left:  # do not leak them into the rest of the test run
+        os.kill(int(pid), signal.SIGKILL)
+    assert proc.returncode == 143 and "--resume" in err, err
+    assert not left, "the pool's processes outlived the sweep"
+    assert 0 < len(read_rows(out)) < 300
+
+
+def test_the_summary_says_why_a_cell_did_not_pass():
+    from odeverify.sweep import SweepResult
+
+    base = dict.fromkeys(odeverify.sweep.COLUMNS)
+    taylor = dict(base, cell_id="a", method="RK45", rtol=1e-6, mode="interpolated", status="failed",
+                  worst_entry="x", worst_ratio=0.05, taylor_rate=1.78)
+    inconclusive = dict(taylor, cell_id="b", status="inconclusive", worst_entry=None, worst_ratio=None,
+                        taylor_rate=None)
+    text = SweepResult(rows=[taylor, inconclusive]).summary()
+    assert "Taylor test: rate 1.78" in text and "0.05 x tolerance" not in text
+    assert "b  inconclusive  some entries have no verdict" in text
+
+
+def test_the_progress_bar_draws_on_a_terminal_of_size_zero(monkeypatch):
+    from odeverify.sweep._run import _progress_bar
+
+    pytest.importorskip("tqdm")
+    master, slave = os.openpty()  # a fresh pty reports 0 x 0, as some CI and container ptys do
+    with os.fdopen(slave, "w") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        update = _progress_bar(2, None)
+        update({"status": "passed"})
+        update(None)
+    monkeypatch.undo()
+    text = os.read(master, 10000).decode()
+    os.close(master)
+    assert "1/2" in text and "cell" in text, text

@@ -1,16 +1,21 @@
 """``odeverify sweep SPEC.toml``: the command line of a sweep (registered by :mod:`odeverify.cli`).
 
 Exit status: 0 every cell passed, 1 some cell did not pass (or ``--cell``'s check failed), 2 a bad spec or
-option (one line on stderr), 130 interrupted (the finished rows are kept: run again with ``--resume``).
+option (one line on stderr), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); the finished rows are kept: run again with
+``--resume``.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 __all__ = ["add_parser", "run"]
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def add_parser(sub):
@@ -49,15 +54,39 @@ def run(args, out):
     output = args.output or kwargs.pop("output", None) or default_output(args.spec)
     kwargs.pop("output", None)
     try:
-        result = sweep(**kwargs, output=output, resume=args.resume, workers=args.workers,
-                       dask_local=args.dask_local, scheduler=args.scheduler,
-                       progress=False if args.no_progress else None, spec=args.spec)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"odeverify sweep: interrupted; the finished rows are in {output}: run the same "
-                         "command with --resume to run only the rest\n")
-        return EXIT_INTERRUPTED
+        with _terminate_as_interrupt():
+            result = sweep(**kwargs, output=output, resume=args.resume, workers=args.workers,
+                           dask_local=args.dask_local, scheduler=args.scheduler,
+                           progress=False if args.no_progress else None, spec=args.spec)
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"odeverify sweep: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}; "
+                         f"the finished rows are in {output}: run the same command with --resume to run only "
+                         "the rest\n")
+        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
     out.write(result.summary() + "\n")
     return 0 if not result.failing else 1
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the sweep stops its workers and writes its rows before exiting."""
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """While the sweep runs, SIGTERM (``kill``, a batch system's time limit) unwinds like Ctrl-C: Python's
+    default would end this process at once, leaving its pool's workers running and the last rows unwritten."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_cell(kwargs, cell_id, out):

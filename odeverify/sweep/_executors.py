@@ -118,7 +118,7 @@ def dask_cluster(cells, *, n_workers=None, scheduler=None, client=None):
                 own.append(cluster)
                 client = Client(cluster)
             else:
-                client = Client(scheduler)
+                client = _connect(Client, scheduler)
             own.append(client)
         token = uuid.uuid4().hex[:8]
         futures = {client.submit(run_cell, c, key=f"odeverify-cell-{token}-{i}", pure=False): c
@@ -134,6 +134,23 @@ def dask_cluster(cells, *, n_workers=None, scheduler=None, client=None):
             client.cancel(list(futures))  # interrupted: nothing of ours left on the cluster
         for thing in reversed(own):
             thing.close()
+
+
+#: seconds to wait for the scheduler at ``scheduler=`` to answer
+CONNECT_TIMEOUT = 10
+
+
+def _connect(Client, scheduler):
+    """A client of the cluster at ``scheduler``; an unreachable or malformed address is a one-line error."""
+    from ..errors import InvalidArgumentError
+
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, ValueError, TypeError) as exc:  # distributed: OSError when it times out, ValueError on parse
+        raise InvalidArgumentError(
+            f"scheduler={scheduler!r:.100}: no Dask scheduler there ({' '.join(str(exc).split())[:200]}); start one "
+            "(`dask scheduler`, then `dask worker ADDRESS`) or give its address, tcp://HOST:8786"
+        ) from None
 
 
 def default_workers():

@@ -139,8 +139,16 @@ def open_writer(path, existing=()):
                 "writing a .parquet file needs pyarrow: pip install 'odeverify[dask]' (or pip install pyarrow), "
                 "or write a .csv file"
             ) from None
-        return _ParquetWriter(path, existing)
-    return _CSVWriter(path, existing)
+    kind = _ParquetWriter if output_format(path) == "parquet" else _CSVWriter
+    try:
+        return kind(path, existing)
+    except OSError as exc:  # before any cell runs: a bad path is a bad argument, not a crash after an hour
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"output={str(path)!r}: cannot write it ({exc.strerror or ' '.join(str(exc).split())}); name a file "
+            "in a directory that exists and is writable"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -12,7 +13,10 @@ from ..errors import InvalidArgumentError, InvalidTypeError
 from ._cells import Cell
 from ._results import open_writer, output_format, read_rows, summary_table
 
-__all__ = ["sweep", "plan", "SweepResult"]
+__all__ = ["sweep", "plan", "SweepResult", "MAX_CELLS"]
+
+#: the most cells a sweep may have (the driver holds every cell and row in memory)
+MAX_CELLS = 1_000_000
 
 
 @dataclass
@@ -57,14 +61,25 @@ class SweepResult:
         if failing:
             lines += ["", f"{len(failing)} cells did not pass:"]
             for r in failing:
-                why = (f"{r['error_type']}: {r['error_message']}" if r["status"] == "error"
-                       else f"worst {r['worst_entry']} at {r['worst_ratio']:.3g} x tolerance"
-                       if r["worst_ratio"] is not None else "")
-                lines.append(f"  {r['cell_id']}  {r['status']}  {why}"[:300])
+                lines.append(f"  {r['cell_id']}  {r['status']}  {_why(r)}"[:300])
                 lines.append(f"    {self.reproduce(r['cell_id'])}")
         return "\n".join(lines)
 
     __str__ = summary
+
+
+def _why(row):
+    """Why a cell did not pass, in a few words (its full report: the --cell command)."""
+    if row["status"] == "error":
+        return f"{row['error_type']}: {row['error_message']}"
+    ratio = row["worst_ratio"]
+    if ratio is not None and ratio > 1:
+        return f"worst {row['worst_entry']} at {ratio:.3g} x tolerance"
+    if row["status"] == "failed" and row["taylor_rate"] is not None:  # every entry within tolerance
+        return f"the Taylor test: rate {row['taylor_rate']:.3g} (2 for a correct gradient)"
+    if row["status"] == "inconclusive":
+        return "some entries have no verdict (the references do not agree, or too few computed them)"
+    return "nothing could be checked" if ratio is None else f"worst {row['worst_entry']} at {ratio:.3g} x tolerance"
 
 
 def _as_list(value, name, kind):
@@ -127,13 +142,27 @@ def plan(*, count=None, seed=0, problem_options=None, specs=None, factory=None, 
     if references is not None:
         from .._check import _REFERENCE_NAMES
 
+        from ..references import Reference
+
         references = tuple(_as_list(references, "references", "reference"))
         for name in references:
             if isinstance(name, str) and name not in _REFERENCE_NAMES:
                 raise InvalidArgumentError(f"references: {name!r:.40} is not one of {', '.join(_REFERENCE_NAMES)}")
+            if not isinstance(name, (str, Reference)):
+                raise InvalidTypeError(f"references: {name!r:.40} must be a name ({', '.join(_REFERENCE_NAMES)}) or "
+                                       "an odeverify.references.Reference")
+        # with fewer than two, every cell would be inconclusive: a verdict needs two references that agree
+        if len({r if isinstance(r, str) else id(r) for r in references}) < 2:
+            raise InvalidArgumentError(f"references={list(references)!r:.80}: a verdict needs two references that "
+                                       "agree; add another, e.g. references=['forward', 'fd']")
+    per_problem = len(methods) * len(rtols) * len(modes)
+    n_problems = len(_as_list(specs, "specs", "spec file")) if specs is not None else count
+    if isinstance(n_problems, int) and n_problems * per_problem > MAX_CELLS:  # before building them
+        raise InvalidArgumentError(f"the sweep has {n_problems * per_problem} cells, more than {MAX_CELLS}; sweep "
+                                   "fewer problems, methods, tolerances or modes")
+    problems = _problem_refs(count, seed, problem_options, specs, factory)
     cells = []
-    for (pid, problem), method, rtol, mode in itertools.product(
-            _problem_refs(count, seed, problem_options, specs, factory), methods, rtols, modes):
+    for (pid, problem), method, rtol, mode in itertools.product(problems, methods, rtols, modes):
         cells.append(Cell(cell_id=f"{pid}:{method}:{rtol!r}:{mode}", problem_id=pid, problem=problem,
                           method=method, rtol=rtol, mode=mode, atol=atol, candidate=candidate,
                           references=references, check_rtol=check_rtol, taylor=bool(taylor), timeout=cell_timeout))
@@ -246,24 +275,42 @@ def sweep(*, count=None, seed=0, problem_options=None, specs=None, factory=None,
 
 def _to_run(every, cells, output, resume):
     """The cells to run and the rows kept from ``output``."""
+    by_id = {c.cell_id: c for c in every}
     if cells is not None:
-        known = {c.cell_id for c in every}
-        unknown = [c for c in cells if c not in known]
+        unknown = [c for c in cells if c not in by_id]
         if unknown:
             raise InvalidArgumentError(
                 f"cells: {unknown[0]!r} is not a cell of this sweep; ids look like {every[0].cell_id!r}")
-        every = [c for c in every if c.cell_id in set(cells)]
+        chosen = set(cells)
+        todo = [c for c in every if c.cell_id in chosen]
+    else:
+        todo = every
     if not resume:
-        return every, []
+        return todo, []
     if output is None:
         raise InvalidArgumentError("resume=True needs output=, the file of the interrupted sweep")
-    ids = {c.cell_id for c in every}
     kept, seen = [], set()
     for row in read_rows(output):
-        if row["cell_id"] in ids and row["cell_id"] not in seen:
+        _same_sweep(row, by_id.get(row["cell_id"]), output)
+        if row["cell_id"] not in seen:  # every row of this sweep is kept, also those of cells not chosen
             kept.append(row)
             seen.add(row["cell_id"])
-    return [c for c in every if c.cell_id not in seen], kept
+    return [c for c in todo if c.cell_id not in seen], kept
+
+
+def _same_sweep(row, cell, output):
+    """Refuse to resume into a file of another sweep: its rows would be mixed with this one's, or dropped."""
+    why = None
+    if cell is None:
+        why = f"its cell {row['cell_id']!r:.80} is not a cell of this sweep"
+    elif row["problem_seed"] != cell.seed:
+        why = f"its cell {row['cell_id']!r:.80} has problem seed {row['problem_seed']}, this sweep's {cell.seed}"
+    elif (row["taylor_rate"] is not None) != cell.taylor and row["status"] != "error":
+        why = f"its cell {row['cell_id']!r:.80} was run with taylor={not cell.taylor}"
+    if why is not None:
+        raise InvalidArgumentError(
+            f"resume: {str(output)!r} holds rows of a different sweep ({why}); resume with the arguments that "
+            "wrote it, or name another output (without resume, the file is overwritten)")
 
 
 def _executor(cells, *, workers, dask_local, scheduler, client):
@@ -291,7 +338,9 @@ def _progress_bar(total, progress):
         from tqdm import tqdm
     except ImportError:
         return _text_progress(total)
-    bar = tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True)
+    # a terminal that reports a size of 0 x 0 (some CI and container ptys): tqdm would draw nothing
+    size = None if _terminal_columns() > 0 else dict(ncols=80, nrows=24)
+    bar = tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=size is None, **(size or {}))
     failed = [0]
 
     def update(row):
@@ -303,6 +352,13 @@ def _progress_bar(total, progress):
         bar.update(1)
 
     return update
+
+
+def _terminal_columns():
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a terminal, or a replaced stderr
+        return 0
 
 
 def _text_progress(total):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OdeverifyError, SpecError
-from ..spec import _read_text, printable, tomllib
+from ..spec import _read_text, load_spec, printable, tomllib
 
 __all__ = ["load_sweep_spec", "SWEEP_KEYS", "PROBLEM_KEYS"]
 
@@ -93,6 +93,10 @@ def load_sweep_spec(path):
             if not file.is_file():
                 raise _err(source, f"problems.specs[{i}]", f"no such spec file {str(file)!r} (paths are relative "
                            "to the sweep spec)")
+            try:  # a spec file that does not load is a bad sweep spec (exit 2), not an error row in every cell
+                load_spec(file)
+            except OdeverifyError as exc:
+                raise _err(source, f"problems.specs[{i}]", " ".join(str(exc).split())) from None
             files.append(str(file))
         kwargs["specs"] = files
     else:
