@@ -355,6 +355,17 @@ def test_the_progress_bar_draws_on_a_terminal_of_size_zero(monkeypatch):
         update({"status": "passed"})
         update(None)
     monkeypatch.undo()
-    text = os.read(master, 10000).decode()
+    import select
+
+    chunks = []  # every write tqdm made: one os.read returns only what the pty holds at that moment
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            data = os.read(master, 10000)
+        except OSError:  # the writing end is closed and drained
+            break
+        if not data:
+            break
+        chunks.append(data)
     os.close(master)
+    text = b"".join(chunks).decode()
     assert "1/2" in text and "cell" in text, text
