@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 import sympy as sp
 
 
@@ -173,3 +174,41 @@ def long_expression(length=7000, *, seed=0):
         if len(text) + len(term) + 3 > length:
             return text
         text += (" + " if text else "") + term
+
+
+def switched_oscillator_loss(p, tspan):
+    """L = x(T)^2 + v(T)^2 of x' = v, v' = -w^2 x - d H(x - c) v, from matrix exponentials.
+
+    ``p = (w, d, c, x0, v0)``, ``tspan = (t0, T)``; the crossings of x = c are found by root finding on the
+    exact solution (the damping switches on while x > c).
+    """
+    w, dmp, cc, xi, vi = p
+    t_start, t_end = tspan
+    A = {0: np.array([[0.0, 1.0], [-w * w, 0.0]]), 1: np.array([[0.0, 1.0], [-w * w, -dmp]])}
+    t, z, on = t_start, np.array([xi, vi]), int(xi > cc)
+    while True:
+        grid = np.linspace(0.0, t_end - t, 401)[1:]
+        lam, V = np.linalg.eig(A[on])  # the grid only brackets the crossings: x(h) - c by eigenvectors, at once
+        xs = np.real((V[0] * np.exp(np.multiply.outer(grid, lam))) @ np.linalg.solve(V, z)) - cc
+        sign_change = np.flatnonzero(np.sign(xs) != (1 if on else -1))
+        if not sign_change.size:
+            z = scipy.linalg.expm(A[on] * (t_end - t)) @ z
+            return float(z @ z)
+        j = int(sign_change[0])
+        lo = 0.0 if j == 0 else grid[j - 1]
+        h = scipy.optimize.brentq(lambda h: (scipy.linalg.expm(A[on] * h) @ z)[0] - cc, lo, grid[j], xtol=1e-15,
+                                  rtol=8.9e-16)
+        z, t, on = scipy.linalg.expm(A[on] * h) @ z, t + h, 1 - on
+
+
+def switched_oscillator_reference(p, tspan, h=1e-6):
+    """The loss of :func:`switched_oscillator_loss` and its central differences in (w, d, c, x0, v0, t0, T)."""
+    def at(q, e):
+        pp, span = np.array(p, dtype=float), list(tspan)
+        if q < 5:
+            pp[q] += e
+        else:
+            span[q - 5] += e
+        return switched_oscillator_loss(pp, span)
+
+    return switched_oscillator_loss(p, tspan), np.array([(at(q, h) - at(q, -h)) / (2 * h) for q in range(7)])

@@ -16,11 +16,10 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import scipy.linalg
-import scipy.optimize
 import sympy as sp
 
 import odeverify
+from helpers import switched_oscillator_reference
 from odeverify._switches import Event
 from odeverify.references import Adjoint, AutogradRK, FiniteDifferences, ForwardSensitivity, make_problem
 
@@ -146,41 +145,10 @@ OSC_P = np.array([1.3, 0.7, 0.4, 0.0, 1.0])  # w, d, c, x0, v0
 OSC_SPAN = (0.2, 4.0)
 
 
-def _oscillator_loss(p, tspan):
-    """L = x(T)^2 + v(T)^2 from matrix exponentials; the crossings of x = c by root finding on the exact solution."""
-    w, dmp, cc, xi, vi = p
-    t, t_end = tspan
-    A = {0: np.array([[0.0, 1.0], [-w * w, 0.0]]), 1: np.array([[0.0, 1.0], [-w * w, -dmp]])}
-    z, on = np.array([xi, vi]), int(xi > cc)
-    while True:
-        grid = np.linspace(0.0, t_end - t, 401)[1:]
-        xs = np.array([(scipy.linalg.expm(A[on] * h) @ z)[0] for h in grid]) - cc
-        change = np.flatnonzero(np.sign(xs) != (1 if on else -1))
-        if not change.size:
-            z = scipy.linalg.expm(A[on] * (t_end - t)) @ z
-            return float(z @ z)
-        j = int(change[0])
-        lo = 0.0 if j == 0 else grid[j - 1]
-        h = scipy.optimize.brentq(lambda h: (scipy.linalg.expm(A[on] * h) @ z)[0] - cc, lo, grid[j], xtol=1e-15,
-                                  rtol=8.9e-16)
-        z, t, on = scipy.linalg.expm(A[on] * h) @ z, t + h, 1 - on
-
-
 @pytest.fixture(scope="module")
 def oscillator_exact():
     """dL/d(w, d, c, x0, v0, t0, T) by central differences (h = 1e-6) of the exact solution."""
-    h, out = 1e-6, []
-    for q in range(7):
-        def at(e, q=q):
-            pp, span = OSC_P.copy(), list(OSC_SPAN)
-            if q < 5:
-                pp[q] += e
-            else:
-                span[q - 5] += e
-            return _oscillator_loss(pp, span)
-
-        out.append((at(h) - at(-h)) / (2 * h))
-    return np.array(out)
+    return switched_oscillator_reference(OSC_P, OSC_SPAN)[1]
 
 
 @pytest.mark.parametrize("Ref", REFERENCES)

@@ -8,11 +8,10 @@ finding on the exact solution, differentiated by central differences.
 
 import numpy as np
 import pytest
-import scipy.linalg
-import scipy.optimize
 import sympy as sp
 
 import odeverify
+from helpers import switched_oscillator_reference
 from odeverify._switches import Event, substitute_branch
 from odeverify.errors import IntegrationError, InvalidArgumentError
 
@@ -131,27 +130,6 @@ def test_forward_sensitivity_through_the_saltation_matrix(relax):
 OSC = ["v", "-w**2*x - d*heaviside(x - c)*v"]  # damping switches on while x > c
 
 
-def _oscillator_loss(p, tspan):
-    """L = x(T)^2 + v(T)^2 of the switched oscillator, from matrix exponentials, crossings by root finding."""
-    w, dmp, cc, xi, vi = p
-    t_start, t_end = tspan
-    A = {0: np.array([[0.0, 1.0], [-w * w, 0.0]]), 1: np.array([[0.0, 1.0], [-w * w, -dmp]])}
-    t, z, on = t_start, np.array([xi, vi]), int(xi > cc)
-    while True:
-        grid = np.linspace(0.0, t_end - t, 401)[1:]
-        lam, V = np.linalg.eig(A[on])  # the grid only brackets the crossings: x(h) - c by eigenvectors, at once
-        xs = np.real((V[0] * np.exp(np.multiply.outer(grid, lam))) @ np.linalg.solve(V, z)) - cc
-        sign_change = np.flatnonzero(np.sign(xs) != (1 if on else -1))
-        if not sign_change.size:
-            z = scipy.linalg.expm(A[on] * (t_end - t)) @ z
-            return float(z @ z)
-        j = int(sign_change[0])
-        lo = 0.0 if j == 0 else grid[j - 1]
-        h = scipy.optimize.brentq(lambda h: (scipy.linalg.expm(A[on] * h) @ z)[0] - cc, lo, grid[j], xtol=1e-15,
-                                  rtol=8.9e-16)
-        z, t, on = scipy.linalg.expm(A[on] * h) @ z, t + h, 1 - on
-
-
 OSC_P = np.array([1.3, 0.7, 0.4, 0.0, 1.0])  # w, d, c, x0, v0
 OSC_SPAN = (0.2, 4.0)
 
@@ -159,18 +137,7 @@ OSC_SPAN = (0.2, 4.0)
 @pytest.fixture(scope="module")
 def oscillator_reference():
     """The loss and its central differences (h = 1e-6) in w, d, c, x0, v0, t0, T from the exact solution."""
-    h, out = 1e-6, []
-    for q in range(7):
-        def loss_at(e):
-            pp, ts_ = OSC_P.copy(), list(OSC_SPAN)
-            if q < 5:
-                pp[q] += e
-            else:
-                ts_[q - 5] += e
-            return _oscillator_loss(pp, ts_)
-
-        out.append((loss_at(h) - loss_at(-h)) / (2 * h))
-    return _oscillator_loss(OSC_P, OSC_SPAN), np.array(out)
+    return switched_oscillator_reference(OSC_P, OSC_SPAN)
 
 
 @pytest.mark.parametrize("mode", MODES)
