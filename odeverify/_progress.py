@@ -90,6 +90,17 @@ def _columns(stream):
         return None
 
 
+def tqdm_size(stream):
+    """tqdm's size keywords for ``stream``: its own width, or 80 × 24 where the terminal reports a size of 0.
+
+    A terminal that reports no size (a pty never sized: docker exec, some CI runners) makes tqdm draw
+    nothing at all (0 columns, and no row to draw on).
+    """
+    if _columns(stream) != 0:
+        return {"dynamic_ncols": True}
+    return {"dynamic_ncols": False, "ncols": 80, "nrows": 24}
+
+
 class TerminalProgress:
     """A one-line progress display on a terminal stream (the command line's ``stderr``).
 
@@ -135,11 +146,8 @@ class TerminalProgress:
         if self._bar is None or self._stage != event.stage:
             self._close_bar()
             self._stage = event.stage
-            # a terminal that reports no size (a pty never sized: docker exec, some CI runners) makes tqdm
-            # draw nothing at all (0 columns, and no row to draw on): give it 80 × 24 then
-            sized = _columns(self.stream) != 0
             self._bar = self._tqdm(total=event.total, file=self.stream, leave=False, desc=self.prefix,
-                                   dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24)
+                                   **tqdm_size(self.stream))
         self._bar.set_postfix_str(text[:60], refresh=False)
         self._bar.n = event.index + (event.status != "start")
         self._bar.refresh()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -338,9 +337,9 @@ def _progress_bar(total, progress):
         from tqdm import tqdm
     except ImportError:
         return _text_progress(total)
-    # a terminal that reports a size of 0 x 0 (some CI and container ptys): tqdm would draw nothing
-    size = None if _terminal_columns() > 0 else dict(ncols=80, nrows=24)
-    bar = tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=size is None, **(size or {}))
+    from .._progress import tqdm_size  # 80 x 24 where the terminal reports a size of 0 (some CI ptys)
+
+    bar = tqdm(total=total, unit="cell", file=sys.stderr, **tqdm_size(sys.stderr))
     failed = [0]
 
     def update(row):
@@ -352,13 +351,6 @@ def _progress_bar(total, progress):
         bar.update(1)
 
     return update
-
-
-def _terminal_columns():
-    try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
-    except (AttributeError, OSError, ValueError):  # not a terminal, or a replaced stderr
-        return 0
 
 
 def _text_progress(total):
